@@ -1,0 +1,819 @@
+/* Unit tests of the frame codec (proto/frame.h), the error table
+ * (proto/errors.h) and libcoalition (client/coalition.h) against a scripted
+ * fake node on a loopback socket.  Only frame, proto and client APIs are
+ * used here. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "coalition.h"
+#include "errors.h"
+#include "frame.h"
+
+struct fixture {
+    struct frame_decoder d;
+    uint8_t *frame; /* last packed frame, freed by teardown */
+    size_t frame_len;
+    int listen_fd; /* fake node's listening socket, or -1 */
+    char node[64]; /* "127.0.0.1:port" of listen_fd */
+    pid_t child;   /* forked fake node, or 0 */
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    frame_decoder_init(&f->d, FRAME_PAYLOAD_MAX);
+    f->listen_fd = -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    if (f->child > 0) {
+        kill(f->child, SIGTERM);
+        waitpid(f->child, NULL, 0);
+    }
+    if (f->listen_fd >= 0) {
+        close(f->listen_fd);
+    }
+    frame_decoder_close(&f->d);
+    free(f->frame);
+    free(f);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Helpers */
+
+static void pack_status_request(struct fixture *f, uint64_t id)
+{
+    Coalition__StatusRequest sreq = COALITION__STATUS_REQUEST__INIT;
+    Coalition__Request req = COALITION__REQUEST__INIT;
+    req.id = id;
+    req.op_case = COALITION__REQUEST__OP_STATUS;
+    req.status = &sreq;
+    free(f->frame);
+    f->frame = NULL;
+    assert_int_equal(frame_pack_request(&req, &f->frame, &f->frame_len), 0);
+}
+
+/* Takes the next frame from f->d and unpacks it as a request. */
+static Coalition__Request *next_request(struct fixture *f)
+{
+    const uint8_t *p = NULL;
+    size_t n = 0;
+    assert_int_equal(frame_decoder_next(&f->d, &p, &n), 1);
+    Coalition__Request *req = NULL;
+    assert_int_equal(frame_unpack_request(p, n, &req), 0);
+    return req;
+}
+
+/* Listens on 127.0.0.1 on a free port. */
+static void fake_listen(struct fixture *f)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    socklen_t len = sizeof(sa);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    snprintf(f->node, sizeof(f->node), "127.0.0.1:%u", (unsigned)ntohs(sa.sin_port));
+    f->listen_fd = fd;
+}
+
+/* Blocking read of the next request on `fd` through decoder `d`.  Returns
+ * NULL at EOF. */
+static Coalition__Request *fake_read(int fd, struct frame_decoder *d)
+{
+    for (;;) {
+        const uint8_t *p = NULL;
+        size_t n = 0;
+        int rv = frame_decoder_next(d, &p, &n);
+        if (rv < 0) {
+            return NULL;
+        }
+        if (rv == 1) {
+            Coalition__Request *req = NULL;
+            if (frame_unpack_request(p, n, &req) != 0) {
+                return NULL;
+            }
+            return req;
+        }
+        uint8_t buf[4096];
+        ssize_t got = read(fd, buf, sizeof(buf));
+        if (got < 0 && errno == EINTR) {
+            continue;
+        }
+        if (got <= 0) {
+            return NULL;
+        }
+        if (frame_decoder_feed(d, buf, (size_t)got) != 0) {
+            return NULL;
+        }
+    }
+}
+
+static void fake_write(int fd, const Coalition__Response *resp)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (frame_pack_response(resp, &buf, &len) != 0) {
+        return;
+    }
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = write(fd, buf + off, len - off);
+        if (n <= 0) {
+            break;
+        }
+        off += (size_t)n;
+    }
+    free(buf);
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* Answers one request the way the scripted fake node does.  Returns false
+ * when the connection should be closed. */
+static bool fake_answer(int fd, const Coalition__Request *req)
+{
+    static uint8_t hash[COALITION_HASH_LEN];
+    static char long_reason[300];
+    memset(hash, 0xab, sizeof(hash));
+    memset(long_reason, 'r', sizeof(long_reason) - 1);
+
+    Coalition__Response resp = COALITION__RESPONSE__INIT;
+    resp.id = req->id;
+    Coalition__StatusResult status = COALITION__STATUS_RESULT__INIT;
+    Coalition__BalanceResult balance = COALITION__BALANCE_RESULT__INIT;
+    Coalition__TxnResult txn = COALITION__TXN_RESULT__INIT;
+    Coalition__VerifyResult verify = COALITION__VERIFY_RESULT__INIT;
+    Coalition__HistoryResult history = COALITION__HISTORY_RESULT__INIT;
+    Coalition__HistoryItem items[2] = {COALITION__HISTORY_ITEM__INIT,
+                                       COALITION__HISTORY_ITEM__INIT};
+    Coalition__HistoryItem *item_ptrs[2] = {&items[0], &items[1]};
+
+    switch (req->op_case) {
+    case COALITION__REQUEST__OP_STATUS:
+        status.node_id = 3;
+        status.role = "leader";
+        status.applied_seq = 42;
+        status.applied_index = 17;
+        status.head_hash.data = hash;
+        status.head_hash.len = sizeof(hash);
+        resp.result_case = COALITION__RESPONSE__RESULT_STATUS;
+        resp.status = &status;
+        break;
+    case COALITION__REQUEST__OP_BALANCE:
+        if (strcmp(req->balance->member, "slow") == 0) {
+            sleep_ms(300);
+        }
+        if (strcmp(req->balance->member, "badframe") == 0) {
+            resp.id = 0;
+            resp.code = COALITION_E_BAD_FRAME;
+            resp.message = "bad frame";
+            fake_write(fd, &resp);
+            return false;
+        }
+        if (strcmp(req->balance->member, "M") != 0 && strcmp(req->balance->member, "slow") != 0) {
+            resp.code = COALITION_E_UNKNOWN_MEMBER;
+            resp.message = "no member 'X'";
+            break;
+        }
+        balance.member = req->balance->member;
+        balance.points = 900;
+        balance.as_of_seq = 57;
+        resp.result_case = COALITION__RESPONSE__RESULT_BALANCE;
+        resp.balance = &balance;
+        break;
+    case COALITION__REQUEST__OP_HISTORY:
+        items[0].seq = 9;
+        items[0].kind = COALITION__TXN_KIND__TXN_REDEEM;
+        items[0].partner = "P2";
+        items[0].txn_id = "t9";
+        items[0].delta = -100;
+        items[0].reason = long_reason;
+        items[1].seq = 4;
+        items[1].kind = COALITION__TXN_KIND__TXN_AWARD;
+        items[1].partner = "P1";
+        items[1].txn_id = "t4";
+        items[1].delta = 1000;
+        history.member = req->history->member;
+        history.n_items = req->history->limit == 1 ? 1 : 2;
+        history.items = item_ptrs;
+        resp.result_case = COALITION__RESPONSE__RESULT_HISTORY;
+        resp.history = &history;
+        break;
+    case COALITION__REQUEST__OP_VERIFY:
+        verify.entries_checked = 7;
+        verify.accounts_checked = 5;
+        verify.broken_seq = 7;
+        resp.code = COALITION_E_VERIFY_FAILED;
+        resp.message = "entry 7: hash chain broken";
+        resp.result_case = COALITION__RESPONSE__RESULT_VERIFY;
+        resp.verify = &verify;
+        break;
+    case COALITION__REQUEST__OP_TXN:
+        if (req->txn->points > 1000) {
+            resp.code = COALITION_E_INSUFFICIENT_POINTS;
+            resp.message = "member M has 900 points";
+            break;
+        }
+        txn.txn_id = req->txn->txn_id;
+        txn.seq = 100 + req->id;
+        txn.points = req->txn->points;
+        txn.duplicate = strcmp(req->txn->txn_id, "dup") == 0;
+        txn.time_ms = 1700000000000ULL;
+        resp.result_case = COALITION__RESPONSE__RESULT_TXN;
+        resp.txn = &txn;
+        break;
+    default:
+        resp.code = COALITION_E_INVALID_ARGUMENT;
+        resp.message = "no op";
+        break;
+    }
+    fake_write(fd, &resp);
+    return true;
+}
+
+/* Forks a fake node that serves connections on f->listen_fd one at a time
+ * until it is killed by teardown. */
+static void fake_node_start(struct fixture *f)
+{
+    fake_listen(f);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        for (;;) {
+            int fd = accept(f->listen_fd, NULL, NULL);
+            if (fd < 0) {
+                _exit(1);
+            }
+            struct frame_decoder d;
+            frame_decoder_init(&d, FRAME_PAYLOAD_MAX);
+            for (;;) {
+                Coalition__Request *req = fake_read(fd, &d);
+                if (req == NULL) {
+                    break;
+                }
+                bool keep = fake_answer(fd, req);
+                frame_free_request(req);
+                if (!keep) {
+                    break;
+                }
+            }
+            frame_decoder_close(&d);
+            close(fd);
+        }
+    }
+    f->child = pid;
+}
+
+/* ------------------------------------------------------------------------
+ * Codec */
+
+static void test_frame_request_round_trip(void **state)
+{
+    struct fixture *f = *state;
+    Coalition__Txn txn = COALITION__TXN__INIT;
+    txn.kind = COALITION__TXN_KIND__TXN_TRANSFER;
+    txn.partner = "P1";
+    txn.txn_id = "t-1";
+    txn.member = "M1";
+    txn.member_to = "M2";
+    txn.points = -5; /* sint64: negative values survive the trip */
+    txn.reason = "gift";
+    Coalition__Request req = COALITION__REQUEST__INIT;
+    req.id = 77;
+    req.op_case = COALITION__REQUEST__OP_TXN;
+    req.txn = &txn;
+
+    assert_int_equal(frame_pack_request(&req, &f->frame, &f->frame_len), 0);
+    assert_true(f->frame_len > FRAME_HEADER_LEN);
+    size_t payload_len = f->frame_len - FRAME_HEADER_LEN;
+    assert_int_equal(f->frame[0], (payload_len >> 24) & 0xff);
+    assert_int_equal(f->frame[3], payload_len & 0xff);
+
+    assert_int_equal(frame_decoder_feed(&f->d, f->frame, f->frame_len), 0);
+    Coalition__Request *got = next_request(f);
+    assert_int_equal(got->id, 77);
+    assert_int_equal(got->op_case, COALITION__REQUEST__OP_TXN);
+    assert_int_equal(got->txn->kind, COALITION__TXN_KIND__TXN_TRANSFER);
+    assert_string_equal(got->txn->partner, "P1");
+    assert_string_equal(got->txn->txn_id, "t-1");
+    assert_string_equal(got->txn->member, "M1");
+    assert_string_equal(got->txn->member_to, "M2");
+    assert_string_equal(got->txn->reason, "gift");
+    assert_true(got->txn->points == -5);
+    frame_free_request(got);
+    assert_int_equal(frame_decoder_pending(&f->d), 0);
+}
+
+static void test_frame_response_round_trip(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t hash[32];
+    memset(hash, 0x5a, sizeof(hash));
+    Coalition__VerifyResult v = COALITION__VERIFY_RESULT__INIT;
+    v.entries_checked = 12;
+    v.accounts_checked = 4;
+    v.broken_seq = 9;
+    v.head_hash.data = hash;
+    v.head_hash.len = sizeof(hash);
+    Coalition__Response resp = COALITION__RESPONSE__INIT;
+    resp.id = 5;
+    resp.code = COALITION_E_VERIFY_FAILED;
+    resp.message = "entry 9 broken";
+    resp.result_case = COALITION__RESPONSE__RESULT_VERIFY;
+    resp.verify = &v;
+
+    assert_int_equal(frame_pack_response(&resp, &f->frame, &f->frame_len), 0);
+    assert_int_equal(frame_decoder_feed(&f->d, f->frame, f->frame_len), 0);
+    const uint8_t *p = NULL;
+    size_t n = 0;
+    assert_int_equal(frame_decoder_next(&f->d, &p, &n), 1);
+    assert_int_equal(n, f->frame_len - FRAME_HEADER_LEN);
+    Coalition__Response *got = NULL;
+    assert_int_equal(frame_unpack_response(p, n, &got), 0);
+    assert_int_equal(got->id, 5);
+    assert_int_equal(got->code, COALITION_E_VERIFY_FAILED);
+    assert_string_equal(got->message, "entry 9 broken");
+    assert_int_equal(got->result_case, COALITION__RESPONSE__RESULT_VERIFY);
+    assert_int_equal(got->verify->entries_checked, 12);
+    assert_int_equal(got->verify->accounts_checked, 4);
+    assert_int_equal(got->verify->broken_seq, 9);
+    assert_memory_equal(got->verify->head_hash.data, hash, sizeof(hash));
+    frame_free_response(got);
+}
+
+static void test_frame_many_frames_one_feed(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 100 };
+    uint8_t *all = NULL;
+    size_t all_len = 0;
+    for (uint64_t i = 1; i <= N; i++) {
+        pack_status_request(f, i);
+        uint8_t *grown = realloc(all, all_len + f->frame_len);
+        assert_non_null(grown);
+        all = grown;
+        memcpy(all + all_len, f->frame, f->frame_len);
+        all_len += f->frame_len;
+    }
+    assert_int_equal(frame_decoder_feed(&f->d, all, all_len), 0);
+    free(all);
+    for (uint64_t i = 1; i <= N; i++) {
+        Coalition__Request *got = next_request(f);
+        assert_int_equal(got->id, i);
+        assert_int_equal(got->op_case, COALITION__REQUEST__OP_STATUS);
+        frame_free_request(got);
+    }
+    const uint8_t *p = NULL;
+    size_t n = 0;
+    assert_int_equal(frame_decoder_next(&f->d, &p, &n), 0);
+    assert_int_equal(frame_decoder_pending(&f->d), 0);
+}
+
+static void test_frame_one_byte_at_a_time(void **state)
+{
+    struct fixture *f = *state;
+    pack_status_request(f, 99);
+    const uint8_t *p = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < f->frame_len; i++) {
+        assert_int_equal(frame_decoder_next(&f->d, &p, &n), 0);
+        assert_int_equal(frame_decoder_pending(&f->d), i);
+        assert_int_equal(frame_decoder_feed(&f->d, &f->frame[i], 1), 0);
+    }
+    Coalition__Request *got = next_request(f);
+    assert_int_equal(got->id, 99);
+    frame_free_request(got);
+    assert_int_equal(frame_decoder_pending(&f->d), 0);
+}
+
+static void test_frame_truncated_frame_pending_at_eof(void **state)
+{
+    struct fixture *f = *state;
+    pack_status_request(f, 1);
+    assert_int_equal(frame_decoder_feed(&f->d, f->frame, f->frame_len - 1), 0);
+    const uint8_t *p = NULL;
+    size_t n = 0;
+    assert_int_equal(frame_decoder_next(&f->d, &p, &n), 0);
+    assert_int_equal(frame_decoder_pending(&f->d), f->frame_len - 1);
+}
+
+static void test_frame_oversized_header_too_large(void **state)
+{
+    struct fixture *f = *state;
+    /* Only the header: the error must not wait for the announced bytes. */
+    uint32_t announced = (uint32_t)FRAME_PAYLOAD_MAX + 1;
+    uint8_t header[FRAME_HEADER_LEN] = {(uint8_t)(announced >> 24), (uint8_t)(announced >> 16),
+                                        (uint8_t)(announced >> 8), (uint8_t)announced};
+    assert_int_equal(frame_decoder_feed(&f->d, header, sizeof(header)), 0);
+    const uint8_t *p = NULL;
+    size_t n = 0;
+    assert_int_equal(frame_decoder_next(&f->d, &p, &n), COALITION_E_FRAME_TOO_LARGE);
+}
+
+static void test_frame_payload_max_is_per_decoder(void **state)
+{
+    struct fixture *f = *state;
+    pack_status_request(f, 1000);
+    size_t payload_len = f->frame_len - FRAME_HEADER_LEN;
+    const uint8_t *p = NULL;
+    size_t n = 0;
+
+    struct frame_decoder exact;
+    frame_decoder_init(&exact, payload_len);
+    assert_int_equal(frame_decoder_feed(&exact, f->frame, f->frame_len), 0);
+    assert_int_equal(frame_decoder_next(&exact, &p, &n), 1);
+    assert_int_equal(n, payload_len);
+    frame_decoder_close(&exact);
+
+    struct frame_decoder small;
+    frame_decoder_init(&small, payload_len - 1);
+    assert_int_equal(frame_decoder_feed(&small, f->frame, f->frame_len), 0);
+    assert_int_equal(frame_decoder_next(&small, &p, &n), COALITION_E_FRAME_TOO_LARGE);
+    frame_decoder_close(&small);
+}
+
+static void test_frame_zero_length_bad_frame(void **state)
+{
+    struct fixture *f = *state;
+    uint8_t header[FRAME_HEADER_LEN] = {0, 0, 0, 0};
+    assert_int_equal(frame_decoder_feed(&f->d, header, sizeof(header)), 0);
+    const uint8_t *p = NULL;
+    size_t n = 0;
+    assert_int_equal(frame_decoder_next(&f->d, &p, &n), COALITION_E_BAD_FRAME);
+    /* The stream stays failed. */
+    assert_int_equal(frame_decoder_next(&f->d, &p, &n), COALITION_E_BAD_FRAME);
+}
+
+static void test_frame_garbage_payload_bad_frame(void **state)
+{
+    (void)state;
+    /* Field 1 as a length-delimited field claiming more bytes than exist. */
+    const uint8_t garbage[] = {0x0a, 0x7f, 0x01, 0x02};
+    Coalition__Request *req = NULL;
+    assert_int_equal(frame_unpack_request(garbage, sizeof(garbage), &req), COALITION_E_BAD_FRAME);
+    assert_null(req);
+    Coalition__Response *resp = NULL;
+    const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    assert_int_equal(frame_unpack_response(junk, sizeof(junk), &resp), COALITION_E_BAD_FRAME);
+    assert_null(resp);
+}
+
+static void test_frame_pack_too_large(void **state)
+{
+    struct fixture *f = *state;
+    char *big = malloc(FRAME_PAYLOAD_MAX + 1);
+    assert_non_null(big);
+    memset(big, 'x', FRAME_PAYLOAD_MAX);
+    big[FRAME_PAYLOAD_MAX] = '\0';
+    Coalition__Txn txn = COALITION__TXN__INIT;
+    txn.kind = COALITION__TXN_KIND__TXN_AWARD;
+    txn.reason = big;
+    Coalition__Request req = COALITION__REQUEST__INIT;
+    req.id = 1;
+    req.op_case = COALITION__REQUEST__OP_TXN;
+    req.txn = &txn;
+    assert_int_equal(frame_pack_request(&req, &f->frame, &f->frame_len),
+                     COALITION_E_FRAME_TOO_LARGE);
+    assert_null(f->frame);
+    free(big);
+}
+
+static void test_frame_pack_empty_message_refused(void **state)
+{
+    struct fixture *f = *state;
+    Coalition__Response resp = COALITION__RESPONSE__INIT;
+    assert_int_equal(frame_pack_response(&resp, &f->frame, &f->frame_len), COALITION_E_BAD_FRAME);
+    assert_null(f->frame);
+}
+
+static void test_frame_decoder_buffer_bounded(void **state)
+{
+    (void)state;
+    enum { CHUNK = 7, MAX = 64, N = 200 };
+    struct frame_decoder d;
+    frame_decoder_init(&d, MAX);
+    uint8_t frame[FRAME_HEADER_LEN + MAX];
+    frame[0] = 0;
+    frame[1] = 0;
+    frame[2] = 0;
+    frame[3] = MAX;
+    memset(frame + FRAME_HEADER_LEN, 0x08, MAX); /* field 1 varint 8, repeated */
+
+    size_t frames = 0;
+    size_t fed = 0;
+    while (frames < N) {
+        uint8_t chunk[CHUNK];
+        for (size_t i = 0; i < CHUNK; i++) {
+            chunk[i] = frame[(fed + i) % sizeof(frame)];
+        }
+        fed += CHUNK;
+        assert_int_equal(frame_decoder_feed(&d, chunk, CHUNK), 0);
+        assert_true(d.cap <= MAX + FRAME_HEADER_LEN + CHUNK);
+        assert_true(frame_decoder_pending(&d) <= MAX + FRAME_HEADER_LEN + CHUNK);
+        const uint8_t *p = NULL;
+        size_t n = 0;
+        while (frame_decoder_next(&d, &p, &n) == 1) {
+            assert_int_equal(n, MAX);
+            assert_int_equal(p[0], 0x08);
+            frames++;
+        }
+    }
+    frame_decoder_close(&d);
+}
+
+static void test_frame_errors_round_trip(void **state)
+{
+    (void)state;
+    size_t count = 0;
+#define CHECK_(name, value, msg)                                                                   \
+    assert_string_equal(coalition_errname(value), #name);                                          \
+    assert_string_equal(coalition_strerror(value), msg);                                           \
+    assert_int_equal(coalition_errcode(#name), value);                                             \
+    assert_true((value) < 0);                                                                      \
+    count++;
+    COALITION_ERROR_MAP(CHECK_)
+#undef CHECK_
+    assert_true(count >= 23);
+    assert_string_equal(coalition_errname(0), "OK");
+    assert_int_equal(coalition_errcode("OK"), 0);
+    assert_string_equal(coalition_errname(-9999), "UNKNOWN_ERROR");
+    assert_string_equal(coalition_errname(5), "UNKNOWN_ERROR");
+    assert_int_equal(coalition_errcode("NO_SUCH_NAME"), COALITION_E_INTERNAL);
+    assert_string_equal(coalition_strerror(COALITION_E_INSUFFICIENT_POINTS),
+                        "Not enough points available");
+}
+
+/* ------------------------------------------------------------------------
+ * Client library */
+
+static void test_frame_client_hash_hex(void **state)
+{
+    (void)state;
+    uint8_t hash[COALITION_HASH_LEN];
+    for (size_t i = 0; i < sizeof(hash); i++) {
+        hash[i] = (uint8_t)(i * 17);
+    }
+    char hex[2 * COALITION_HASH_LEN + 1];
+    coalition_hash_hex(hash, hex);
+    assert_int_equal(strlen(hex), 64);
+    assert_memory_equal(hex, "00112233445566778899aabbccddeeff", 32);
+}
+
+static void test_frame_client_unreachable(void **state)
+{
+    struct fixture *f = *state;
+    fake_listen(f);
+    close(f->listen_fd); /* nothing listens on that port now */
+    f->listen_fd = -1;
+    struct coalition_client *c = NULL;
+    assert_int_equal(coalition_client_create(f->node, 500, &c), COALITION_E_UNREACHABLE);
+    assert_null(c);
+}
+
+static void test_frame_client_bad_address(void **state)
+{
+    (void)state;
+    struct coalition_client *c = NULL;
+    assert_int_equal(coalition_client_create("no-port-here", 500, &c),
+                     COALITION_E_INVALID_ARGUMENT);
+    assert_int_equal(coalition_client_create("127.0.0.1:", 500, &c), COALITION_E_INVALID_ARGUMENT);
+    assert_null(c);
+}
+
+static void test_frame_client_pipelined(void **state)
+{
+    struct fixture *f = *state;
+    fake_listen(f);
+    struct coalition_client *c = NULL;
+    assert_int_equal(coalition_client_create(f->node, 2000, &c), 0);
+    int sfd = accept(f->listen_fd, NULL, NULL);
+    assert_true(sfd >= 0);
+
+    struct coalition_txn t = {.kind = COALITION_TXN_AWARD, .partner = "P1", .member = "M"};
+    const char *ids[] = {"a", "b", "c"};
+    const int64_t points[] = {10, 5000, 30};
+    for (size_t i = 0; i < 3; i++) {
+        t.txn_id = ids[i];
+        t.points = points[i];
+        uint64_t id = 0;
+        assert_int_equal(coalition_client_submit(c, &t, &id), 0);
+        assert_int_equal(id, i + 1);
+    }
+    /* Too long: refused locally, nothing queued. */
+    char long_id[COALITION_ID_MAX + 2];
+    memset(long_id, 'x', sizeof(long_id) - 1);
+    long_id[sizeof(long_id) - 1] = '\0';
+    t.txn_id = long_id;
+    uint64_t id = 0;
+    assert_int_equal(coalition_client_submit(c, &t, &id), COALITION_E_INVALID_ARGUMENT);
+    assert_int_equal(coalition_client_outstanding(c), 3);
+    assert_int_equal(coalition_client_flush(c), 0);
+
+    /* The fake node answers out of order: 3, 1, 2. */
+    Coalition__Request *reqs[3];
+    for (size_t i = 0; i < 3; i++) {
+        reqs[i] = fake_read(sfd, &f->d);
+        assert_non_null(reqs[i]);
+        assert_int_equal(reqs[i]->id, i + 1);
+        assert_int_equal(reqs[i]->op_case, COALITION__REQUEST__OP_TXN);
+        assert_string_equal(reqs[i]->txn->txn_id, ids[i]);
+    }
+    assert_true(fake_answer(sfd, reqs[2]));
+    assert_true(fake_answer(sfd, reqs[0]));
+    assert_true(fake_answer(sfd, reqs[1]));
+    for (size_t i = 0; i < 3; i++) {
+        frame_free_request(reqs[i]);
+    }
+
+    const uint64_t want_ids[] = {3, 1, 2};
+    for (size_t i = 0; i < 3; i++) {
+        uint64_t rid = 0;
+        int code = 1;
+        struct coalition_txn_result r;
+        assert_int_equal(coalition_client_poll(c, 2000, &rid, &code, &r), 1);
+        assert_int_equal(rid, want_ids[i]);
+        if (rid == 2) {
+            assert_int_equal(code, COALITION_E_INSUFFICIENT_POINTS);
+            assert_string_equal(coalition_client_errmsg(c), "member M has 900 points");
+        } else {
+            assert_int_equal(code, 0);
+            assert_int_equal(r.seq, 100 + rid);
+            assert_int_equal(r.points, points[rid - 1]);
+            assert_false(r.duplicate);
+        }
+    }
+    assert_int_equal(coalition_client_outstanding(c), 0);
+
+    /* Nothing in flight: poll returns at once. */
+    uint64_t rid = 0;
+    int code = 0;
+    struct coalition_txn_result r;
+    assert_int_equal(coalition_client_poll(c, 1000, &rid, &code, &r), 0);
+
+    /* One more in flight, and the node goes away. */
+    t.txn_id = "d";
+    t.points = 1;
+    assert_int_equal(coalition_client_submit(c, &t, &id), 0);
+    assert_int_equal(id, 4);
+    assert_int_equal(coalition_client_poll(c, 0, &rid, &code, &r), 0);
+    close(sfd);
+    assert_int_equal(coalition_client_poll(c, 2000, &rid, &code, &r), COALITION_E_UNREACHABLE);
+    assert_int_equal(coalition_client_outstanding(c), 0);
+    assert_int_equal(coalition_client_fd(c), -1);
+    coalition_client_destroy(c);
+}
+
+static void test_frame_client_sync_calls(void **state)
+{
+    struct fixture *f = *state;
+    fake_node_start(f);
+    struct coalition_client *c = NULL;
+    assert_int_equal(coalition_client_create(f->node, 2000, &c), 0);
+
+    struct coalition_status st;
+    assert_int_equal(coalition_client_status(c, &st), 0);
+    assert_int_equal(st.node_id, 3);
+    assert_string_equal(st.role, "leader");
+    assert_int_equal(st.applied_seq, 42);
+    assert_int_equal(st.applied_index, 17);
+    char hex[2 * COALITION_HASH_LEN + 1];
+    coalition_hash_hex(st.head_hash, hex);
+    assert_memory_equal(hex, "abababab", 8);
+
+    struct coalition_balance bal;
+    assert_int_equal(coalition_client_balance(c, "M", &bal), 0);
+    assert_int_equal(bal.points, 900);
+    assert_int_equal(bal.as_of_seq, 57);
+    assert_int_equal(coalition_client_balance(c, "X", &bal), COALITION_E_UNKNOWN_MEMBER);
+    assert_string_equal(coalition_client_errmsg(c), "no member 'X'");
+
+    struct coalition_txn_result tr;
+    assert_int_equal(coalition_client_award(c, "P1", "M", 100, "dup", "coffee", &tr), 0);
+    assert_true(tr.duplicate);
+    assert_int_equal(tr.points, 100);
+    assert_int_equal(tr.time_ms, 1700000000000ULL);
+    assert_int_equal(coalition_client_redeem(c, "P1", "M", 5000, "r1", &tr),
+                     COALITION_E_INSUFFICIENT_POINTS);
+    char long_reason[COALITION_REASON_MAX + 2];
+    memset(long_reason, 'y', sizeof(long_reason) - 1);
+    long_reason[sizeof(long_reason) - 1] = '\0';
+    assert_int_equal(coalition_client_award(c, "P1", "M", 1, "t", long_reason, &tr),
+                     COALITION_E_INVALID_ARGUMENT);
+    struct coalition_txn bad = {.kind = 0, .partner = "P1", .txn_id = "t"};
+    assert_int_equal(coalition_client_txn(c, &bad, &tr), COALITION_E_INVALID_ARGUMENT);
+
+    struct coalition_history h;
+    assert_int_equal(coalition_client_history(c, "M", 0, &h), 0);
+    assert_int_equal(h.len, 2);
+    assert_int_equal(h.items[0].seq, 9);
+    assert_int_equal(h.items[0].kind, COALITION_TXN_REDEEM);
+    assert_int_equal(h.items[0].delta, -100);
+    assert_string_equal(h.items[0].partner, "P2");
+    assert_int_equal(strlen(h.items[0].reason), COALITION_REASON_MAX); /* truncated */
+    assert_int_equal(h.items[1].kind, COALITION_TXN_AWARD);
+    assert_string_equal(h.items[1].txn_id, "t4");
+    coalition_history_free(&h);
+    assert_null(h.items);
+
+    struct coalition_verify v;
+    assert_int_equal(coalition_client_verify(c, &v), COALITION_E_VERIFY_FAILED);
+    assert_int_equal(v.broken_seq, 7);
+    assert_int_equal(v.entries_checked, 7);
+    assert_string_equal(coalition_client_errmsg(c), "entry 7: hash chain broken");
+
+    coalition_client_destroy(c);
+}
+
+static void test_frame_client_timeout_then_late_answer_discarded(void **state)
+{
+    struct fixture *f = *state;
+    fake_node_start(f);
+    struct coalition_client *c = NULL;
+    assert_int_equal(coalition_client_create(f->node, 100, &c), 0);
+    struct coalition_balance bal;
+    assert_int_equal(coalition_client_balance(c, "slow", &bal), COALITION_E_TIMEOUT);
+    /* The late answer to the slow request arrives first and is skipped. */
+    sleep_ms(350);
+    bal.points = 0;
+    assert_int_equal(coalition_client_balance(c, "M", &bal), 0);
+    assert_int_equal(bal.points, 900);
+    coalition_client_destroy(c);
+}
+
+static void test_frame_client_bad_frame_then_reconnect(void **state)
+{
+    struct fixture *f = *state;
+    fake_node_start(f);
+    struct coalition_client *c = NULL;
+    assert_int_equal(coalition_client_create(f->node, 2000, &c), 0);
+    struct coalition_balance bal;
+    assert_int_equal(coalition_client_balance(c, "badframe", &bal), COALITION_E_BAD_FRAME);
+    assert_string_equal(coalition_client_errmsg(c), "bad frame");
+    assert_int_equal(coalition_client_fd(c), -1);
+    /* The next call connects again. */
+    assert_int_equal(coalition_client_balance(c, "M", &bal), 0);
+    assert_int_equal(bal.points, 900);
+    coalition_client_destroy(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_frame_request_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_response_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_many_frames_one_feed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_one_byte_at_a_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_truncated_frame_pending_at_eof, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_oversized_header_too_large, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_payload_max_is_per_decoder, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_zero_length_bad_frame, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_garbage_payload_bad_frame, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_pack_too_large, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_pack_empty_message_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_decoder_buffer_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_errors_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_client_hash_hex, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_client_unreachable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_client_bad_address, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_client_pipelined, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_client_sync_calls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_client_timeout_then_late_answer_discarded, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_frame_client_bad_frame_then_reconnect, setup,
+                                        teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
