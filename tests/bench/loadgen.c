@@ -623,6 +623,8 @@ static int lg_mode_load(const struct lg_options *opt)
             fprintf(stderr, "loadgen: cannot open %s: %s\n", opt->ack_log, strerror(errno));
             return 1;
         }
+        /* Line by line, so a watcher sees acks as they come. */
+        setvbuf(ld.ack, NULL, _IOLBF, 0);
     }
     struct lg_conn *conns = lg_conns_create(opt->node, opt->clients, opt->depth);
     if (conns == NULL) {
