@@ -13,39 +13,39 @@
 #include "coalition.pb-c.h"
 #include "store.h"
 
-#define LEDGER_HASH_LEN 32
-#define LEDGER_ID_MAX 64      /* bytes in an id (partner, member, card, txn) */
-#define LEDGER_REASON_MAX 200 /* bytes in a reason or name */
-#define LEDGER_POINTS_MAX 1000000000000LL
+#define LEDGER_HASH_LEN        32
+#define LEDGER_ID_MAX          64  /* bytes in an id (partner, member, card, txn) */
+#define LEDGER_REASON_MAX      200 /* bytes in a reason or name */
+#define LEDGER_POINTS_MAX      1000000000000LL
 #define LEDGER_HISTORY_DEFAULT 20
-#define LEDGER_HISTORY_MAX 1000
+#define LEDGER_HISTORY_MAX     1000
 
 struct ledger;
 
 /* Outcome of one transaction of a batch.  Every node computes the same. */
 struct ledger_result {
-    int code;          /* 0 or a negative COALITION_E_* code */
-    uint64_t seq;      /* entry sequence number (original's if duplicate) */
-    bool duplicate;    /* already applied earlier: nothing changed now */
-    int64_t points;    /* points the entry moved */
-    uint64_t time_ms;  /* time of the entry (original's if duplicate) */
+    int code;         /* 0 or a negative COALITION_E_* code */
+    uint64_t seq;     /* entry sequence number (original's if duplicate) */
+    bool duplicate;   /* already applied earlier: nothing changed now */
+    int64_t points;   /* points the entry moved */
+    uint64_t time_ms; /* time of the entry (original's if duplicate) */
 };
 
 /* Where the ledger stands: the last entry and the last applied batch. */
 struct ledger_head {
-    uint64_t seq;                    /* last accepted entry, 0 if none */
-    uint8_t hash[LEDGER_HASH_LEN];   /* its hash; all zero if none */
-    uint64_t applied_index;          /* last applied batch (raft index) */
-    uint64_t time_ms;                /* time of the last applied batch */
+    uint64_t seq;                  /* last accepted entry, 0 if none */
+    uint8_t hash[LEDGER_HASH_LEN]; /* its hash; all zero if none */
+    uint64_t applied_index;        /* last applied batch (raft index) */
+    uint64_t time_ms;              /* time of the last applied batch */
 };
 
 struct ledger_verify_report {
     uint64_t entries_checked;
     uint64_t accounts_checked;
-    uint64_t broken_seq;              /* first bad entry, 0 if none or n/a */
+    uint64_t broken_seq; /* first bad entry, 0 if none or n/a */
     uint8_t head_hash[LEDGER_HASH_LEN];
     uint8_t state_digest[LEDGER_HASH_LEN];
-    char detail[256];                 /* what failed, empty when ok */
+    char detail[256]; /* what failed, empty when ok */
 };
 
 /* Opens the ledger held in `s` (borrowed; must outlive the ledger), loads

@@ -1,0 +1,598 @@
+/* The TCP front of coalitiond (contract in server.h): connections, frame
+ * decoding, request dispatch, and coalesced response writes.  Ledger logic
+ * lives in ledger.c and ordering/durability in batcher.c, not here. */
+#include "server.h"
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "errors.h"
+#include "frame.h"
+
+#define SERVER_READ_BUF (64 * 1024)
+
+struct conn {
+    uv_tcp_t tcp; /* first: the handle's address is the conn's */
+    struct server *srv;
+    struct conn *prev, *next;
+    struct frame_decoder dec;
+    uint8_t *out; /* responses not yet handed to the kernel */
+    size_t out_len, out_cap;
+    uint8_t *wbuf; /* the bytes of the write in progress */
+    size_t wcap;
+    uv_write_t wreq;
+    size_t inflight; /* requests answered later (writes, barriers, verify) */
+    int refs;        /* the handle + one per request in flight */
+    bool writing, reading, closing, close_after_flush;
+};
+
+/* A request whose answer comes later. */
+struct op {
+    struct batcher_req breq; /* first */
+    struct conn *conn;
+    Coalition__Request *req; /* owned */
+    uint8_t *frame;          /* prepared response frame (barriers), owned */
+    size_t frame_len;
+    uv_work_t work; /* verify */
+    struct ledger_verify_report rep;
+    int verify_rv;
+};
+
+static uint8_t server_read_buf[SERVER_READ_BUF];
+
+static void conn_flush(struct conn *c);
+static void conn_close(struct conn *c);
+
+static void conn_unref(struct conn *c)
+{
+    assert(c->refs > 0);
+    if (--c->refs > 0) {
+        return;
+    }
+    frame_decoder_close(&c->dec);
+    free(c->out);
+    free(c->wbuf);
+    free(c);
+}
+
+static void conn_on_close(uv_handle_t *h)
+{
+    struct conn *c = (struct conn *)h;
+    struct server *s = c->srv;
+    if (c->prev != NULL) {
+        c->prev->next = c->next;
+    } else {
+        s->conns = c->next;
+    }
+    if (c->next != NULL) {
+        c->next->prev = c->prev;
+    }
+    s->n_conns--;
+    conn_unref(c);
+}
+
+static void conn_close(struct conn *c)
+{
+    if (c->closing) {
+        return;
+    }
+    c->closing = true;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    uv_close((uv_handle_t *)&c->tcp, conn_on_close);
+}
+
+/* Makes room for `more` bytes in the output buffer.  0 or NOMEM. */
+static int conn_reserve(struct conn *c, size_t more)
+{
+    if (c->out_len + more <= c->out_cap) {
+        return 0;
+    }
+    size_t cap = c->out_cap > 0 ? c->out_cap : 4096;
+    while (cap < c->out_len + more) {
+        cap *= 2;
+    }
+    uint8_t *p = realloc(c->out, cap);
+    if (p == NULL) {
+        return COALITION_E_NOMEM;
+    }
+    c->out = p;
+    c->out_cap = cap;
+    return 0;
+}
+
+/* Appends bytes (borrowed) to the output and starts a write. */
+static void conn_send_bytes(struct conn *c, const uint8_t *data, size_t len)
+{
+    if (c->closing) {
+        return;
+    }
+    if (conn_reserve(c, len) != 0) {
+        conn_close(c);
+        return;
+    }
+    memcpy(c->out + c->out_len, data, len);
+    c->out_len += len;
+    conn_flush(c);
+}
+
+/* Packs `resp` as a frame straight into the output buffer. */
+static void conn_send(struct conn *c, const Coalition__Response *resp)
+{
+    if (c->closing) {
+        return;
+    }
+    size_t len = coalition__response__get_packed_size(resp);
+    if (len > FRAME_PAYLOAD_MAX || conn_reserve(c, FRAME_HEADER_LEN + len) != 0) {
+        conn_close(c);
+        return;
+    }
+    uint8_t *p = c->out + c->out_len;
+    p[0] = (uint8_t)(len >> 24);
+    p[1] = (uint8_t)(len >> 16);
+    p[2] = (uint8_t)(len >> 8);
+    p[3] = (uint8_t)len;
+    coalition__response__pack(resp, p + FRAME_HEADER_LEN);
+    c->out_len += FRAME_HEADER_LEN + len;
+    conn_flush(c);
+}
+
+static void conn_send_error(struct conn *c, uint64_t id, int code)
+{
+    Coalition__Response resp = COALITION__RESPONSE__INIT;
+    resp.id = id;
+    resp.code = code;
+    resp.message = (char *)coalition_strerror(code);
+    conn_send(c, &resp);
+}
+
+static void conn_on_write(uv_write_t *w, int status)
+{
+    struct conn *c = w->data;
+    c->writing = false;
+    if (status < 0) {
+        conn_close(c);
+    } else {
+        conn_flush(c);
+    }
+    conn_unref(c);
+}
+
+/* Hands the accumulated output to libuv, one write at a time; responses
+ * that arrive meanwhile are coalesced into the next write. */
+static void conn_flush(struct conn *c)
+{
+    if (c->writing || c->closing) {
+        return;
+    }
+    if (c->out_len == 0) {
+        if (c->close_after_flush) {
+            conn_close(c);
+        }
+        return;
+    }
+    uint8_t *tmp = c->wbuf;
+    size_t tcap = c->wcap;
+    c->wbuf = c->out;
+    c->wcap = c->out_cap;
+    uv_buf_t buf = uv_buf_init((char *)c->wbuf, (unsigned)c->out_len);
+    c->out = tmp;
+    c->out_cap = tcap;
+    c->out_len = 0;
+    c->wreq.data = c;
+    int rv = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &buf, 1, conn_on_write);
+    if (rv != 0) {
+        conn_close(c);
+        return;
+    }
+    c->writing = true;
+    c->refs++;
+}
+
+static void conn_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    buf->base = (char *)server_read_buf;
+    buf->len = sizeof(server_read_buf);
+}
+
+static void conn_read_start(struct conn *c);
+
+/* Bookkeeping when a deferred request completes. */
+static void op_finish(struct op *op)
+{
+    struct conn *c = op->conn;
+    assert(c->inflight > 0);
+    c->inflight--;
+    if (!c->reading && !c->closing && !c->srv->closing && c->inflight < SERVER_INFLIGHT_MAX / 2) {
+        conn_read_start(c);
+    }
+    if (op->req != NULL) {
+        coalition__request__free_unpacked(op->req, NULL);
+    }
+    free(op->frame);
+    free(op);
+    conn_unref(c);
+}
+
+static struct op *op_create(struct conn *c, Coalition__Request *req)
+{
+    struct op *op = calloc(1, sizeof(*op));
+    if (op == NULL) {
+        return NULL;
+    }
+    op->conn = c;
+    op->req = req;
+    c->refs++;
+    c->inflight++;
+    if (c->inflight >= SERVER_INFLIGHT_MAX && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+    return op;
+}
+
+static void op_on_txn(struct batcher_req *breq)
+{
+    struct op *op = (struct op *)breq;
+    const struct ledger_result *r = &breq->result;
+    Coalition__Response resp = COALITION__RESPONSE__INIT;
+    Coalition__TxnResult tr = COALITION__TXN_RESULT__INIT;
+    resp.id = op->req->id;
+    resp.code = r->code;
+    resp.message = (char *)coalition_strerror(r->code);
+    if (r->code == 0) {
+        tr.txn_id = op->req->txn->txn_id;
+        tr.seq = r->seq;
+        tr.duplicate = r->duplicate;
+        tr.points = r->points;
+        tr.time_ms = r->time_ms;
+        resp.result_case = COALITION__RESPONSE__RESULT_TXN;
+        resp.txn = &tr;
+    }
+    conn_send(op->conn, &resp);
+    op_finish(op);
+}
+
+static void op_on_barrier(struct batcher_req *breq)
+{
+    struct op *op = (struct op *)breq;
+    conn_send_bytes(op->conn, op->frame, op->frame_len);
+    op_finish(op);
+}
+
+/* Sends `resp` once everything it may have read is durable. */
+static void respond_durable(struct conn *c, const Coalition__Response *resp)
+{
+    struct server *s = c->srv;
+    if (batcher_durable(s->batcher)) {
+        conn_send(c, resp);
+        return;
+    }
+    struct op *op = op_create(c, NULL);
+    if (op == NULL || frame_pack_response(resp, &op->frame, &op->frame_len) != 0) {
+        if (op != NULL) {
+            op_finish(op);
+        }
+        conn_send_error(c, resp->id, COALITION_E_NOMEM);
+        return;
+    }
+    op->breq.cb = op_on_barrier;
+    op->breq.txn = NULL;
+    batcher_submit(s->batcher, &op->breq);
+}
+
+static void handle_status(struct conn *c, uint64_t id)
+{
+    struct ledger_head h;
+    ledger_get_head(c->srv->ledger, &h);
+    Coalition__Response resp = COALITION__RESPONSE__INIT;
+    Coalition__StatusResult st = COALITION__STATUS_RESULT__INIT;
+    resp.id = id;
+    resp.message = "";
+    st.node_id = c->srv->node_id;
+    st.role = "leader";
+    st.applied_seq = h.seq;
+    st.applied_index = h.applied_index;
+    st.head_hash.data = h.hash;
+    st.head_hash.len = sizeof(h.hash);
+    resp.result_case = COALITION__RESPONSE__RESULT_STATUS;
+    resp.status = &st;
+    respond_durable(c, &resp);
+}
+
+static void handle_balance(struct conn *c, uint64_t id, const Coalition__BalanceRequest *br)
+{
+    struct ledger_head h;
+    ledger_get_head(c->srv->ledger, &h);
+    int64_t points = 0;
+    int rv = ledger_balance(c->srv->ledger, br->member, &points);
+    if (rv != 0) {
+        conn_send_error(c, id, rv);
+        return;
+    }
+    Coalition__Response resp = COALITION__RESPONSE__INIT;
+    Coalition__BalanceResult b = COALITION__BALANCE_RESULT__INIT;
+    resp.id = id;
+    resp.message = "";
+    b.member = br->member;
+    b.points = points;
+    b.as_of_seq = h.seq;
+    resp.result_case = COALITION__RESPONSE__RESULT_BALANCE;
+    resp.balance = &b;
+    respond_durable(c, &resp);
+}
+
+static void handle_history(struct conn *c, uint64_t id, const Coalition__HistoryRequest *hr)
+{
+    Coalition__HistoryItem *items = NULL;
+    size_t n = 0;
+    int rv = ledger_history(c->srv->ledger, hr->member, hr->limit, &items, &n);
+    if (rv != 0) {
+        conn_send_error(c, id, rv);
+        return;
+    }
+    Coalition__HistoryItem **ptrs = calloc(n > 0 ? n : 1, sizeof(*ptrs));
+    if (ptrs == NULL) {
+        ledger_history_free(items, n);
+        conn_send_error(c, id, COALITION_E_NOMEM);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ptrs[i] = &items[i];
+    }
+    Coalition__Response resp = COALITION__RESPONSE__INIT;
+    Coalition__HistoryResult hres = COALITION__HISTORY_RESULT__INIT;
+    resp.id = id;
+    resp.message = "";
+    hres.member = hr->member;
+    hres.n_items = n;
+    hres.items = ptrs;
+    resp.result_case = COALITION__RESPONSE__RESULT_HISTORY;
+    resp.history = &hres;
+    respond_durable(c, &resp);
+    free(ptrs);
+    ledger_history_free(items, n);
+}
+
+static void verify_work(uv_work_t *w)
+{
+    struct op *op = w->data;
+    op->verify_rv = ledger_verify(op->conn->srv->store, &op->rep);
+}
+
+static void verify_done(uv_work_t *w, int status)
+{
+    struct op *op = w->data;
+    struct conn *c = op->conn;
+    c->srv->verifies_running--;
+    Coalition__Response resp = COALITION__RESPONSE__INIT;
+    Coalition__VerifyResult vr = COALITION__VERIFY_RESULT__INIT;
+    resp.id = op->req->id;
+    resp.code = status != 0 ? COALITION_E_INTERNAL : op->verify_rv;
+    resp.message = resp.code == COALITION_E_VERIFY_FAILED ? op->rep.detail
+                                                          : (char *)coalition_strerror(resp.code);
+    vr.entries_checked = op->rep.entries_checked;
+    vr.accounts_checked = op->rep.accounts_checked;
+    vr.broken_seq = op->rep.broken_seq;
+    vr.head_hash.data = op->rep.head_hash;
+    vr.head_hash.len = LEDGER_HASH_LEN;
+    vr.state_digest.data = op->rep.state_digest;
+    vr.state_digest.len = LEDGER_HASH_LEN;
+    if (resp.code == 0 || resp.code == COALITION_E_VERIFY_FAILED) {
+        resp.result_case = COALITION__RESPONSE__RESULT_VERIFY;
+        resp.verify = &vr;
+    }
+    respond_durable(c, &resp);
+    op_finish(op);
+}
+
+static void handle_verify(struct conn *c, Coalition__Request *req)
+{
+    struct op *op = op_create(c, req);
+    if (op == NULL) {
+        conn_send_error(c, req->id, COALITION_E_NOMEM);
+        coalition__request__free_unpacked(req, NULL);
+        return;
+    }
+    op->work.data = op;
+    c->srv->verifies_running++;
+    if (uv_queue_work(c->srv->loop, &op->work, verify_work, verify_done) != 0) {
+        c->srv->verifies_running--;
+        conn_send_error(c, req->id, COALITION_E_INTERNAL);
+        op_finish(op);
+    }
+}
+
+static void handle_txn(struct conn *c, Coalition__Request *req)
+{
+    /* Checked here before ordering, and again when applied. */
+    int rv = ledger_validate(req->txn);
+    if (rv != 0) {
+        conn_send_error(c, req->id, rv);
+        coalition__request__free_unpacked(req, NULL);
+        return;
+    }
+    struct op *op = op_create(c, req);
+    if (op == NULL) {
+        conn_send_error(c, req->id, COALITION_E_NOMEM);
+        coalition__request__free_unpacked(req, NULL);
+        return;
+    }
+    op->breq.txn = req->txn;
+    op->breq.cb = op_on_txn;
+    batcher_submit(c->srv->batcher, &op->breq);
+}
+
+/* Dispatches one decoded request; takes ownership of `req`. */
+static void handle_request(struct conn *c, Coalition__Request *req)
+{
+    switch (req->op_case) {
+    case COALITION__REQUEST__OP_TXN:
+        handle_txn(c, req);
+        return; /* req handed on */
+    case COALITION__REQUEST__OP_VERIFY:
+        handle_verify(c, req);
+        return; /* req handed on */
+    case COALITION__REQUEST__OP_STATUS:
+        handle_status(c, req->id);
+        break;
+    case COALITION__REQUEST__OP_BALANCE:
+        handle_balance(c, req->id, req->balance);
+        break;
+    case COALITION__REQUEST__OP_HISTORY:
+        handle_history(c, req->id, req->history);
+        break;
+    default:
+        conn_send_error(c, req->id, COALITION_E_INVALID_ARGUMENT);
+        break;
+    }
+    coalition__request__free_unpacked(req, NULL);
+}
+
+/* A protocol error: answer once with id 0, then close after the answer. */
+static void conn_fail(struct conn *c, int code)
+{
+    conn_send_error(c, 0, code);
+    c->close_after_flush = true;
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+    conn_flush(c);
+}
+
+static void conn_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = (struct conn *)stream;
+    if (nread < 0) {
+        conn_close(c); /* EOF or error: in-flight answers are dropped */
+        return;
+    }
+    if (nread == 0 || c->close_after_flush) {
+        return;
+    }
+    if (frame_decoder_feed(&c->dec, buf->base, (size_t)nread) != 0) {
+        conn_fail(c, COALITION_E_NOMEM);
+        return;
+    }
+    for (;;) {
+        const uint8_t *payload = NULL;
+        size_t len = 0;
+        int rv = frame_decoder_next(&c->dec, &payload, &len);
+        if (rv == 0) {
+            break;
+        }
+        if (rv < 0) {
+            conn_fail(c, rv);
+            return;
+        }
+        Coalition__Request *req = NULL;
+        if (frame_unpack_request(payload, len, &req) != 0) {
+            conn_fail(c, COALITION_E_BAD_FRAME);
+            return;
+        }
+        handle_request(c, req);
+        if (c->closing || c->close_after_flush) {
+            return;
+        }
+    }
+}
+
+static void conn_read_start(struct conn *c)
+{
+    if (uv_read_start((uv_stream_t *)&c->tcp, conn_on_alloc, conn_on_read) == 0) {
+        c->reading = true;
+    } else {
+        conn_close(c);
+    }
+}
+
+static void server_on_connection(uv_stream_t *listener, int status)
+{
+    struct server *s = listener->data;
+    if (status < 0 || s->closing) {
+        return;
+    }
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return;
+    }
+    c->srv = s;
+    c->refs = 1;
+    frame_decoder_init(&c->dec, FRAME_PAYLOAD_MAX);
+    uv_tcp_init(s->loop, &c->tcp);
+    c->next = s->conns;
+    if (s->conns != NULL) {
+        s->conns->prev = c;
+    }
+    s->conns = c;
+    s->n_conns++;
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || s->n_conns > SERVER_CONNECTIONS_MAX) {
+        conn_close(c); /* over the limit: the client sees the close */
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    conn_read_start(c);
+}
+
+int server_start(struct server *s, uv_loop_t *loop, const char *host, int port, uint64_t node_id,
+                 struct ledger *l, struct store *st, struct batcher *b)
+{
+    *s = (struct server){.loop = loop, .ledger = l, .store = st, .batcher = b, .node_id = node_id};
+    struct sockaddr_storage addr;
+    int rv = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+    if (rv != 0) {
+        rv = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    uv_tcp_init(loop, &s->listener);
+    s->listener.data = s;
+    rv = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0);
+    if (rv == 0) {
+        rv = uv_listen((uv_stream_t *)&s->listener, 1024, server_on_connection);
+    }
+    if (rv != 0) {
+        uv_close((uv_handle_t *)&s->listener, NULL);
+        s->closing = true;
+    }
+    return rv;
+}
+
+void server_stop(struct server *s)
+{
+    if (s->closing) {
+        return;
+    }
+    s->closing = true;
+    uv_close((uv_handle_t *)&s->listener, NULL);
+    for (struct conn *c = s->conns; c != NULL; c = c->next) {
+        if (c->reading) {
+            uv_read_stop((uv_stream_t *)&c->tcp);
+            c->reading = false;
+        }
+    }
+}
+
+bool server_idle(const struct server *s)
+{
+    if (s->verifies_running > 0) {
+        return false;
+    }
+    for (const struct conn *c = s->conns; c != NULL; c = c->next) {
+        if (!c->closing && (c->inflight > 0 || c->writing || c->out_len > 0)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void server_close(struct server *s)
+{
+    assert(s->closing);
+    for (struct conn *c = s->conns; c != NULL; c = c->next) {
+        conn_close(c);
+    }
+}
