@@ -22,10 +22,19 @@ struct store {
     rocksdb_filterpolicy_t *filter; /* owned by table_options */
 };
 
+/* Savepoints that may be open at once in one batch (nesting depth). */
+#define STORE_SAVEPOINTS_MAX 16
+
 struct store_batch {
     struct store *store;
     rocksdb_writebatch_wi_t *wb;
-    size_t savepoints;
+    /* The C API cannot pop a RocksDB savepoint, so a released savepoint stays
+     * on RocksDB's stack.  marks[i] counts the RocksDB savepoints that open
+     * savepoint i spans (itself plus the released ones above it): rolling i
+     * back rolls RocksDB back that many times.  A savepoint released with no
+     * open one below it is never rolled back to; clear drops it. */
+    uint32_t marks[STORE_SAVEPOINTS_MAX];
+    size_t savepoints; /* open savepoints */
 };
 
 struct store_iter {
@@ -199,27 +208,35 @@ void store_batch_delete(struct store_batch *b, const void *key, size_t klen)
 
 void store_batch_savepoint(struct store_batch *b)
 {
+    assert(b->savepoints < STORE_SAVEPOINTS_MAX);
     rocksdb_writebatch_wi_set_save_point(b->wb);
-    b->savepoints++;
+    b->marks[b->savepoints++] = 1;
 }
 
 void store_batch_rollback(struct store_batch *b)
 {
     assert(b->savepoints > 0);
-    char *err = NULL;
-    rocksdb_writebatch_wi_rollback_to_save_point(b->wb, &err);
-    /* Only fails without a savepoint, which the assert above excludes. */
-    assert(err == NULL);
-    free(err);
-    b->savepoints--;
+    uint32_t n = b->marks[--b->savepoints];
+    assert(n > 0);
+    for (uint32_t i = 0; i < n; i++) {
+        char *err = NULL;
+        rocksdb_writebatch_wi_rollback_to_save_point(b->wb, &err);
+        /* Only fails without a savepoint, which marks[] excludes. */
+        assert(err == NULL);
+        free(err);
+    }
 }
 
 void store_batch_release_savepoint(struct store_batch *b)
 {
     assert(b->savepoints > 0);
-    /* The C API has no PopSavePoint; savepoints are cheap markers and a
-     * cleared batch drops them all, so only our count changes here. */
-    b->savepoints--;
+    /* The C API has no PopSavePoint: the RocksDB savepoint stays, and the
+     * open savepoint below (if any) now spans it, so that rolling that one
+     * back also undoes the writes made after this one. */
+    uint32_t n = b->marks[--b->savepoints];
+    if (b->savepoints > 0) {
+        b->marks[b->savepoints - 1] += n;
+    }
 }
 
 size_t store_batch_count(const struct store_batch *b)
