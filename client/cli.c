@@ -429,47 +429,67 @@ static int run_balance(struct cli *cli, const struct args *a)
     return EXIT_OK;
 }
 
+/* Empty table cells show as "-" so that columns stay readable. */
+static const char *or_dash(const char *s)
+{
+    return s[0] != '\0' ? s : "-";
+}
+
+enum { HIST_COLS = 8, HIST_CELL = 32 };
+
+/* The cells of one history row; numbers are formatted into `buf`. */
+static void history_row(const struct coalition_history_item *it, char buf[2][HIST_CELL],
+                        const char *cells[HIST_COLS])
+{
+    snprintf(buf[0], HIST_CELL, "%" PRIu64, it->seq);
+    format_time(it->time_ms, buf[1]);
+    cells[0] = buf[0];
+    cells[1] = buf[1];
+    cells[2] = kind_name(it->kind);
+    cells[3] = or_dash(it->partner);
+    cells[4] = or_dash(it->txn_id);
+    cells[5] = NULL; /* delta: printed as a signed number */
+    cells[6] = or_dash(it->counterparty);
+    cells[7] = or_dash(it->reason);
+}
+
 static void history_print_table(const struct coalition_history *h)
 {
-    static const char *const heads[] = {"SEQ", "TIME (UTC)", "KIND",         "PARTNER",
-                                        "TXN", "DELTA",      "COUNTERPARTY", "REASON"};
-    enum { NCOL = 8 };
-    int width[NCOL];
-    for (size_t c = 0; c < NCOL; c++) {
+    static const char *const heads[HIST_COLS] = {"SEQ", "TIME (UTC)", "KIND",         "PARTNER",
+                                                 "TXN", "DELTA",      "COUNTERPARTY", "REASON"};
+    int width[HIST_COLS];
+    for (size_t c = 0; c < HIST_COLS; c++) {
         width[c] = (int)strlen(heads[c]);
     }
-    char(*cells)[NCOL][32] = calloc(h->len, sizeof(*cells));
-    if (cells == NULL) {
-        fputs("coalition: out of memory\n", stderr);
-        return;
-    }
     for (size_t i = 0; i < h->len; i++) {
-        const struct coalition_history_item *it = &h->items[i];
-        snprintf(cells[i][0], 32, "%" PRIu64, it->seq);
-        format_time(it->time_ms, cells[i][1]);
-        snprintf(cells[i][5], 32, "%+" PRId64, it->delta);
-        const char *strs[NCOL] = {cells[i][0], cells[i][1], kind_name(it->kind), it->partner,
-                                  it->txn_id,  cells[i][5], it->counterparty,    it->reason};
-        for (size_t c = 0; c < NCOL - 1; c++) {
-            int len = (int)strlen(strs[c]);
+        char buf[2][HIST_CELL];
+        const char *cells[HIST_COLS];
+        history_row(&h->items[i], buf, cells);
+        char delta[HIST_CELL];
+        int dlen = snprintf(delta, sizeof(delta), "%+" PRId64, h->items[i].delta);
+        if (dlen > width[5]) {
+            width[5] = dlen;
+        }
+        for (size_t c = 0; c < HIST_COLS - 1; c++) {
+            int len = cells[c] != NULL ? (int)strlen(cells[c]) : 0;
             if (len > width[c]) {
                 width[c] = len;
             }
         }
     }
+    /* seq and delta right-aligned, the rest left; the last column unpadded. */
     printf("%*s  %-*s  %-*s  %-*s  %-*s  %*s  %-*s  %s\n", width[0], heads[0], width[1], heads[1],
            width[2], heads[2], width[3], heads[3], width[4], heads[4], width[5], heads[5], width[6],
            heads[6], heads[7]);
     for (size_t i = 0; i < h->len; i++) {
-        const struct coalition_history_item *it = &h->items[i];
-        printf("%*s  %-*s  %-*s  %-*s  %-*s  %*s  %-*s  %s\n", width[0], cells[i][0], width[1],
-               cells[i][1], width[2], kind_name(it->kind), width[3], it->partner, width[4],
-               it->txn_id, width[5], cells[i][5], width[6],
-               it->counterparty[0] != '\0' ? it->counterparty : "-", it->reason);
+        char buf[2][HIST_CELL];
+        const char *cells[HIST_COLS];
+        history_row(&h->items[i], buf, cells);
+        printf("%*s  %-*s  %-*s  %-*s  %-*s  %+*" PRId64 "  %-*s  %s\n", width[0], cells[0],
+               width[1], cells[1], width[2], cells[2], width[3], cells[3], width[4], cells[4],
+               width[5], h->items[i].delta, width[6], cells[6], cells[7]);
     }
-    free(cells);
 }
-
 static int run_history(struct cli *cli, const struct args *a)
 {
     const char *member = a->v[OPT_MEMBER];
