@@ -7,8 +7,8 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
-ROUNDS=${CRASH_ROUNDS:-2}
-ACKS_MIN=${CRASH_ACKS_MIN:-300}
+ROUNDS=${CRASH_ROUNDS:-3}
+ACKS_MIN=${CRASH_ACKS_MIN:-500}
 MEMBERS=2000
 PARTNERS=10
 PORT=$(free_port)
@@ -31,7 +31,7 @@ for round in $(seq "$ROUNDS"); do
     track_pid "$LG_PID"
 
     # Kill once enough acks are in, at a moment chosen by the load, not a sleep.
-    want=$((ACKS_MIN + RANDOM % ACKS_MIN))
+    want=$((2 * ACKS_MIN + RANDOM % (4 * ACKS_MIN)))
     deadline=$(($(now_ms) + 30000))
     while (($(wc -l <"$ACKS") < want)); do
         proc_exited "$LG_PID" && fail "the load generator stopped before the kill"
@@ -60,6 +60,12 @@ for round in $(seq "$ROUNDS"); do
     applied=$(json_get applied_seq)
     ((applied >= last_seq)) || fail "applied_seq $applied is behind the acked seq $last_seq"
 done
+
+log "the check itself catches a lost transaction"
+BOGUS=$TEST_TMP/acks-bogus.txt
+echo "award P01 never-acked-$$ M000001 10 1" >"$BOGUS"
+expect_exit 1 "$LOADGEN" --node "$NODE" --clients 1 --check-log "$BOGUS"
+expect_contains "$OUT" "1 lost or changed" "check-log of a never-acked transaction"
 
 stop_node TERM
 expect_eq "$EXIT_CODE" 0 "node exit status after SIGTERM"
