@@ -519,8 +519,9 @@ static int client_call(struct coalition_client *c, Coalition__Request *req,
         return rv;
     }
     if (rv == 0) {
-        return client_fail(c, COALITION_E_TIMEOUT, "no answer from %s within %d ms", c->node,
-                           c->timeout_ms);
+        return client_fail(c, COALITION_E_TIMEOUT,
+                           "no answer from %s within %d ms; retry with the same transaction id",
+                           c->node, c->timeout_ms);
     }
     assert((*out)->id == id);
     return 0;
