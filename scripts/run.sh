@@ -106,22 +106,30 @@ start_node() {
     echo "coalitiond is up: pid $pid, listening on $LISTEN, data in $DATA, log in $LOG"
 }
 
+# show_cmd ARGS...: prints "$ coalition ARGS" as one would type it.
+show_cmd() {
+    local arg line='$ coalition'
+    for arg in "$@"; do
+        if [[ $arg =~ ^[A-Za-z0-9_./:@=,+-]+$ ]]; then
+            line+=" $arg"
+        else
+            line+=" \"$arg\""
+        fi
+    done
+    echo
+    echo "$line"
+}
+
 # demo ARGS...: shows a CLI command, then runs it.
 demo() {
-    echo
-    printf '$ coalition'
-    printf ' %q' "$@"
-    printf '\n'
+    show_cmd "$@"
     "$CLI" --node "$LISTEN" "$@"
 }
 
 # demo_add ARGS...: like demo, but "already registered" (a rerun) is fine.
 demo_add() {
     local out rc=0
-    echo
-    printf '$ coalition'
-    printf ' %q' "$@"
-    printf '\n'
+    show_cmd "$@"
     out=$("$CLI" --node "$LISTEN" "$@" 2>&1) || rc=$?
     printf '%s\n' "$out"
     if ((rc != 0)); then
@@ -162,7 +170,7 @@ Use the CLI:
   coalition reverse --partner coffee --of my-txn-1 --txn my-refund-1
   coalition history --member alice
   coalition --help
-(--node $LISTEN is the default node address.)
+(the CLI talks to 127.0.0.1:7400 unless given --node HOST:PORT)
 Log: $ROOT/$LOG    Data: $ROOT/$DATA
 Stop it:   scripts/run.sh stop
 Status:    scripts/run.sh status
