@@ -194,7 +194,7 @@ static bool fake_answer(int fd, const Coalition__Request *req)
         break;
     case COALITION__REQUEST__OP_BALANCE:
         if (strcmp(req->balance->member, "slow") == 0) {
-            sleep_ms(300);
+            sleep_ms(400);
         }
         if (strcmp(req->balance->member, "badframe") == 0) {
             resp.id = 0;
@@ -762,11 +762,11 @@ static void test_frame_client_timeout_then_late_answer_discarded(void **state)
     struct fixture *f = *state;
     fake_node_start(f);
     struct coalition_client *c = NULL;
-    assert_int_equal(coalition_client_create(f->node, 100, &c), 0);
+    assert_int_equal(coalition_client_create(f->node, 200, &c), 0);
     struct coalition_balance bal;
     assert_int_equal(coalition_client_balance(c, "slow", &bal), COALITION_E_TIMEOUT);
     /* The late answer to the slow request arrives first and is skipped. */
-    sleep_ms(350);
+    sleep_ms(500);
     bal.points = 0;
     assert_int_equal(coalition_client_balance(c, "M", &bal), 0);
     assert_int_equal(bal.points, 900);
