@@ -255,6 +255,11 @@ int main(int argc, char **argv)
             hex);
 
     uv_run(&n.loop, UV_RUN_DEFAULT);
+    fprintf(stderr,
+            "coalitiond: %llu transactions in %llu batches (largest %llu), %llu log syncs\n",
+            (unsigned long long)n.batcher.stats.txns, (unsigned long long)n.batcher.stats.batches,
+            (unsigned long long)n.batcher.stats.batch_max_seen,
+            (unsigned long long)n.batcher.stats.syncs);
     rv = uv_loop_close(&n.loop);
     if (rv != 0) {
         fprintf(stderr, "coalitiond: loop closed with handles open: %s\n", uv_strerror(rv));

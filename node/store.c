@@ -57,7 +57,11 @@ int store_open(const char *dir, struct store **out, char **errmsg)
     s->options = rocksdb_options_create();
     rocksdb_options_set_create_if_missing(s->options, 1);
     rocksdb_options_set_max_background_jobs(s->options, 2);
-    rocksdb_options_set_write_buffer_size(s->options, 64u << 20);
+    rocksdb_options_set_write_buffer_size(s->options, 16u << 20);
+    /* A bloom filter over whole keys in the memtable: most lookups of the
+     * apply path (idempotency keys) are for keys that do not exist. */
+    rocksdb_options_set_memtable_whole_key_filtering(s->options, 1);
+    rocksdb_options_set_memtable_prefix_bloom_size_ratio(s->options, 0.05);
     rocksdb_options_set_compression(s->options, rocksdb_lz4_compression);
     /* A torn last WAL record (crash mid-write) is dropped; everything before
      * it, including every synced batch, is recovered. */
