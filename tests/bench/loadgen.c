@@ -5,6 +5,8 @@
  * award/redeem workload of /work/shared/bench/README.md and reports
  * throughput and latency, and --check-log resubmits every transaction an
  * earlier run acknowledged to prove that none was lost. */
+/* ppoll(2), for sub-millisecond pacing, is a GNU extension. */
+#define _GNU_SOURCE
 #include <assert.h>
 #include <errno.h>
 #include <getopt.h>
@@ -391,6 +393,7 @@ static uint64_t lg_run(struct lg_conn *conns, unsigned n, unsigned depth, struct
         }
 
         /* Start every job that is due, round-robin over free slots. */
+        bool slots_full = false;
         unsigned alive = 0;
         for (unsigned i = 0; i < n; i++) {
             alive += conns[i].dead ? 0 : 1;
@@ -409,6 +412,7 @@ static uint64_t lg_run(struct lg_conn *conns, unsigned n, unsigned depth, struct
                 }
             }
             if (conn == NULL) {
+                slots_full = true;
                 break;
             }
             struct lg_slot *slot = lg_slot_free(conn, depth);
@@ -473,24 +477,26 @@ static uint64_t lg_run(struct lg_conn *conns, unsigned n, unsigned depth, struct
             break;
         }
 
-        /* Sleep until an answer, the next paced job, or the end. */
+        /* Sleep until an answer, the next paced job, or the end.  A job that
+         * is due while every slot is busy waits for an answer: no spinning. */
         uint64_t wake_ns = now + 10000000ull;
         uint64_t due = src->due_ns ? src->due_ns(src) : 0;
-        if (!stopping && !exhausted && due != 0 && due < wake_ns) {
+        if (!stopping && !exhausted && !slots_full && due != 0 && due < wake_ns) {
             wake_ns = due;
         }
         if (!stopping && end_ns != 0 && end_ns < wake_ns) {
             wake_ns = end_ns;
         }
-        int timeout_ms = wake_ns > now ? (int)((wake_ns - now + 999999) / 1000000) : 0;
+        uint64_t wait_ns = wake_ns > now ? wake_ns - now : 0;
+        struct timespec timeout = {.tv_sec = (time_t)(wait_ns / LG_NS_PER_S),
+                                   .tv_nsec = (long)(wait_ns % LG_NS_PER_S)};
         if (npfd == 0) {
-            if (timeout_ms > 0) {
-                struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)(wake_ns - now)};
-                nanosleep(&ts, NULL);
+            if (wait_ns > 0) {
+                nanosleep(&timeout, NULL);
             }
             continue;
         }
-        int ready = poll(pfds, npfd, timeout_ms);
+        int ready = ppoll(pfds, npfd, &timeout, NULL);
         if (ready < 0) {
             if (errno == EINTR) {
                 continue;
