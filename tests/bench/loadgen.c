@@ -32,6 +32,7 @@
 #define LG_AMOUNT_MAX         500
 #define LG_AWARD_PERCENT      80
 #define LG_TIMEOUT_MS         10000   /* connect and per-call timeout of each client */
+#define LG_IDLE_MS            10000   /* give up when nothing is answered this long */
 #define LG_DRAIN_MS           15000   /* how long to wait for answers after the run */
 #define LG_FLUSH_EVERY_NS     5000000 /* re-push queued requests at least this often */
 #define LG_LATENCIES_MAX      200000000u
@@ -98,6 +99,7 @@ struct lg_source {
 /* Everything a run counts. */
 struct lg_stats {
     uint64_t submitted;
+    uint64_t answers; /* answers received, of any code */
     uint64_t committed;
     uint64_t duplicates;
     uint64_t rejected; /* expected business rejections */
@@ -324,6 +326,7 @@ static void lg_conn_drain(struct lg_conn *conn, unsigned depth, struct lg_source
             break;
         }
         got = true;
+        st->answers++;
         uint64_t now = lg_now_ns();
         struct lg_slot *slot = lg_slot_find(conn, depth, request_id);
         if (slot == NULL) {
@@ -384,6 +387,8 @@ static uint64_t lg_run(struct lg_conn *conns, unsigned n, unsigned depth, struct
     uint64_t drain_end_ns = 0;
     unsigned rr = 0;
     uint64_t now = lg_now_ns();
+    uint64_t progress_ns = now; /* last answer, or last time nothing was due */
+    uint64_t answers_seen = st->answers;
 
     for (;;) {
         now = lg_now_ns();
@@ -468,6 +473,15 @@ static uint64_t lg_run(struct lg_conn *conns, unsigned n, unsigned depth, struct
             npfd++;
         }
         if (inflight == 0 && (exhausted || stopping)) {
+            break;
+        }
+        if (inflight == 0 || st->answers != answers_seen) {
+            answers_seen = st->answers;
+            progress_ns = now;
+        } else if (now - progress_ns > (uint64_t)LG_IDLE_MS * 1000000ull) {
+            fprintf(stderr, "loadgen: no answer for %d ms, %zu requests in flight: giving up\n",
+                    LG_IDLE_MS, inflight);
+            st->errors += inflight;
             break;
         }
         if (stopping && now >= drain_end_ns) {
