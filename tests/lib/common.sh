@@ -37,7 +37,6 @@ TRACKED_PIDS=()
 NODE_PID=
 NODE_PORT=
 NODE_LOG=
-NODE_DATA=
 OUT=
 ERR=
 RC=0
@@ -133,9 +132,10 @@ fail() {
     exit 1
 }
 
-# One free loopback port (or COUNT of them, one per line).
+# free_port [COUNT]: one free loopback port (or COUNT of them, one per line).
+# shellcheck disable=SC2120
 free_port() {
-    "$FREEPORT" "$@"
+    "$FREEPORT" "${1:-1}"
 }
 
 # run ARGS...: runs a command; its stdout lands in OUT, stderr in ERR and its
@@ -158,7 +158,6 @@ cli() {
 start_node() {
     local data=$1 port=$2
     shift 2
-    NODE_DATA=$data
     NODE_PORT=$port
     NODE_LOG=$TEST_TMP/node-$port.log
     echo "=== $(date '+%T') start coalitiond --data $data --listen 127.0.0.1:$port $*" >>"$NODE_LOG"

@@ -3,6 +3,7 @@
 # human and --json output, idempotent and conflicting retries, reversals, and
 # every rejection with its exit code and stable error code.
 set -euo pipefail
+# shellcheck source=tests/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
 mapfile -t PORTS < <(free_port 2)

@@ -5,6 +5,7 @@
 # same data directory, and every logged transaction is resubmitted: each
 # must come back as a duplicate with the seq it was acknowledged with.
 set -euo pipefail
+# shellcheck source=tests/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
 ROUNDS=${CRASH_ROUNDS:-3}

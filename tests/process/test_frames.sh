@@ -5,6 +5,7 @@
 # half header.  The node must close the oversized connection, keep serving
 # the load without a single error, and answer the CLI afterwards.
 set -euo pipefail
+# shellcheck source=tests/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
 PORT=$(free_port)
@@ -12,10 +13,10 @@ start_node "$TEST_TMP/node1" "$PORT"
 NODE=127.0.0.1:$PORT
 CONNECT_TIMEOUT_S=5
 
-# send_raw FD BYTES: writes printf-style BYTES to an open /dev/tcp fd.  In a
+# send_raw FD BYTES: writes BYTES (with \xHH escapes) to an open /dev/tcp fd.  In a
 # subshell so that a write to a closed socket (SIGPIPE) cannot kill the test.
 send_raw() {
-    (printf "$2" >&"$1") 2>/dev/null || true
+    (printf '%b' "$2" >&"$1") 2>/dev/null || true
 }
 
 # expect_closed FD WHAT: the node must close the connection (EOF) within

@@ -4,6 +4,7 @@
 # the same data directory shows the same balances, history and head, keeps
 # numbering where it stopped, still knows old txn ids, and verifies.
 set -euo pipefail
+# shellcheck source=tests/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
 PORT=$(free_port)
