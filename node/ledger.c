@@ -750,6 +750,31 @@ static int move_points(struct apply *a, const struct key *from, int64_t from_bal
     return 0;
 }
 
+/* The time of entry `seq`, which a duplicate reports as its own.  0 or a
+ * storage error (the entry of a stored record must exist). */
+static int entry_time(struct apply *a, uint64_t seq, uint64_t *time_ms)
+{
+    struct key k;
+    key_entry(&k, seq);
+    void *v = NULL;
+    size_t len = 0;
+    int rv = store_batch_get(a->b, k.buf, k.len, &v, &len);
+    if (rv != 0) {
+        return rv == STORE_NOT_FOUND ? COALITION_E_STORAGE : rv;
+    }
+    Coalition__Entry *e = NULL;
+    uint8_t hash[LEDGER_HASH_LEN];
+    const char *why = NULL;
+    rv = entry_decode(v, len, &e, hash, &why);
+    free(v);
+    if (rv != 0) {
+        return COALITION_E_STORAGE;
+    }
+    *time_ms = e->time_ms;
+    coalition__entry__free_unpacked(e, NULL);
+    return 0;
+}
+
 static int apply_partner_add(struct apply *a)
 {
     const Coalition__Txn *t = a->txn;
@@ -763,11 +788,12 @@ static int apply_partner_add(struct apply *a)
         if (strcmp(old->name, t->name) == 0) {
             a->res->duplicate = true;
             a->res->seq = old->seq;
+            rv = entry_time(a, old->seq, &a->res->time_ms);
         } else {
             a->res->code = COALITION_E_ALREADY_EXISTS;
         }
         coalition__partner_record__free_unpacked(old, NULL);
-        return 0;
+        return rv;
     }
     if (rv != STORE_NOT_FOUND) {
         return rv;
@@ -803,11 +829,12 @@ static int apply_member_add(struct apply *a)
         if (same) {
             a->res->duplicate = true;
             a->res->seq = old->seq;
+            rv = entry_time(a, old->seq, &a->res->time_ms);
         } else {
             a->res->code = COALITION_E_ALREADY_EXISTS;
         }
         coalition__member_record__free_unpacked(old, NULL);
-        return 0;
+        return rv;
     }
     if (rv != STORE_NOT_FOUND) {
         return rv;
