@@ -214,7 +214,7 @@ if ((PG == 1)); then
     echo
     echo "bench: PostgreSQL baseline (DURATION=$DURATION) ..."
     PG_OUT=$OUT_DIR/pg-$STAMP.log
-    DURATION=$DURATION bash "$PG_BASELINE" 2>&1 | tee "$PG_OUT"
+    DURATION=$DURATION bash "$PG_BASELINE" 2>&1 | tee "$PG_OUT" | grep -v '^SUMMARY'
     grep '^SUMMARY' "$PG_OUT" | tail -n 1 | tee -a "$RESULTS"
 fi
 echo
