@@ -347,32 +347,33 @@ static char *strdup_msg(const char *s)
 }
 
 /* The cheap start-up check: the head entry exists, hashes to the recorded
- * head hash, and nothing follows it. */
+ * head hash, and nothing follows it (not even when the head is 0: a lost head
+ * record must not turn a ledger into an empty one). */
 static int ledger_check_head(struct ledger *l, char **errmsg)
 {
     const char *why = NULL;
-    if (l->head.seq == 0) {
-        return 0;
-    }
     struct key k;
-    key_entry(&k, l->head.seq);
     void *v = NULL;
     size_t len = 0;
-    int rv = store_get(l->store, NULL, k.buf, k.len, &v, &len);
-    if (rv == STORE_NOT_FOUND) {
-        why = "the head entry is missing";
-    } else if (rv != 0) {
-        return rv;
-    } else {
-        Coalition__Entry *e = NULL;
-        uint8_t hash[LEDGER_HASH_LEN];
-        if (entry_decode(v, len, &e, hash, &why) == 0) {
-            if (e->seq != l->head.seq || memcmp(hash, l->head.hash, LEDGER_HASH_LEN) != 0) {
-                why = "the head entry does not match the recorded head";
+    int rv = 0;
+    if (l->head.seq > 0) {
+        key_entry(&k, l->head.seq);
+        rv = store_get(l->store, NULL, k.buf, k.len, &v, &len);
+        if (rv == STORE_NOT_FOUND) {
+            why = "the head entry is missing";
+        } else if (rv != 0) {
+            return rv;
+        } else {
+            Coalition__Entry *e = NULL;
+            uint8_t hash[LEDGER_HASH_LEN];
+            if (entry_decode(v, len, &e, hash, &why) == 0) {
+                if (e->seq != l->head.seq || memcmp(hash, l->head.hash, LEDGER_HASH_LEN) != 0) {
+                    why = "the head entry does not match the recorded head";
+                }
+                coalition__entry__free_unpacked(e, NULL);
             }
-            coalition__entry__free_unpacked(e, NULL);
+            free(v);
         }
-        free(v);
     }
     if (why == NULL) {
         key_entry(&k, l->head.seq + 1);

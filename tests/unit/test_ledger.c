@@ -1388,6 +1388,33 @@ static void test_ledger_open_detects_tampered_head(void **state)
     expect_verify_ok(f);
 }
 
+/* A lost head record with entries still in the store must not open as an
+ * empty ledger: the next batch would overwrite entry 1. */
+static void test_ledger_open_detects_lost_head_record(void **state)
+{
+    struct ledger_fixture *f = *state;
+    seed_history(f);
+    void *hv = NULL;
+    size_t hlen = 0;
+    assert_int_equal(store_get(f->s, NULL, "mhead", 5, &hv, &hlen), 0);
+    raw_delete(f->s, "mhead", 5);
+    expect_verify_fails(f, 9, "head");
+
+    ledger_close(f->l);
+    f->l = NULL;
+    struct ledger *l = NULL;
+    char *err = NULL;
+    assert_int_equal(ledger_open(f->s, &l, &err), COALITION_E_VERIFY_FAILED);
+    assert_null(l);
+    assert_non_null(err);
+    free(err);
+    err = NULL;
+    raw_put(f->s, "mhead", 5, hv, hlen);
+    free(hv);
+    assert_int_equal(ledger_open(f->s, &f->l, &err), 0);
+    expect_verify_ok(f);
+}
+
 /* ---------------------------------------------------------------------------
  * Determinism */
 
@@ -2146,6 +2173,7 @@ int main(void)
         T(test_ledger_verify_detects_balance_tamper),
         T(test_ledger_verify_detects_lot_tamper),
         T(test_ledger_open_detects_tampered_head),
+        T(test_ledger_open_detects_lost_head_record),
         T(test_ledger_is_deterministic),
         T(test_ledger_history),
         T(test_ledger_history_limits),
