@@ -676,7 +676,9 @@ static int lg_mode_load(const struct lg_options *opt)
     }
     uint64_t answered = st.committed + st.rejected;
     double tps = (double)answered / seconds;
-    qsort(st.lat_us, st.lat_len, sizeof *st.lat_us, lg_cmp_u32);
+    if (st.lat_len > 0) {
+        qsort(st.lat_us, st.lat_len, sizeof *st.lat_us, lg_cmp_u32);
+    }
     uint32_t p50 = lg_percentile(st.lat_us, st.lat_len, 0.50);
     uint32_t p99 = lg_percentile(st.lat_us, st.lat_len, 0.99);
     uint32_t p999 = lg_percentile(st.lat_us, st.lat_len, 0.999);
