@@ -351,6 +351,41 @@ static void test_store_release_savepoint_then_rollback_outer(void **state)
     store_batch_destroy(b);
 }
 
+/* A rollback with nothing written since its savepoint (cheap: no RocksDB
+ * rollback) still drops that savepoint, so the next rollback goes to the
+ * one below. */
+static void test_store_rollback_without_writes_drops_the_savepoint(void **state)
+{
+    struct store_fixture *f = *state;
+    struct store_batch *b = NULL;
+    assert_int_equal(store_batch_create(f->s, &b), 0);
+    bput(b, "k0", "0");
+    store_batch_savepoint(b); /* sp1 */
+    bput(b, "k1", "1");
+    store_batch_savepoint(b); /* sp2 */
+    store_batch_rollback(b);  /* nothing to undo */
+    expect_bget(b, "k1", "1");
+    bput(b, "k2", "2");
+    store_batch_savepoint(b); /* sp3 */
+    store_batch_savepoint(b); /* sp4 */
+    store_batch_release_savepoint(b);
+    store_batch_rollback(b); /* sp3: nothing to undo */
+    expect_bget(b, "k2", "2");
+    store_batch_rollback(b); /* sp1 */
+    expect_bget(b, "k0", "0");
+    expect_bget(b, "k1", NULL);
+    expect_bget(b, "k2", NULL);
+    assert_int_equal(store_batch_count(b), 1);
+    /* Savepoints still work afterwards. */
+    store_batch_savepoint(b);
+    bput(b, "k3", "3");
+    store_batch_rollback(b);
+    expect_bget(b, "k3", NULL);
+    assert_int_equal(store_batch_write(f->s, b, false), 0);
+    expect_iter(f->s, NULL, NULL, "k", false, "k0");
+    store_batch_destroy(b);
+}
+
 /* The ledger's pattern: one savepoint per transaction, released when the
  * transaction is accepted, rolled back when it is rejected. */
 static void test_store_savepoint_per_item_release_or_rollback(void **state)
@@ -668,6 +703,7 @@ int main(void)
         T(test_store_savepoint_rollback_undoes_later_writes),
         T(test_store_savepoints_stacked),
         T(test_store_release_savepoint_then_rollback_outer),
+        T(test_store_rollback_without_writes_drops_the_savepoint),
         T(test_store_savepoint_per_item_release_or_rollback),
         T(test_store_batch_write_is_atomic_and_visible_after),
         T(test_store_iter_prefix_forward_and_backward),
