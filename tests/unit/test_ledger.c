@@ -663,8 +663,8 @@ static void test_ledger_reverse_award_after_points_spent(void **state)
     expect_reject(f, tx_reverse("p1", "v1", "a1", 0), COALITION_E_POINTS_SPENT);
     expect_ok(f, tx_reverse("p1", "v1", "a1", 70), 70);
     assert_int_equal(balance(f, "m1"), 0);
-    /* The spent part counts as not reversed: it exceeds nothing, but it is
-     * gone. */
+    /* The 30 spent are still "not reversed", so 1 more is within the award,
+     * but the member no longer holds them. */
     expect_reject(f, tx_reverse("p1", "v2", "a1", 1), COALITION_E_POINTS_SPENT);
 
     /* Points given away by a transfer are spent too, even though the member
@@ -1452,6 +1452,12 @@ static void test_ledger_open_detects_lost_head_record(void **state)
     assert_int_equal(ledger_open(f->s, &l, &err), COALITION_E_VERIFY_FAILED);
     assert_null(l);
     assert_non_null(err);
+    free(err);
+    err = NULL;
+    /* A head record that does not decode is a storage error. */
+    raw_put(f->s, "mhead", 5, hv, hlen - 1);
+    assert_int_equal(ledger_open(f->s, &l, &err), COALITION_E_STORAGE);
+    assert_null(l);
     free(err);
     err = NULL;
     raw_put(f->s, "mhead", 5, hv, hlen);

@@ -691,6 +691,11 @@ static void test_store_open_fails_on_a_file(void **state)
     /* errmsg may be NULL. */
     assert_int_equal(store_open(path, &s, NULL), COALITION_E_STORAGE);
     remove(path);
+    /* A database already open (RocksDB's lock file) cannot be opened twice. */
+    err = NULL;
+    assert_int_equal(store_open(f->dir, &s, &err), COALITION_E_STORAGE);
+    assert_non_null(err);
+    free(err);
 }
 
 int main(void)
