@@ -187,7 +187,7 @@ static Coalition__Txn tx_reverse(const char *partner, const char *txn_id, const 
 static void apply_batch_at(struct ledger_fixture *f, uint64_t time_ms, Coalition__Txn *txns,
                            size_t n, struct ledger_result *results)
 {
-    Coalition__Txn *ptrs[64];
+    Coalition__Txn *ptrs[128];
     assert_true(n <= sizeof(ptrs) / sizeof(ptrs[0]));
     for (size_t i = 0; i < n; i++) {
         ptrs[i] = &txns[i];
@@ -445,6 +445,8 @@ static void open_replica(const struct ledger_fixture *f, const char *name,
     assert_int_equal(mkdir(out->dir, 0700), 0);
     open_ledger(out->dir, &out->s, &out->l);
 }
+
+static void expect_verify_fails(struct ledger_fixture *f, uint64_t broken_seq, const char *what);
 
 /* Two partners (p1 Coffee, p2 Books) and three members (m1 with card c1,
  * m2, m3): entries 1 to 5. */
@@ -1252,6 +1254,35 @@ static void test_ledger_hash_chain_and_verify(void **state)
     assert_memory_equal(expect_prev, head(f).hash, LEDGER_HASH_LEN);
 }
 
+/* Verify's account table grows past its first size (1024 slots). */
+static void test_ledger_verify_many_accounts(void **state)
+{
+    struct ledger_fixture *f = *state;
+    seed(f);
+    enum { MEMBERS = 1500, PER_BATCH = 50 };
+    Coalition__Txn txns[2 * PER_BATCH];
+    char names[PER_BATCH][16];
+    struct ledger_result r[2 * PER_BATCH];
+    for (int b = 0; b < MEMBERS / PER_BATCH; b++) {
+        for (int i = 0; i < PER_BATCH; i++) {
+            snprintf(names[i], sizeof(names[i]), "n%04d", b * PER_BATCH + i);
+            txns[2 * i] = tx_member(names[i], NULL);
+            txns[2 * i + 1] = tx_award(i % 2 ? "p1" : "p2", names[i], names[i], b + 1);
+        }
+        apply_batch(f, txns, 2 * PER_BATCH, r);
+        for (int i = 0; i < 2 * PER_BATCH; i++) {
+            assert_int_equal(r[i].code, 0);
+        }
+    }
+    struct ledger_verify_report rep;
+    assert_int_equal(ledger_verify(f->s, &rep), 0);
+    assert_int_equal(rep.entries_checked, 5 + 2 * MEMBERS);
+    assert_int_equal(rep.accounts_checked, 4 + 3 + MEMBERS);
+    /* A wrong balance among them is still found. */
+    plant_account(f->s, 'm', "n1234", 1);
+    expect_verify_fails(f, 0, "n1234");
+}
+
 /* Seeds a small history (entries 1 to 9) for the tampering tests. */
 static void seed_history(struct ledger_fixture *f)
 {
@@ -1344,6 +1375,11 @@ static void test_ledger_verify_detects_balance_tamper(void **state)
     expect_verify_fails(f, 0, "p2");
     plant_account(f->s, 'i', "p2", account(f->s, 'i', "p2") + 5);
     plant_account(f->s, 'r', "p2", account(f->s, 'r', "p2") - 5);
+    expect_verify_ok(f);
+    /* An account that postings name, gone. */
+    raw_delete(f->s, "am:m3", 5);
+    expect_verify_fails(f, 0, "does not exist");
+    plant_account(f->s, 'm', "m3", 20);
     expect_verify_ok(f);
     /* A malformed balance. */
     raw_put(f->s, "am:m2", 5, "abc", 3);
@@ -2220,6 +2256,7 @@ int main(void)
         T(test_ledger_batch_with_many_rejections_is_fast),
         T(test_ledger_batch_replay_is_skipped),
         T(test_ledger_hash_chain_and_verify),
+        T(test_ledger_verify_many_accounts),
         T(test_ledger_verify_detects_flipped_entry_byte),
         T(test_ledger_verify_detects_rehashed_entry),
         T(test_ledger_verify_detects_balance_tamper),
