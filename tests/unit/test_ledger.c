@@ -896,6 +896,14 @@ static void test_ledger_rejects_bad_ids(void **state)
     t.reason = "line\nbreak";
     expect_reject(f, t, E);
     assert_int_equal(ledger_validate(NULL), E);
+    /* A missing transaction in a batch is rejected alone. */
+    Coalition__Txn ok = tx_award("p1", "n1", "m1", 3);
+    Coalition__Txn *mixed[3] = {NULL, &ok, NULL};
+    struct ledger_result mr[3];
+    assert_int_equal(ledger_apply(f->l, ++f->index, T0_MS, mixed, 3, mr), 0);
+    assert_int_equal(mr[0].code, E);
+    assert_int_equal(mr[1].code, 0);
+    assert_int_equal(mr[2].code, E);
 
     /* The longest ids and every allowed character are fine. */
     expect_ok(f, tx_member(id64, "A.z_0:9@x-Y"), 0);
@@ -905,6 +913,7 @@ static void test_ledger_rejects_bad_ids(void **state)
     t.reason = reason;
     expect_ok(f, t, 1);
     assert_int_equal(balance(f, id64), 5);
+    assert_int_equal(balance(f, "m1"), 4);
     expect_verify_ok(f);
 }
 
