@@ -10,6 +10,13 @@
 
 #include "errors.h"
 
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static uint64_t wall_ms(void)
 {
     struct timespec ts;
@@ -18,11 +25,14 @@ static uint64_t wall_ms(void)
 }
 
 static void batcher_sync_start(struct batcher *b);
+static void batcher_pump(struct batcher *b);
 
 static void batcher_sync_work(uv_work_t *w)
 {
     struct batcher *b = w->data;
+    uint64_t t0 = mono_us();
     b->sync_rv = store_sync(b->store);
+    b->sync_us = mono_us() - t0;
 }
 
 /* Releases every waiting request whose generation is now durable. */
@@ -49,11 +59,12 @@ static void batcher_sync_done(uv_work_t *w, int status)
         return;
     }
     b->stats.syncs++;
-    b->synced_gen = b->sync_target;
-    batcher_release(b);
-    if (b->written_gen > b->synced_gen) {
-        batcher_sync_start(b);
+    b->stats.sync_us_total += b->sync_us;
+    if (b->sync_us > b->stats.sync_us_max) {
+        b->stats.sync_us_max = b->sync_us;
     }
+    b->synced_gen = b->sync_target;
+    batcher_pump(b);
 }
 
 static void batcher_sync_start(struct batcher *b)
@@ -125,17 +136,27 @@ static void batcher_apply_some(struct batcher *b)
     }
 }
 
-static void batcher_on_check(uv_check_t *h)
+/* Applies what is queued and starts a sync for it.  While a sync is in
+ * flight new transactions wait, so that everything that arrives during one
+ * sync is applied as one batch when it ends (larger batches, less work per
+ * transaction; they could not be released before the next sync anyway). */
+static void batcher_pump(struct batcher *b)
 {
-    struct batcher *b = h->data;
-    while (b->pending != NULL) {
-        batcher_apply_some(b);
-    }
-    if (b->written_gen > b->synced_gen && !b->syncing) {
-        batcher_sync_start(b);
+    if (!b->syncing) {
+        while (b->pending != NULL) {
+            batcher_apply_some(b);
+        }
+        if (b->written_gen > b->synced_gen) {
+            batcher_sync_start(b);
+        }
     }
     /* Barriers that found nothing left to sync are released at once. */
     batcher_release(b);
+}
+
+static void batcher_on_check(uv_check_t *h)
+{
+    batcher_pump(h->data);
 }
 
 int batcher_init(struct batcher *b, uv_loop_t *loop, struct ledger *l, struct store *s,

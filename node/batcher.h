@@ -36,6 +36,8 @@ struct batcher_stats {
     uint64_t txns;    /* transactions applied (accepted or rejected) */
     uint64_t syncs;   /* WAL syncs */
     uint64_t batch_max_seen;
+    uint64_t sync_us_total; /* time spent in WAL syncs */
+    uint64_t sync_us_max;
 };
 
 struct batcher {
@@ -50,6 +52,7 @@ struct batcher {
     struct batcher_req *waiting, **waiting_tail;
     uint64_t written_gen, synced_gen, sync_target;
     int sync_rv;
+    uint64_t sync_us;
     bool syncing;
     uint64_t next_index;
     uint64_t last_time_ms;

@@ -256,10 +256,14 @@ int main(int argc, char **argv)
 
     uv_run(&n.loop, UV_RUN_DEFAULT);
     fprintf(stderr,
-            "coalitiond: %llu transactions in %llu batches (largest %llu), %llu log syncs\n",
+            "coalitiond: %llu transactions in %llu batches (largest %llu), %llu log syncs "
+            "(mean %llu us, max %llu us)\n",
             (unsigned long long)n.batcher.stats.txns, (unsigned long long)n.batcher.stats.batches,
             (unsigned long long)n.batcher.stats.batch_max_seen,
-            (unsigned long long)n.batcher.stats.syncs);
+            (unsigned long long)n.batcher.stats.syncs,
+            (unsigned long long)(n.batcher.stats.sync_us_total /
+                                 (n.batcher.stats.syncs > 0 ? n.batcher.stats.syncs : 1)),
+            (unsigned long long)n.batcher.stats.sync_us_max);
     rv = uv_loop_close(&n.loop);
     if (rv != 0) {
         fprintf(stderr, "coalitiond: loop closed with handles open: %s\n", uv_strerror(rv));

@@ -65,7 +65,7 @@ int store_iter_create(struct store *s, struct store_batch *b, const struct store
 void store_iter_destroy(struct store_iter *it);
 void store_iter_seek_first(struct store_iter *it);
 void store_iter_seek_last(struct store_iter *it);
-/* Positions at the first key >= prefix+suffix. */
+/* Positions at the first key >= `key` (a whole key, prefix included). */
 void store_iter_seek(struct store_iter *it, const void *key, size_t klen);
 bool store_iter_valid(const struct store_iter *it);
 void store_iter_next(struct store_iter *it);
