@@ -1,8 +1,8 @@
-/* The batcher: group commit for one node.  Transactions submitted during one
- * loop iteration are applied together as one ledger batch (one WriteBatch);
- * the write-ahead log is synced on a worker thread, many batches per sync,
- * and no transaction is reported before the sync that covers it is done.
- * The loop never waits for the disk.  Replication (raft) plugs in here. */
+/* The batcher: group commit for one node.  Transactions that arrive during
+ * one loop iteration are applied together as one ledger batch (one
+ * WriteBatch), the write-ahead log is synced once for all of them, and only
+ * then are their results reported.  While the node syncs, new requests wait
+ * in the sockets and form the next batch.  Replication (raft) plugs in here. */
 #ifndef COALITION_BATCHER_H
 #define COALITION_BATCHER_H
 
@@ -21,14 +21,13 @@
 struct batcher_req;
 typedef void (*batcher_cb)(struct batcher_req *req);
 
-/* A transaction (or a durability barrier) in flight.  Caller-allocated; must
- * stay valid until its callback runs. */
+/* A transaction in flight.  Caller-allocated; must stay valid until its
+ * callback runs. */
 struct batcher_req {
-    Coalition__Txn *txn;         /* public: borrowed until cb; NULL = barrier */
+    Coalition__Txn *txn;         /* public: borrowed until cb */
     struct ledger_result result; /* read-only: set before cb */
     batcher_cb cb;               /* public */
     struct batcher_req *next;    /* private */
-    uint64_t gen;                /* private: write generation it waits for */
 };
 
 struct batcher_stats {
@@ -42,18 +41,10 @@ struct batcher_stats {
 
 struct batcher {
     /* private */
-    uv_loop_t *loop;
     struct ledger *ledger;
     struct store *store;
     uv_check_t check;
-    uv_work_t sync_work;
     struct batcher_req *pending, **pending_tail;
-    size_t pending_len;
-    struct batcher_req *waiting, **waiting_tail;
-    uint64_t written_gen, synced_gen, sync_target;
-    int sync_rv;
-    uint64_t sync_us;
-    bool syncing;
     uint64_t next_index;
     uint64_t last_time_ms;
     Coalition__Txn **txns;
@@ -71,15 +62,11 @@ int batcher_init(struct batcher *b, uv_loop_t *loop, struct ledger *l, struct st
 /* Closes the check handle.  Call only when batcher_idle(). */
 void batcher_close(struct batcher *b);
 
-/* Queues a transaction, or a barrier when req->txn is NULL: a barrier's
- * callback runs once everything applied before it is durable. */
+/* Queues a transaction; its callback runs, with the result, once the batch
+ * that holds it is applied and synced (at the end of this loop iteration). */
 void batcher_submit(struct batcher *b, struct batcher_req *req);
 
-/* True when everything applied so far is synced (a read may be answered
- * now); false while a sync that covers it is still to come. */
-bool batcher_durable(const struct batcher *b);
-
-/* True when nothing is queued, being applied or waiting for a sync. */
+/* True when nothing is queued. */
 bool batcher_idle(const struct batcher *b);
 
 #endif

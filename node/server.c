@@ -23,19 +23,17 @@ struct conn {
     uint8_t *wbuf; /* the bytes of the write in progress */
     size_t wcap;
     uv_write_t wreq;
-    size_t inflight; /* requests answered later (writes, barriers, verify) */
+    size_t inflight; /* requests answered later (writes, verify) */
     int refs;        /* the handle + one per request in flight */
     bool writing, reading, closing, close_after_flush;
 };
 
-/* A request whose answer comes later. */
+/* A request whose answer comes later (a write, a verify). */
 struct op {
     struct batcher_req breq; /* first */
     struct conn *conn;
     Coalition__Request *req; /* owned */
-    uint8_t *frame;          /* prepared response frame (barriers), owned */
-    size_t frame_len;
-    uv_work_t work; /* verify */
+    uv_work_t work;          /* verify */
     struct ledger_verify_report rep;
     int verify_rv;
 };
@@ -100,21 +98,6 @@ static int conn_reserve(struct conn *c, size_t more)
     c->out = p;
     c->out_cap = cap;
     return 0;
-}
-
-/* Appends bytes (borrowed) to the output and starts a write. */
-static void conn_send_bytes(struct conn *c, const uint8_t *data, size_t len)
-{
-    if (c->closing) {
-        return;
-    }
-    if (conn_reserve(c, len) != 0) {
-        conn_close(c);
-        return;
-    }
-    memcpy(c->out + c->out_len, data, len);
-    c->out_len += len;
-    conn_flush(c);
 }
 
 /* Packs `resp` as a frame straight into the output buffer. */
@@ -210,7 +193,6 @@ static void op_finish(struct op *op)
     if (op->req != NULL) {
         coalition__request__free_unpacked(op->req, NULL);
     }
-    free(op->frame);
     free(op);
     conn_unref(c);
 }
@@ -254,34 +236,6 @@ static void op_on_txn(struct batcher_req *breq)
     op_finish(op);
 }
 
-static void op_on_barrier(struct batcher_req *breq)
-{
-    struct op *op = (struct op *)breq;
-    conn_send_bytes(op->conn, op->frame, op->frame_len);
-    op_finish(op);
-}
-
-/* Sends `resp` once everything it may have read is durable. */
-static void respond_durable(struct conn *c, const Coalition__Response *resp)
-{
-    struct server *s = c->srv;
-    if (batcher_durable(s->batcher)) {
-        conn_send(c, resp);
-        return;
-    }
-    struct op *op = op_create(c, NULL);
-    if (op == NULL || frame_pack_response(resp, &op->frame, &op->frame_len) != 0) {
-        if (op != NULL) {
-            op_finish(op);
-        }
-        conn_send_error(c, resp->id, COALITION_E_NOMEM);
-        return;
-    }
-    op->breq.cb = op_on_barrier;
-    op->breq.txn = NULL;
-    batcher_submit(s->batcher, &op->breq);
-}
-
 static void handle_status(struct conn *c, uint64_t id)
 {
     struct ledger_head h;
@@ -298,7 +252,7 @@ static void handle_status(struct conn *c, uint64_t id)
     st.head_hash.len = sizeof(h.hash);
     resp.result_case = COALITION__RESPONSE__RESULT_STATUS;
     resp.status = &st;
-    respond_durable(c, &resp);
+    conn_send(c, &resp);
 }
 
 static void handle_balance(struct conn *c, uint64_t id, const Coalition__BalanceRequest *br)
@@ -320,7 +274,7 @@ static void handle_balance(struct conn *c, uint64_t id, const Coalition__Balance
     b.as_of_seq = h.seq;
     resp.result_case = COALITION__RESPONSE__RESULT_BALANCE;
     resp.balance = &b;
-    respond_durable(c, &resp);
+    conn_send(c, &resp);
 }
 
 static void handle_history(struct conn *c, uint64_t id, const Coalition__HistoryRequest *hr)
@@ -350,7 +304,7 @@ static void handle_history(struct conn *c, uint64_t id, const Coalition__History
     hres.items = ptrs;
     resp.result_case = COALITION__RESPONSE__RESULT_HISTORY;
     resp.history = &hres;
-    respond_durable(c, &resp);
+    conn_send(c, &resp);
     free(ptrs);
     ledger_history_free(items, n);
 }
@@ -383,7 +337,7 @@ static void verify_done(uv_work_t *w, int status)
         resp.result_case = COALITION__RESPONSE__RESULT_VERIFY;
         resp.verify = &vr;
     }
-    respond_durable(c, &resp);
+    conn_send(c, &resp);
     op_finish(op);
 }
 

@@ -1,8 +1,7 @@
 /* The network front of coalitiond: a libuv TCP server speaking frames
- * (proto/frame.h).  It decodes requests, answers reads from the ledger,
- * hands writes to the batcher and sends each response once what it reports
- * is durable.  Limits: frame size, connections, requests in flight per
- * connection. */
+ * (proto/frame.h).  It decodes requests, answers reads from the ledger's
+ * committed state, hands writes to the batcher and relays their results.
+ * Limits: frame size, connections, requests in flight per connection. */
 #ifndef COALITION_SERVER_H
 #define COALITION_SERVER_H
 
