@@ -4,7 +4,9 @@
  * creates the benchmark's partners and members, the default mode runs the
  * award/redeem workload of /work/shared/bench/README.md and reports
  * throughput and latency, and --check-log resubmits every transaction an
- * earlier run acknowledged to prove that none was lost. */
+ * earlier run acknowledged to prove that none was lost.  --node may list
+ * several nodes of one coalition: connections are spread over them
+ * round-robin (setup goes through the first). */
 /* ppoll(2), for sub-millisecond pacing, is a GNU extension. */
 #define _GNU_SOURCE
 #include <assert.h>
@@ -24,6 +26,8 @@
 #include "coalition.h"
 
 #define LG_CLIENTS_MAX        1024
+#define LG_NODES_MAX          16
+#define LG_NODE_ADDR_MAX      256 /* bytes in one "host:port" */
 #define LG_DEPTH_MAX          1024
 #define LG_MEMBERS_MAX        10000000u
 #define LG_PARTNERS_MAX       999u
@@ -45,7 +49,9 @@
 enum lg_mode { LG_MODE_LOAD, LG_MODE_SETUP, LG_MODE_CHECK };
 
 struct lg_options {
-    const char *node;
+    const char *node; /* as given: one "host:port" or a comma-separated list */
+    char nodes[LG_NODES_MAX][LG_NODE_ADDR_MAX];
+    unsigned n_nodes;
     unsigned clients;
     unsigned depth;
     double duration_s;
@@ -242,10 +248,13 @@ static void lg_conns_destroy(struct lg_conn *conns, unsigned n)
     free(conns);
 }
 
-/* Opens n connections with `depth` slots each.  Returns NULL (message
- * printed) if any connection or allocation fails. */
-static struct lg_conn *lg_conns_create(const char *node, unsigned n, unsigned depth)
+/* Opens n connections with `depth` slots each; connection i goes to
+ * nodes[i % n_nodes] (the first n_nodes entries of opt->nodes, n_nodes >= 1).
+ * Returns NULL (message printed) if any connection or allocation fails. */
+static struct lg_conn *lg_conns_create(const struct lg_options *opt, unsigned n_nodes, unsigned n,
+                                       unsigned depth)
 {
+    assert(n_nodes >= 1 && n_nodes <= opt->n_nodes);
     struct lg_conn *conns = calloc(n, sizeof *conns);
     if (conns == NULL) {
         fprintf(stderr, "loadgen: out of memory\n");
@@ -258,6 +267,7 @@ static struct lg_conn *lg_conns_create(const char *node, unsigned n, unsigned de
             lg_conns_destroy(conns, n);
             return NULL;
         }
+        const char *node = opt->nodes[i % n_nodes];
         int rv = coalition_client_create(node, LG_TIMEOUT_MS, &conns[i].client);
         if (rv != 0) {
             fprintf(stderr, "loadgen: cannot connect to %s: %s (%s)\n", node,
@@ -646,7 +656,7 @@ static int lg_mode_load(const struct lg_options *opt)
         /* Line by line, so a watcher sees acks as they come. */
         setvbuf(ld.ack, NULL, _IOLBF, 0);
     }
-    struct lg_conn *conns = lg_conns_create(opt->node, opt->clients, opt->depth);
+    struct lg_conn *conns = lg_conns_create(opt, opt->n_nodes, opt->clients, opt->depth);
     if (conns == NULL) {
         if (ld.ack != NULL) {
             fclose(ld.ack);
@@ -685,6 +695,9 @@ static int lg_mode_load(const struct lg_options *opt)
     uint32_t pmax = st.lat_len ? st.lat_us[st.lat_len - 1] : 0;
 
     printf("loadgen: %u clients x depth %u", opt->clients, opt->depth);
+    if (opt->n_nodes > 1) {
+        printf(" over %u nodes", opt->n_nodes);
+    }
     if (opt->rate_tps > 0) {
         printf(" at %.0f tps offered", opt->rate_tps);
     }
@@ -695,9 +708,9 @@ static int lg_mode_load(const struct lg_options *opt)
            p99 / 1000.0, p999 / 1000.0, pmax / 1000.0);
     lg_print_codes(&st);
     printf("RESULT clients=%u depth=%u committed=%" PRIu64 " rejected=%" PRIu64 " errors=%" PRIu64
-           " seconds=%.2f tps=%.0f p50_us=%u p99_us=%u p999_us=%u\n",
+           " seconds=%.2f tps=%.0f p50_us=%u p99_us=%u p999_us=%u nodes=%u\n",
            opt->clients, opt->depth, st.committed, st.rejected, st.errors, seconds, tps, p50, p99,
-           p999);
+           p999, opt->n_nodes);
     fflush(stdout);
     free(st.lat_us);
     if (opt->ack_log != NULL) {
@@ -781,7 +794,9 @@ static void lg_setup_answer(struct lg_source *src, const struct lg_job *job, int
 static int lg_mode_setup(const struct lg_options *opt)
 {
     unsigned depth = opt->depth < LG_SETUP_DEPTH_MIN ? LG_SETUP_DEPTH_MIN : opt->depth;
-    struct lg_conn *conns = lg_conns_create(opt->node, opt->clients, depth);
+    /* Setup goes through the first node only: it is not measured, and its
+     * phases then depend on one node's view alone. */
+    struct lg_conn *conns = lg_conns_create(opt, 1, opt->clients, depth);
     if (conns == NULL) {
         return 1;
     }
@@ -903,7 +918,7 @@ static int lg_mode_check(const struct lg_options *opt)
         fprintf(stderr, "loadgen: cannot open %s: %s\n", opt->check_log, strerror(errno));
         return 1;
     }
-    struct lg_conn *conns = lg_conns_create(opt->node, opt->clients, opt->depth);
+    struct lg_conn *conns = lg_conns_create(opt, opt->n_nodes, opt->clients, opt->depth);
     if (conns == NULL) {
         fclose(ck.in);
         return 1;
@@ -925,7 +940,9 @@ static void lg_usage(FILE *out)
 {
     fprintf(out,
             "usage: coalition-loadgen [options]\n"
-            "  --node HOST:PORT   node to load (default %s)\n"
+            "  --node HOST:PORT[,HOST:PORT...]\n"
+            "                     node(s) to load (default %s); connections are spread\n"
+            "                     round-robin over the nodes, --setup uses the first\n"
             "  --clients N        connections (default 64)\n"
             "  --depth D          requests in flight per connection (default 1)\n"
             "  --duration S       seconds to run (default 10)\n"
@@ -968,6 +985,37 @@ static bool lg_parse_double(const char *s, double min, double max, double *out)
         return false;
     }
     *out = v;
+    return true;
+}
+
+/* Splits opt->node ("host:port" or a comma-separated list of them) into
+ * opt->nodes.  Returns false (message printed) on an empty item, an item too
+ * long, or more than LG_NODES_MAX items. */
+static bool lg_parse_nodes(struct lg_options *opt)
+{
+    opt->n_nodes = 0;
+    const char *p = opt->node;
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        if (len == 0 || len >= LG_NODE_ADDR_MAX || strchr(p, ':') == NULL ||
+            (size_t)(strchr(p, ':') - p) >= len) {
+            fprintf(stderr, "coalition-loadgen: bad value for --node: '%s' (HOST:PORT[,...])\n",
+                    opt->node);
+            return false;
+        }
+        if (opt->n_nodes == LG_NODES_MAX) {
+            fprintf(stderr, "coalition-loadgen: --node: more than %d nodes\n", LG_NODES_MAX);
+            return false;
+        }
+        memcpy(opt->nodes[opt->n_nodes], p, len);
+        opt->nodes[opt->n_nodes][len] = '\0';
+        opt->n_nodes++;
+        if (p[len] == '\0') {
+            break;
+        }
+        p += len + 1;
+    }
+    assert(opt->n_nodes >= 1);
     return true;
 }
 
@@ -1080,6 +1128,9 @@ static int lg_parse_options(int argc, char **argv, struct lg_options *opt)
     }
     if (opt->mode == LG_MODE_SETUP && opt->ack_log != NULL) {
         fprintf(stderr, "coalition-loadgen: --setup excludes --ack-log\n");
+        return 2;
+    }
+    if (!lg_parse_nodes(opt)) {
         return 2;
     }
     if (!opt->seed_set) {
