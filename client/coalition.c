@@ -6,6 +6,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -29,17 +30,37 @@
 #define CLIENT_ERRMSG_LEN 256
 #define CLIENT_HOST_MAX   256
 #define CLIENT_PORT_MAX   32
+/* Addresses in one comma-separated node list. */
+#define CLIENT_ADDRS_MAX 64
 
 _Static_assert(COALITION_HASH_LEN == 32, "hashes are BLAKE2b-256");
 _Static_assert((int)COALITION_TXN_TRANSFER == (int)COALITION__TXN_KIND__TXN_TRANSFER,
                "public txn kinds mirror coalition.TxnKind");
 _Static_assert((int)COALITION_TXN_PARTNER_ADD == (int)COALITION__TXN_KIND__TXN_PARTNER_ADD,
                "public txn kinds mirror coalition.TxnKind");
+_Static_assert((int)COALITION_ROLE_STANDBY == (int)COALITION__NODE_ROLE__ROLE_STANDBY &&
+                   (int)COALITION_ROLE_VOTER == (int)COALITION__NODE_ROLE__ROLE_VOTER &&
+                   (int)COALITION_ROLE_SPARE == (int)COALITION__NODE_ROLE__ROLE_SPARE,
+               "public roles mirror coalition.NodeRole");
+_Static_assert((int)COALITION_CLUSTER_ADD == (int)COALITION__CLUSTER_CHANGE_REQUEST__OP__ADD &&
+                   (int)COALITION_CLUSTER_ASSIGN ==
+                       (int)COALITION__CLUSTER_CHANGE_REQUEST__OP__ASSIGN &&
+                   (int)COALITION_CLUSTER_REMOVE ==
+                       (int)COALITION__CLUSTER_CHANGE_REQUEST__OP__REMOVE &&
+                   (int)COALITION_CLUSTER_JOIN == (int)COALITION__CLUSTER_CHANGE_REQUEST__OP__JOIN,
+               "public cluster ops mirror coalition.ClusterChangeRequest.Op");
+_Static_assert(COALITION_ADDR_MAX + 1 >= CLIENT_HOST_MAX + CLIENT_PORT_MAX - 32,
+               "an address buffer holds a host and a port");
 
 struct coalition_client {
     int fd;           /* -1 while disconnected; reconnected by the next call */
     int timeout_ms;   /* connect and per-call answer timeout */
-    char *node;       /* "host:port", kept for reconnects */
+    const char *node; /* addrs[cur]: the address in use, for reconnects and messages */
+    char *addr_buf;   /* the node list with its commas replaced by NULs */
+    const char *addrs[CLIENT_ADDRS_MAX];
+    size_t n_addrs;
+    size_t cur;
+    bool consistent;  /* set Request.consistent on balance and history */
     uint64_t next_id; /* ids increase from 1 and are never reused */
     size_t outstanding;
     struct frame_decoder in;
@@ -48,6 +69,7 @@ struct coalition_client {
     size_t out_len;
     size_t out_cap;
     char errmsg[CLIENT_ERRMSG_LEN];
+    char leader_hint[COALITION_ADDR_MAX + 1];
 };
 
 static int64_t now_ms(void)
@@ -187,15 +209,16 @@ err:;
     return -1;
 }
 
-/* (Re)connects to c->node within the client's timeout. */
-static int client_connect(struct coalition_client *c)
+/* Connects to one address ("host:port") within the client's timeout.
+ * Returns the socket, or -1 with c->errmsg set and *code the error. */
+static int connect_node(struct coalition_client *c, const char *node, int *code)
 {
-    assert(c->fd < 0);
     char host[CLIENT_HOST_MAX];
     char port[CLIENT_PORT_MAX];
-    if (split_node(c->node, host, port) != 0) {
-        return client_fail(c, COALITION_E_INVALID_ARGUMENT, "node address '%s' is not host:port",
-                           c->node);
+    if (split_node(node, host, port) != 0) {
+        *code = client_fail(c, COALITION_E_INVALID_ARGUMENT, "node address '%s' is not host:port",
+                            node);
+        return -1;
     }
     struct addrinfo hints;
     memset(&hints, 0, sizeof(hints));
@@ -205,15 +228,16 @@ static int client_connect(struct coalition_client *c)
     struct addrinfo *res = NULL;
     int gai = getaddrinfo(host, port, &hints, &res);
     if (gai != 0) {
-        return client_fail(c, COALITION_E_UNREACHABLE, "cannot resolve %s: %s", c->node,
-                           gai_strerror(gai));
+        *code = client_fail(c, COALITION_E_UNREACHABLE, "cannot resolve %s: %s", node,
+                            gai_strerror(gai));
+        return -1;
     }
     int64_t deadline_ms = now_ms() + c->timeout_ms;
     int err = ECONNREFUSED;
+    int fd = -1;
     for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
-        int fd = connect_addr(ai, deadline_ms);
+        fd = connect_addr(ai, deadline_ms);
         if (fd >= 0) {
-            c->fd = fd;
             break;
         }
         err = errno;
@@ -222,10 +246,71 @@ static int client_connect(struct coalition_client *c)
         }
     }
     freeaddrinfo(res);
-    if (c->fd < 0) {
-        return client_fail(c, COALITION_E_UNREACHABLE, "cannot connect to %s: %s", c->node,
-                           strerror(err));
+    if (fd < 0) {
+        *code = client_fail(c, COALITION_E_UNREACHABLE, "cannot connect to %s: %s", node,
+                            strerror(err));
     }
+    return fd;
+}
+
+/* (Re)connects within the client's timeout per address: the address in use
+ * first, then the others of the list in order. */
+static int client_connect(struct coalition_client *c)
+{
+    assert(c->fd < 0);
+    assert(c->n_addrs > 0 && c->cur < c->n_addrs);
+    int code = COALITION_E_UNREACHABLE;
+    for (size_t i = 0; i < c->n_addrs; i++) {
+        size_t k = (c->cur + i) % c->n_addrs;
+        int fd = connect_node(c, c->addrs[k], &code);
+        if (fd >= 0) {
+            c->fd = fd;
+            c->cur = k;
+            c->node = c->addrs[k];
+            c->errmsg[0] = '\0'; /* an earlier address may have failed */
+            return 0;
+        }
+        if (code == COALITION_E_INVALID_ARGUMENT) {
+            return code;
+        }
+    }
+    if (c->n_addrs > 1) {
+        char last[CLIENT_ERRMSG_LEN];
+        memcpy(last, c->errmsg, sizeof(last));
+        return client_fail(c, code, "none of %zu nodes reachable; last: %s", c->n_addrs, last);
+    }
+    return code;
+}
+
+/* Splits the comma-separated node list into c->addrs.  Returns 0 or
+ * INVALID_ARGUMENT (an empty or malformed entry, too many entries). */
+static int client_set_addrs(struct coalition_client *c, const char *list)
+{
+    c->addr_buf = strdup(list);
+    if (c->addr_buf == NULL) {
+        return COALITION_E_NOMEM;
+    }
+    c->n_addrs = 0;
+    char *p = c->addr_buf;
+    for (;;) {
+        char *comma = strchr(p, ',');
+        if (comma != NULL) {
+            *comma = '\0';
+        }
+        char host[CLIENT_HOST_MAX];
+        char port[CLIENT_PORT_MAX];
+        if (c->n_addrs == CLIENT_ADDRS_MAX || strlen(p) > COALITION_ADDR_MAX ||
+            split_node(p, host, port) != 0) {
+            return COALITION_E_INVALID_ARGUMENT;
+        }
+        c->addrs[c->n_addrs++] = p;
+        if (comma == NULL) {
+            break;
+        }
+        p = comma + 1;
+    }
+    c->cur = 0;
+    c->node = c->addrs[0];
     return 0;
 }
 
@@ -239,16 +324,17 @@ int coalition_client_create(const char *node, int timeout_ms, struct coalition_c
     if (c == NULL) {
         return COALITION_E_NOMEM;
     }
-    c->node = strdup(node);
-    if (c->node == NULL) {
-        free(c);
-        return COALITION_E_NOMEM;
-    }
     c->fd = -1;
+    int rv = client_set_addrs(c, node);
+    if (rv != 0) {
+        free(c->addr_buf);
+        free(c);
+        return rv;
+    }
     c->timeout_ms = timeout_ms;
     c->next_id = 1;
     frame_decoder_init(&c->in, FRAME_PAYLOAD_MAX);
-    int rv = client_connect(c);
+    rv = client_connect(c);
     if (rv != 0) {
         coalition_client_destroy(c);
         return rv;
@@ -265,7 +351,7 @@ void coalition_client_destroy(struct coalition_client *c)
     client_disconnect(c);
     frame_decoder_close(&c->in);
     free(c->out);
-    free(c->node);
+    free(c->addr_buf);
     free(c);
 }
 
@@ -273,6 +359,31 @@ const char *coalition_client_errmsg(const struct coalition_client *c)
 {
     assert(c != NULL);
     return c->errmsg;
+}
+
+const char *coalition_client_node(const struct coalition_client *c)
+{
+    assert(c != NULL);
+    return c->node;
+}
+
+const char *coalition_client_leader_hint(const struct coalition_client *c)
+{
+    assert(c != NULL);
+    return c->leader_hint;
+}
+
+void coalition_client_set_consistent(struct coalition_client *c, bool consistent)
+{
+    assert(c != NULL);
+    c->consistent = consistent;
+}
+
+/* Every public call starts with no message and no leader hint. */
+static void client_begin(struct coalition_client *c)
+{
+    c->errmsg[0] = '\0';
+    c->leader_hint[0] = '\0';
 }
 
 int coalition_client_fd(const struct coalition_client *c)
@@ -493,9 +604,11 @@ static int client_await(struct coalition_client *c, int timeout_ms, uint64_t wan
     }
 }
 
-/* The node's verdict: 0, or its negative code with its message kept. */
+/* The node's verdict: 0, or its negative code with its message kept.  Keeps
+ * the leader hint that came with the answer. */
 static int client_code(struct coalition_client *c, const Coalition__Response *resp)
 {
+    copy_str(c->leader_hint, sizeof(c->leader_hint), resp->leader_hint);
     if (resp->code == 0) {
         return 0;
     }
@@ -597,7 +710,7 @@ static int client_missing_result(struct coalition_client *c)
 int coalition_client_status(struct coalition_client *c, struct coalition_status *out)
 {
     assert(c != NULL && out != NULL);
-    c->errmsg[0] = '\0';
+    client_begin(c);
     Coalition__StatusRequest sreq = COALITION__STATUS_REQUEST__INIT;
     Coalition__Request req = COALITION__REQUEST__INIT;
     req.op_case = COALITION__REQUEST__OP_STATUS;
@@ -619,6 +732,9 @@ int coalition_client_status(struct coalition_client *c, struct coalition_status 
         out->applied_seq = s->applied_seq;
         out->applied_index = s->applied_index;
         copy_hash(out->head_hash, &s->head_hash);
+        out->leader_id = s->leader_id;
+        copy_str(out->membership, sizeof(out->membership), s->membership);
+        out->last_index = s->last_index;
     }
     frame_free_response(resp);
     return rv;
@@ -628,7 +744,7 @@ int coalition_client_txn(struct coalition_client *c, const struct coalition_txn 
                          struct coalition_txn_result *out)
 {
     assert(c != NULL && txn != NULL && out != NULL);
-    c->errmsg[0] = '\0';
+    client_begin(c);
     Coalition__Txn pb;
     int rv = txn_to_pb(c, txn, &pb);
     if (rv != 0) {
@@ -685,7 +801,7 @@ int coalition_client_balance(struct coalition_client *c, const char *member,
                              struct coalition_balance *out)
 {
     assert(c != NULL && out != NULL);
-    c->errmsg[0] = '\0';
+    client_begin(c);
     int rv = check_len(c, "member", member, COALITION_ID_MAX);
     if (rv != 0) {
         return rv;
@@ -695,6 +811,7 @@ int coalition_client_balance(struct coalition_client *c, const char *member,
     Coalition__Request req = COALITION__REQUEST__INIT;
     req.op_case = COALITION__REQUEST__OP_BALANCE;
     req.balance = &breq;
+    req.consistent = c->consistent;
     Coalition__Response *resp = NULL;
     rv = client_call(c, &req, &resp);
     if (rv != 0) {
@@ -716,7 +833,7 @@ int coalition_client_history(struct coalition_client *c, const char *member, uin
                              struct coalition_history *out)
 {
     assert(c != NULL && out != NULL);
-    c->errmsg[0] = '\0';
+    client_begin(c);
     out->len = 0;
     out->items = NULL;
     int rv = check_len(c, "member", member, COALITION_ID_MAX);
@@ -729,6 +846,7 @@ int coalition_client_history(struct coalition_client *c, const char *member, uin
     Coalition__Request req = COALITION__REQUEST__INIT;
     req.op_case = COALITION__REQUEST__OP_HISTORY;
     req.history = &hreq;
+    req.consistent = c->consistent;
     Coalition__Response *resp = NULL;
     rv = client_call(c, &req, &resp);
     if (rv != 0) {
@@ -777,7 +895,7 @@ void coalition_history_free(struct coalition_history *h)
 int coalition_client_verify(struct coalition_client *c, struct coalition_verify *out)
 {
     assert(c != NULL && out != NULL);
-    c->errmsg[0] = '\0';
+    client_begin(c);
     memset(out, 0, sizeof(*out));
     Coalition__VerifyRequest vreq = COALITION__VERIFY_REQUEST__INIT;
     Coalition__Request req = COALITION__REQUEST__INIT;
@@ -805,11 +923,175 @@ int coalition_client_verify(struct coalition_client *c, struct coalition_verify 
     return rv;
 }
 
+int coalition_client_cluster_status(struct coalition_client *c, struct coalition_cluster *out)
+{
+    assert(c != NULL && out != NULL);
+    client_begin(c);
+    memset(out, 0, sizeof(*out));
+    Coalition__ClusterStatusRequest creq = COALITION__CLUSTER_STATUS_REQUEST__INIT;
+    Coalition__Request req = COALITION__REQUEST__INIT;
+    req.op_case = COALITION__REQUEST__OP_CLUSTER_STATUS;
+    req.cluster_status = &creq;
+    Coalition__Response *resp = NULL;
+    int rv = client_call(c, &req, &resp);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = client_code(c, resp);
+    if (rv == 0 && resp->result_case != COALITION__RESPONSE__RESULT_CLUSTER_STATUS) {
+        rv = client_missing_result(c);
+    }
+    if (rv == 0) {
+        const Coalition__ClusterStatusResult *r = resp->cluster_status;
+        out->node_id = r->node_id;
+        out->leader_id = r->leader_id;
+        if (r->n_nodes > 0) {
+            out->nodes = calloc(r->n_nodes, sizeof(*out->nodes));
+            if (out->nodes == NULL) {
+                rv = client_fail(c, COALITION_E_NOMEM, "out of memory");
+            } else {
+                out->len = r->n_nodes;
+                for (size_t i = 0; i < r->n_nodes; i++) {
+                    const Coalition__ClusterNode *src = r->nodes[i];
+                    struct coalition_cluster_node *dst = &out->nodes[i];
+                    dst->id = src->id;
+                    /* Passed through as sent: a role this library does not
+                     * know has no name (coalition_role_name gives NULL). */
+                    dst->role = (enum coalition_role)src->role;
+                    copy_str(dst->raft_addr, sizeof(dst->raft_addr), src->raft_addr);
+                    copy_str(dst->client_addr, sizeof(dst->client_addr), src->client_addr);
+                }
+            }
+        }
+    }
+    frame_free_response(resp);
+    assert(rv != 0 || out->len == 0 || out->nodes != NULL);
+    return rv;
+}
+
+void coalition_cluster_free(struct coalition_cluster *cl)
+{
+    if (cl == NULL) {
+        return;
+    }
+    free(cl->nodes);
+    cl->nodes = NULL;
+    cl->len = 0;
+}
+
+int coalition_client_cluster_change(struct coalition_client *c, enum coalition_cluster_op op,
+                                    uint64_t id, const char *raft_addr, const char *client_addr,
+                                    enum coalition_role role)
+{
+    assert(c != NULL);
+    client_begin(c);
+    if ((int)op < (int)COALITION_CLUSTER_ADD || (int)op > (int)COALITION_CLUSTER_JOIN) {
+        return client_fail(c, COALITION_E_INVALID_ARGUMENT, "unknown cluster change %d", (int)op);
+    }
+    if (coalition_role_name(role) == NULL) {
+        return client_fail(c, COALITION_E_INVALID_ARGUMENT, "unknown role %d", (int)role);
+    }
+    if (id == 0) {
+        return client_fail(c, COALITION_E_INVALID_ARGUMENT, "node id 0 is not valid");
+    }
+    if ((op == COALITION_CLUSTER_ADD || op == COALITION_CLUSTER_JOIN) &&
+        (raft_addr == NULL || raft_addr[0] == '\0')) {
+        return client_fail(c, COALITION_E_INVALID_ARGUMENT, "adding a node needs its raft address");
+    }
+    int rv = check_len(c, "raft address", raft_addr, COALITION_ADDR_MAX);
+    if (rv == 0) {
+        rv = check_len(c, "client address", client_addr, COALITION_ADDR_MAX);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    Coalition__ClusterChangeRequest creq = COALITION__CLUSTER_CHANGE_REQUEST__INIT;
+    creq.op = (Coalition__ClusterChangeRequest__Op)op;
+    creq.id = id;
+    creq.raft_addr = str_or_empty(raft_addr);
+    creq.client_addr = str_or_empty(client_addr);
+    creq.role = (Coalition__NodeRole)role;
+    Coalition__Request req = COALITION__REQUEST__INIT;
+    req.op_case = COALITION__REQUEST__OP_CLUSTER_CHANGE;
+    req.cluster_change = &creq;
+    Coalition__Response *resp = NULL;
+    rv = client_call(c, &req, &resp);
+    if (rv != 0) {
+        return rv;
+    }
+    /* Success is an empty answer with code 0. */
+    rv = client_code(c, resp);
+    frame_free_response(resp);
+    return rv;
+}
+
+int coalition_client_entry_hash(struct coalition_client *c, uint64_t seq,
+                                uint8_t out[COALITION_HASH_LEN])
+{
+    assert(c != NULL && out != NULL);
+    client_begin(c);
+    if (seq == 0) {
+        return client_fail(c, COALITION_E_INVALID_ARGUMENT, "entries are numbered from 1");
+    }
+    Coalition__EntryHashRequest ereq = COALITION__ENTRY_HASH_REQUEST__INIT;
+    ereq.seq = seq;
+    Coalition__Request req = COALITION__REQUEST__INIT;
+    req.op_case = COALITION__REQUEST__OP_ENTRY_HASH;
+    req.entry_hash = &ereq;
+    Coalition__Response *resp = NULL;
+    int rv = client_call(c, &req, &resp);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = client_code(c, resp);
+    if (rv == 0 && resp->result_case != COALITION__RESPONSE__RESULT_ENTRY_HASH) {
+        rv = client_missing_result(c);
+    }
+    if (rv == 0 &&
+        (resp->entry_hash->seq != seq || resp->entry_hash->hash.len != COALITION_HASH_LEN)) {
+        rv = client_fail(c, COALITION_E_BAD_FRAME,
+                         "%s answered entry %" PRIu64 " with %zu hash bytes for seq %" PRIu64,
+                         c->node, seq, resp->entry_hash->hash.len, resp->entry_hash->seq);
+    }
+    if (rv == 0) {
+        memcpy(out, resp->entry_hash->hash.data, COALITION_HASH_LEN);
+    }
+    frame_free_response(resp);
+    return rv;
+}
+
+const char *coalition_role_name(enum coalition_role role)
+{
+    switch (role) {
+    case COALITION_ROLE_STANDBY:
+        return "standby";
+    case COALITION_ROLE_VOTER:
+        return "voter";
+    case COALITION_ROLE_SPARE:
+        return "spare";
+    }
+    return NULL;
+}
+
+bool coalition_role_parse(const char *name, enum coalition_role *out)
+{
+    assert(name != NULL && out != NULL);
+    static const enum coalition_role roles[] = {COALITION_ROLE_STANDBY, COALITION_ROLE_VOTER,
+                                                COALITION_ROLE_SPARE};
+    for (size_t i = 0; i < sizeof(roles) / sizeof(roles[0]); i++) {
+        if (strcmp(name, coalition_role_name(roles[i])) == 0) {
+            *out = roles[i];
+            return true;
+        }
+    }
+    return false;
+}
+
 int coalition_client_submit(struct coalition_client *c, const struct coalition_txn *txn,
                             uint64_t *request_id)
 {
     assert(c != NULL && txn != NULL && request_id != NULL);
-    c->errmsg[0] = '\0';
+    client_begin(c);
     Coalition__Txn pb;
     int rv = txn_to_pb(c, txn, &pb);
     if (rv != 0) {
@@ -824,7 +1106,7 @@ int coalition_client_submit(struct coalition_client *c, const struct coalition_t
 int coalition_client_flush(struct coalition_client *c)
 {
     assert(c != NULL);
-    c->errmsg[0] = '\0';
+    client_begin(c);
     if (c->fd < 0) {
         return client_fail(c, COALITION_E_UNREACHABLE, "not connected to %s", c->node);
     }
@@ -835,7 +1117,7 @@ int coalition_client_poll(struct coalition_client *c, int timeout_ms, uint64_t *
                           int *code, struct coalition_txn_result *out)
 {
     assert(c != NULL && request_id != NULL && code != NULL && out != NULL);
-    c->errmsg[0] = '\0';
+    client_begin(c);
     if (c->fd < 0) {
         return client_fail(c, COALITION_E_UNREACHABLE, "not connected to %s", c->node);
     }

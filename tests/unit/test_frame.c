@@ -180,6 +180,14 @@ static bool fake_answer(int fd, const Coalition__Request *req)
     Coalition__HistoryItem items[2] = {COALITION__HISTORY_ITEM__INIT,
                                        COALITION__HISTORY_ITEM__INIT};
     Coalition__HistoryItem *item_ptrs[2] = {&items[0], &items[1]};
+    Coalition__ClusterStatusResult cluster = COALITION__CLUSTER_STATUS_RESULT__INIT;
+    Coalition__ClusterNode cnodes[3] = {COALITION__CLUSTER_NODE__INIT,
+                                        COALITION__CLUSTER_NODE__INIT,
+                                        COALITION__CLUSTER_NODE__INIT};
+    Coalition__ClusterNode *cnode_ptrs[3] = {&cnodes[0], &cnodes[1], &cnodes[2]};
+    Coalition__EntryHashResult entry = COALITION__ENTRY_HASH_RESULT__INIT;
+    static uint8_t entry_hash[COALITION_HASH_LEN];
+    static char change_msg[512];
 
     switch (req->op_case) {
     case COALITION__REQUEST__OP_STATUS:
@@ -189,6 +197,9 @@ static bool fake_answer(int fd, const Coalition__Request *req)
         status.applied_index = 17;
         status.head_hash.data = hash;
         status.head_hash.len = sizeof(hash);
+        status.leader_id = 1;
+        status.membership = "standby";
+        status.last_index = 19;
         resp.result_case = COALITION__RESPONSE__RESULT_STATUS;
         resp.status = &status;
         break;
@@ -210,7 +221,8 @@ static bool fake_answer(int fd, const Coalition__Request *req)
         }
         balance.member = req->balance->member;
         balance.points = 900;
-        balance.as_of_seq = 57;
+        /* A consistent read is told apart by its sequence number. */
+        balance.as_of_seq = req->consistent ? 1057 : 57;
         resp.result_case = COALITION__RESPONSE__RESULT_BALANCE;
         resp.balance = &balance;
         break;
@@ -226,6 +238,7 @@ static bool fake_answer(int fd, const Coalition__Request *req)
         items[1].partner = "P1";
         items[1].txn_id = "t4";
         items[1].delta = 1000;
+        items[1].reason = req->consistent ? "consistent" : "";
         history.member = req->history->member;
         history.n_items = req->history->limit == 1 ? 1 : 2;
         history.items = item_ptrs;
@@ -254,6 +267,64 @@ static bool fake_answer(int fd, const Coalition__Request *req)
         txn.time_ms = 1700000000000ULL;
         resp.result_case = COALITION__RESPONSE__RESULT_TXN;
         resp.txn = &txn;
+        break;
+    case COALITION__REQUEST__OP_CLUSTER_STATUS:
+        cnodes[0].id = 1;
+        cnodes[0].raft_addr = "127.0.0.1:7501";
+        cnodes[0].client_addr = "127.0.0.1:7401";
+        cnodes[0].role = COALITION__NODE_ROLE__ROLE_VOTER;
+        cnodes[1].id = 2;
+        cnodes[1].raft_addr = "127.0.0.1:7502";
+        cnodes[1].client_addr = ""; /* not announced yet */
+        cnodes[1].role = COALITION__NODE_ROLE__ROLE_STANDBY;
+        cnodes[2].id = 3;
+        cnodes[2].raft_addr = "[::1]:7503";
+        cnodes[2].client_addr = "[::1]:7403";
+        cnodes[2].role = COALITION__NODE_ROLE__ROLE_SPARE;
+        cluster.node_id = 3;
+        cluster.leader_id = 1;
+        cluster.n_nodes = 3;
+        cluster.nodes = cnode_ptrs;
+        resp.result_case = COALITION__RESPONSE__RESULT_CLUSTER_STATUS;
+        resp.cluster_status = &cluster;
+        break;
+    case COALITION__REQUEST__OP_CLUSTER_CHANGE: {
+        const Coalition__ClusterChangeRequest *cc = req->cluster_change;
+        if (cc->id == 9) {
+            resp.code = COALITION_E_NOT_LEADER;
+            resp.message = "not the leader";
+            resp.leader_hint = "127.0.0.1:7401";
+            break;
+        }
+        if (cc->id == 7) {
+            /* Echoes what arrived, so that the test can check the wire. */
+            snprintf(change_msg, sizeof(change_msg), "op %d id %llu raft '%s' client '%s' role %d",
+                     (int)cc->op, (unsigned long long)cc->id, cc->raft_addr, cc->client_addr,
+                     (int)cc->role);
+            resp.code = COALITION_E_INVALID_ARGUMENT;
+            resp.message = change_msg;
+            break;
+        }
+        break; /* done: an empty answer with code 0 */
+    }
+    case COALITION__REQUEST__OP_ENTRY_HASH:
+        if (req->entry_hash->seq == 100) {
+            resp.code = COALITION_E_UNAVAILABLE;
+            resp.message = "no leader";
+            break;
+        }
+        memset(entry_hash, (int)(req->entry_hash->seq & 0xff), sizeof(entry_hash));
+        entry.seq = req->entry_hash->seq;
+        entry.hash.data = entry_hash;
+        entry.hash.len = sizeof(entry_hash);
+        if (req->entry_hash->seq == 99) {
+            entry.hash.len = 16; /* a short hash is a bad answer */
+        }
+        if (req->entry_hash->seq == 98) {
+            entry.seq = 97; /* an answer for another entry too */
+        }
+        resp.result_case = COALITION__RESPONSE__RESULT_ENTRY_HASH;
+        resp.entry_hash = &entry;
         break;
     default:
         resp.code = COALITION_E_INVALID_ARGUMENT;
@@ -709,6 +780,9 @@ static void test_frame_client_sync_calls(void **state)
     assert_string_equal(st.role, "leader");
     assert_int_equal(st.applied_seq, 42);
     assert_int_equal(st.applied_index, 17);
+    assert_int_equal(st.leader_id, 1);
+    assert_string_equal(st.membership, "standby");
+    assert_int_equal(st.last_index, 19);
     char hex[2 * COALITION_HASH_LEN + 1];
     coalition_hash_hex(st.head_hash, hex);
     assert_memory_equal(hex, "abababab", 8);
@@ -789,6 +863,195 @@ static void test_frame_client_bad_frame_then_reconnect(void **state)
     coalition_client_destroy(c);
 }
 
+static void test_frame_client_cluster_status(void **state)
+{
+    struct fixture *f = *state;
+    fake_node_start(f);
+    struct coalition_client *c = NULL;
+    assert_int_equal(coalition_client_create(f->node, 2000, &c), 0);
+
+    struct coalition_cluster cl;
+    assert_int_equal(coalition_client_cluster_status(c, &cl), 0);
+    assert_int_equal(cl.node_id, 3);
+    assert_int_equal(cl.leader_id, 1);
+    assert_int_equal(cl.len, 3);
+    assert_non_null(cl.nodes);
+    assert_int_equal(cl.nodes[0].id, 1);
+    assert_int_equal(cl.nodes[0].role, COALITION_ROLE_VOTER);
+    assert_string_equal(cl.nodes[0].raft_addr, "127.0.0.1:7501");
+    assert_string_equal(cl.nodes[0].client_addr, "127.0.0.1:7401");
+    assert_int_equal(cl.nodes[1].role, COALITION_ROLE_STANDBY);
+    assert_string_equal(cl.nodes[1].client_addr, "");
+    assert_int_equal(cl.nodes[2].role, COALITION_ROLE_SPARE);
+    assert_string_equal(cl.nodes[2].client_addr, "[::1]:7403");
+    assert_string_equal(coalition_client_leader_hint(c), "");
+    coalition_cluster_free(&cl);
+    assert_null(cl.nodes);
+    assert_int_equal(cl.len, 0);
+    coalition_cluster_free(&cl); /* twice is harmless */
+    coalition_cluster_free(NULL);
+    coalition_client_destroy(c);
+}
+
+static void test_frame_client_cluster_change(void **state)
+{
+    struct fixture *f = *state;
+    fake_node_start(f);
+    struct coalition_client *c = NULL;
+    assert_int_equal(coalition_client_create(f->node, 2000, &c), 0);
+
+    assert_int_equal(coalition_client_cluster_change(c, COALITION_CLUSTER_ADD, 4, "127.0.0.1:7504",
+                                                     "127.0.0.1:7404", COALITION_ROLE_VOTER),
+                     0);
+    assert_int_equal(coalition_client_cluster_change(c, COALITION_CLUSTER_REMOVE, 4, NULL, NULL,
+                                                     COALITION_ROLE_STANDBY),
+                     0);
+    /* What goes on the wire (the fake node echoes it). */
+    assert_int_equal(coalition_client_cluster_change(c, COALITION_CLUSTER_ADD, 7, "h:1", "h:2",
+                                                     COALITION_ROLE_SPARE),
+                     COALITION_E_INVALID_ARGUMENT);
+    assert_string_equal(coalition_client_errmsg(c), "op 0 id 7 raft 'h:1' client 'h:2' role 2");
+    assert_int_equal(coalition_client_cluster_change(c, COALITION_CLUSTER_ASSIGN, 7, NULL, NULL,
+                                                     COALITION_ROLE_VOTER),
+                     COALITION_E_INVALID_ARGUMENT);
+    assert_string_equal(coalition_client_errmsg(c), "op 1 id 7 raft '' client '' role 1");
+
+    /* Not the leader: the hint is kept until the next call. */
+    assert_int_equal(coalition_client_cluster_change(c, COALITION_CLUSTER_ASSIGN, 9, NULL, NULL,
+                                                     COALITION_ROLE_VOTER),
+                     COALITION_E_NOT_LEADER);
+    assert_string_equal(coalition_client_leader_hint(c), "127.0.0.1:7401");
+    assert_string_equal(coalition_client_errmsg(c), "not the leader");
+    struct coalition_status st;
+    assert_int_equal(coalition_client_status(c, &st), 0);
+    assert_string_equal(coalition_client_leader_hint(c), "");
+
+    /* Refused locally: nothing is sent. */
+    assert_int_equal(coalition_client_cluster_change(c, COALITION_CLUSTER_ADD, 0, "h:1", NULL,
+                                                     COALITION_ROLE_VOTER),
+                     COALITION_E_INVALID_ARGUMENT);
+    assert_int_equal(coalition_client_cluster_change(c, COALITION_CLUSTER_ADD, 5, NULL, NULL,
+                                                     COALITION_ROLE_VOTER),
+                     COALITION_E_INVALID_ARGUMENT);
+    assert_int_equal(coalition_client_cluster_change(c, (enum coalition_cluster_op)4, 5, "h:1",
+                                                     NULL, COALITION_ROLE_VOTER),
+                     COALITION_E_INVALID_ARGUMENT);
+    assert_int_equal(coalition_client_cluster_change(c, COALITION_CLUSTER_ASSIGN, 5, NULL, NULL,
+                                                     (enum coalition_role)3),
+                     COALITION_E_INVALID_ARGUMENT);
+    char long_addr[COALITION_ADDR_MAX + 2];
+    memset(long_addr, 'a', sizeof(long_addr) - 1);
+    long_addr[sizeof(long_addr) - 1] = '\0';
+    assert_int_equal(coalition_client_cluster_change(c, COALITION_CLUSTER_ADD, 5, long_addr, NULL,
+                                                     COALITION_ROLE_VOTER),
+                     COALITION_E_INVALID_ARGUMENT);
+    assert_int_equal(coalition_client_outstanding(c), 0);
+    coalition_client_destroy(c);
+}
+
+static void test_frame_client_entry_hash(void **state)
+{
+    struct fixture *f = *state;
+    fake_node_start(f);
+    struct coalition_client *c = NULL;
+    assert_int_equal(coalition_client_create(f->node, 2000, &c), 0);
+
+    uint8_t h[COALITION_HASH_LEN];
+    uint8_t want[COALITION_HASH_LEN];
+    assert_int_equal(coalition_client_entry_hash(c, 0x2a, h), 0);
+    memset(want, 0x2a, sizeof(want));
+    assert_memory_equal(h, want, sizeof(want));
+    assert_int_equal(coalition_client_entry_hash(c, 0, h), COALITION_E_INVALID_ARGUMENT);
+    assert_int_equal(coalition_client_entry_hash(c, 99, h), COALITION_E_BAD_FRAME);
+    assert_int_equal(coalition_client_entry_hash(c, 98, h), COALITION_E_BAD_FRAME);
+    assert_int_equal(coalition_client_entry_hash(c, 100, h), COALITION_E_UNAVAILABLE);
+    assert_string_equal(coalition_client_errmsg(c), "no leader");
+    assert_string_equal(coalition_client_leader_hint(c), "");
+    /* The connection is still good after answers the client refused. */
+    assert_int_equal(coalition_client_entry_hash(c, 7, h), 0);
+    assert_int_equal(h[31], 7);
+    coalition_client_destroy(c);
+}
+
+static void test_frame_client_consistent_reads(void **state)
+{
+    struct fixture *f = *state;
+    fake_node_start(f);
+    struct coalition_client *c = NULL;
+    assert_int_equal(coalition_client_create(f->node, 2000, &c), 0);
+
+    struct coalition_balance bal;
+    assert_int_equal(coalition_client_balance(c, "M", &bal), 0);
+    assert_int_equal(bal.as_of_seq, 57);
+    coalition_client_set_consistent(c, true);
+    assert_int_equal(coalition_client_balance(c, "M", &bal), 0);
+    assert_int_equal(bal.as_of_seq, 1057);
+    struct coalition_history h;
+    assert_int_equal(coalition_client_history(c, "M", 0, &h), 0);
+    assert_int_equal(h.len, 2);
+    assert_string_equal(h.items[1].reason, "consistent");
+    coalition_history_free(&h);
+    coalition_client_set_consistent(c, false);
+    assert_int_equal(coalition_client_history(c, "M", 0, &h), 0);
+    assert_string_equal(h.items[1].reason, "");
+    coalition_history_free(&h);
+    assert_int_equal(coalition_client_balance(c, "M", &bal), 0);
+    assert_int_equal(bal.as_of_seq, 57);
+    coalition_client_destroy(c);
+}
+
+static void test_frame_client_node_list_failover(void **state)
+{
+    struct fixture *f = *state;
+    /* A port where nothing listens, then the fake node. */
+    fake_listen(f);
+    char dead[64];
+    memcpy(dead, f->node, sizeof(dead));
+    close(f->listen_fd);
+    f->listen_fd = -1;
+    fake_node_start(f);
+
+    char list[160];
+    snprintf(list, sizeof(list), "%s,%s", dead, f->node);
+    struct coalition_client *c = NULL;
+    assert_int_equal(coalition_client_create(list, 2000, &c), 0);
+    assert_string_equal(coalition_client_node(c), f->node);
+    struct coalition_status st;
+    assert_int_equal(coalition_client_status(c, &st), 0);
+    assert_int_equal(st.node_id, 3);
+    coalition_client_destroy(c);
+    c = NULL;
+
+    snprintf(list, sizeof(list), "%s,%s", dead, dead);
+    assert_int_equal(coalition_client_create(list, 500, &c), COALITION_E_UNREACHABLE);
+    assert_null(c);
+    const char *bad[] = {"", ",", "127.0.0.1:1,", "127.0.0.1:1,,127.0.0.1:2", "127.0.0.1:1,x"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(coalition_client_create(bad[i], 500, &c), COALITION_E_INVALID_ARGUMENT);
+        assert_null(c);
+    }
+}
+
+static void test_frame_client_role_names(void **state)
+{
+    (void)state;
+    enum coalition_role r = COALITION_ROLE_SPARE;
+    assert_true(coalition_role_parse("voter", &r));
+    assert_int_equal(r, COALITION_ROLE_VOTER);
+    assert_true(coalition_role_parse("standby", &r));
+    assert_int_equal(r, COALITION_ROLE_STANDBY);
+    assert_true(coalition_role_parse("spare", &r));
+    assert_int_equal(r, COALITION_ROLE_SPARE);
+    assert_false(coalition_role_parse("Voter", &r));
+    assert_false(coalition_role_parse("", &r));
+    assert_string_equal(coalition_role_name(COALITION_ROLE_VOTER), "voter");
+    assert_null(coalition_role_name((enum coalition_role)7));
+    /* Same numbers as coalition.NodeRole. */
+    assert_int_equal(COALITION_ROLE_STANDBY, COALITION__NODE_ROLE__ROLE_STANDBY);
+    assert_int_equal(COALITION_ROLE_VOTER, COALITION__NODE_ROLE__ROLE_VOTER);
+    assert_int_equal(COALITION_ROLE_SPARE, COALITION__NODE_ROLE__ROLE_SPARE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -814,6 +1077,12 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_frame_client_bad_frame_then_reconnect, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_frame_client_cluster_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_client_cluster_change, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_client_entry_hash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_client_consistent_reads, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_client_node_list_failover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_client_role_names, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
