@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the process tests (tests/process/test_*.sh), which drive
 # the real coalitiond, coalition CLI and coalition-loadgen binaries.  Source
 # it after `set -euo pipefail`.  It makes a fresh temporary directory, starts
@@ -12,6 +13,22 @@
 #   expect_eq ACTUAL EXPECTED WHAT, expect_contains TEXT NEEDLE WHAT
 #   json_get NAME [TEXT]         first value of "NAME" in JSON text (default $OUT)
 #   fail MESSAGE                 print the message, the logs, and exit 1
+#
+# Clusters (node i = 1..N on loopback, client port node_port i, raft port
+# raft_port i, data $TEST_TMP/node$i, log $TEST_TMP/node$i.log):
+#   start_cluster N [ARGS...]    start N nodes (1..3 bootstrap, the rest join
+#                                node 1) with ARGS for every node; wait_leader
+#   start_member I [ARGS...]     (re)start node I as before (bootstrap list or
+#                                --join), wait until it answers status
+#   stop_member I [SIGNAL]       signal node I (TERM) and reap it, set EXIT_CODE
+#   pause_member I, resume_member I   SIGSTOP / SIGCONT
+#   cli_on I ARGS...             the CLI against node I
+#   node_port I, raft_port I, node_addr I, raft_addr I, all_addrs
+#   running_members              ids of nodes started, alive and not paused
+#   wait_leader [TIMEOUT_S] [I...]   until the nodes agree on a leader: LEADER
+#   leader_of I                  the leader id node I reports (0 if none)
+#   a_follower                   a running node other than $LEADER
+#   cluster_agrees [WAIT_S] [I]  `cluster check` through node I must exit 0
 
 if [[ -z ${SOURCE_DIR:-} ]]; then
     SOURCE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -106,6 +123,10 @@ cleanup() {
     local rc=$? pid
     set +e
     trap - EXIT INT TERM
+    # SIGCONT first: a node a test stopped with SIGSTOP would not see SIGTERM.
+    for pid in "${TRACKED_PIDS[@]}"; do
+        proc_exited "$pid" || kill -CONT "$pid" 2>/dev/null
+    done
     for pid in "${TRACKED_PIDS[@]}"; do
         proc_exited "$pid" || kill -TERM "$pid" 2>/dev/null
     done
@@ -254,4 +275,299 @@ expect_error() {
 stdout: $OUT
 stderr: $ERR"
     fi
+}
+
+# ---- clusters ---------------------------------------------------------------
+
+CLUSTER_N=0
+CLUSTER_ARGS=()   # given to every node by start_cluster
+MEMBER_PID=()     # index: node id; empty when not running
+MEMBER_PAUSED=()  # index: node id; 1 while SIGSTOPped
+MEMBER_CPORT=()
+MEMBER_RPORT=()
+MEMBER_JOIN=()    # index: node id; client address it joined through, if it did
+LEADER=
+
+node_port() { printf '%s' "${MEMBER_CPORT[$1]}"; }
+raft_port() { printf '%s' "${MEMBER_RPORT[$1]}"; }
+node_addr() { printf '127.0.0.1:%s' "${MEMBER_CPORT[$1]}"; }
+raft_addr() { printf '127.0.0.1:%s' "${MEMBER_RPORT[$1]}"; }
+
+# all_addrs: every node's client address, comma-separated (for loadgen).
+all_addrs() {
+    local i list=''
+    for ((i = 1; i <= CLUSTER_N; i++)); do
+        list+=${list:+,}$(node_addr "$i")
+    done
+    printf '%s' "$list"
+}
+
+# The --bootstrap list: the raft addresses of nodes 1..min(N,3).
+bootstrap_list() {
+    local i list='' n=$((CLUSTER_N < 3 ? CLUSTER_N : 3))
+    for ((i = 1; i <= n; i++)); do
+        list+=${list:+,}$i=$(raft_addr "$i")
+    done
+    printf '%s' "$list"
+}
+
+# cli_on I ARGS...: the CLI against node I.
+cli_on() {
+    local i=$1
+    shift
+    "$COALITION" --node "$(node_addr "$i")" "$@"
+}
+
+# True if node I was started and has not exited.
+member_alive() {
+    [[ -n ${MEMBER_PID[$1]:-} ]] && ! proc_exited "${MEMBER_PID[$1]}"
+}
+
+# running_members: ids of the nodes that are alive and not paused, one line.
+running_members() {
+    local i ids=()
+    for ((i = 1; i <= CLUSTER_N; i++)); do
+        if member_alive "$i" && [[ ${MEMBER_PAUSED[$i]:-0} != 1 ]]; then
+            ids+=("$i")
+        fi
+    done
+    echo "${ids[*]}"
+}
+
+# cluster_ports N: picks 2N free ports (client and raft port of each node).
+cluster_ports() {
+    local n=$1 i ports
+    mapfile -t ports < <(free_port $((2 * n)))
+    ((${#ports[@]} == 2 * n)) || fail "freeport gave ${#ports[@]} ports, wanted $((2 * n))"
+    CLUSTER_N=$n
+    for ((i = 1; i <= n; i++)); do
+        MEMBER_CPORT[i]=${ports[2 * (i - 1)]}
+        MEMBER_RPORT[i]=${ports[2 * (i - 1) + 1]}
+        MEMBER_PID[i]=
+        MEMBER_PAUSED[i]=0
+        MEMBER_JOIN[i]=
+    done
+}
+
+# start_member I [ARGS...]: starts node I in the background with the
+# cluster's arguments and ARGS: nodes 1..3 with the bootstrap list, others
+# (and a node started once with --join) with --join through MEMBER_JOIN[I],
+# unless ARGS has --join or --bootstrap itself.  Waits until it answers
+# `coalition status`.  The log ($TEST_TMP/nodeI.log) is appended to.
+start_member() {
+    local i=$1
+    shift
+    local extra=("$@") mode=()
+    if [[ " ${extra[*]} " != *" --join "* && " ${extra[*]} " != *" --bootstrap "* ]]; then
+        if [[ -n ${MEMBER_JOIN[$i]} ]]; then
+            mode=(--join "${MEMBER_JOIN[$i]}")
+        elif ((i <= 3)); then
+            mode=(--bootstrap "$(bootstrap_list)")
+        else
+            mode=(--join "$(node_addr 1)")
+        fi
+    fi
+    local log_file=$TEST_TMP/node$i.log
+    local args=(--id "$i" --data "$TEST_TMP/node$i" --listen "$(node_addr "$i")"
+        --raft "$(raft_addr "$i")" "${mode[@]}" "${CLUSTER_ARGS[@]}" "${extra[@]}")
+    echo "=== $(date '+%T') start coalitiond ${args[*]}" >>"$log_file"
+    "$COALITIOND" "${args[@]}" >>"$log_file" 2>&1 &
+    MEMBER_PID[i]=$!
+    MEMBER_PAUSED[i]=0
+    track_pid "${MEMBER_PID[$i]}"
+    local deadline=$(($(now_ms) + NODE_START_TIMEOUT_S * 1000))
+    while :; do
+        if proc_exited "${MEMBER_PID[$i]}"; then
+            wait_exit "${MEMBER_PID[$i]}" 1 || true
+            MEMBER_PID[i]=
+            fail "node $i exited with $EXIT_CODE while starting"
+        fi
+        if cli_on "$i" --timeout-ms 1000 status >/dev/null 2>&1; then
+            log "node $i up: client $(node_addr "$i"), raft $(raft_addr "$i"), pid ${MEMBER_PID[$i]}"
+            return 0
+        fi
+        if (($(now_ms) >= deadline)); then
+            fail "node $i did not answer status within ${NODE_START_TIMEOUT_S}s"
+        fi
+        sleep 0.1
+    done
+}
+
+# stop_member I [SIGNAL]: sends SIGNAL (default TERM) to node I and reaps it;
+# EXIT_CODE is its exit status.  A paused node is continued first (after a
+# KILL, which needs no continuing).  Fails the test if it does not exit
+# within NODE_STOP_TIMEOUT_S.
+stop_member() {
+    local i=$1 sig=${2:-TERM} pid=${MEMBER_PID[$1]}
+    [[ -n $pid ]] || fail "stop_member $i: node $i is not running"
+    kill "-$sig" "$pid"
+    if [[ ${MEMBER_PAUSED[$i]} == 1 && $sig != KILL ]]; then
+        kill -CONT "$pid" 2>/dev/null || true
+    fi
+    if ! wait_exit "$pid" "$NODE_STOP_TIMEOUT_S"; then
+        fail "node $i (pid $pid) did not exit within ${NODE_STOP_TIMEOUT_S}s of SIG$sig"
+    fi
+    echo "=== $(date '+%T') node $i exited with $EXIT_CODE after SIG$sig" >>"$TEST_TMP/node$i.log"
+    MEMBER_PID[i]=
+    MEMBER_PAUSED[i]=0
+}
+
+pause_member() {
+    kill -STOP "${MEMBER_PID[$1]}"
+    MEMBER_PAUSED[$1]=1
+    log "node $1 paused (SIGSTOP)"
+}
+
+resume_member() {
+    kill -CONT "${MEMBER_PID[$1]}"
+    MEMBER_PAUSED[$1]=0
+    log "node $1 resumed (SIGCONT)"
+}
+
+# leader_of I: the leader id that node I reports in `status` (0 if none, or
+# if it does not answer within a second).
+leader_of() {
+    local out id
+    out=$(cli_on "$1" --json --timeout-ms 1000 status 2>/dev/null) || {
+        echo 0
+        return 0
+    }
+    id=$(json_get leader_id "$out")
+    [[ $id =~ ^[0-9]+$ ]] || id=0
+    echo "$id"
+}
+
+# role_of I: the raft state node I reports (leader, follower, candidate,
+# unavailable), or "" if it does not answer.
+role_of() {
+    local out
+    out=$(cli_on "$1" --json --timeout-ms 1000 status 2>/dev/null) || return 0
+    json_get role "$out"
+}
+
+# wait_leader [TIMEOUT_S] [I...]: waits until nodes I (default: every running
+# node) all name the same leader, and that node is running and says it is the
+# leader.  Sets LEADER; fails the test after TIMEOUT_S (default 15).
+wait_leader() {
+    local timeout_s=${1:-15}
+    shift || true
+    local nodes=("$@")
+    if ((${#nodes[@]} == 0)); then
+        read -r -a nodes <<<"$(running_members)"
+    fi
+    local deadline=$(($(now_ms) + timeout_s * 1000)) i lid agreed seen
+    while :; do
+        agreed=
+        seen=
+        for i in "${nodes[@]}"; do
+            lid=$(leader_of "$i")
+            seen+=" $i:$lid"
+            if [[ $lid == 0 || (-n $agreed && $lid != "$agreed") ]]; then
+                agreed=
+                break
+            fi
+            agreed=$lid
+        done
+        if [[ -n $agreed ]] && ((agreed <= CLUSTER_N)) &&
+            [[ " $(running_members) " == *" $agreed "* && $(role_of "$agreed") == leader ]]; then
+            LEADER=$agreed
+            return 0
+        fi
+        if (($(now_ms) >= deadline)); then
+            fail "no agreed leader among nodes ${nodes[*]} within ${timeout_s}s (node:leader$seen)"
+        fi
+        sleep 0.2
+    done
+}
+
+# a_follower: the first running node that is not $LEADER.
+a_follower() {
+    local i
+    for i in $(running_members); do
+        if [[ $i != "$LEADER" ]]; then
+            echo "$i"
+            return 0
+        fi
+    done
+    fail "no running follower"
+}
+
+# start_cluster N [ARGS...]: N nodes with ARGS each (kept in CLUSTER_ARGS for
+# restarts).  Nodes 1..min(N,3) bootstrap together; the others join through
+# node 1 once there is a leader.  Sets LEADER.
+start_cluster() {
+    local n=$1 i
+    shift
+    CLUSTER_ARGS=("$@")
+    cluster_ports "$n"
+    for ((i = 1; i <= n && i <= 3; i++)); do
+        start_member "$i"
+    done
+    wait_leader 20
+    for ((i = 4; i <= n; i++)); do
+        MEMBER_JOIN[i]=$(node_addr 1)
+        start_member "$i"
+    done
+    log "cluster of $n up, leader node $LEADER"
+}
+
+# stop_cluster: SIGTERM to every running node; each must exit with 0.
+stop_cluster() {
+    local i
+    for ((i = 1; i <= CLUSTER_N; i++)); do
+        if [[ -n ${MEMBER_PID[$i]} ]]; then
+            stop_member "$i" TERM
+            expect_eq "$EXIT_CODE" 0 "exit status of node $i after SIGTERM"
+        fi
+    done
+}
+
+# cluster_agrees [WAIT_S] [I]: `coalition cluster check --wait-s WAIT_S`
+# (default 30) through node I (default: the first running node) must exit 0:
+# every node at the same index, head hash and state digest.
+cluster_agrees() {
+    local wait_s=${1:-30} i=${2:-}
+    if [[ -z $i ]]; then
+        read -r i _ <<<"$(running_members)"
+    fi
+    run cli_on "$i" --json --timeout-ms $(((wait_s + 10) * 1000)) cluster check \
+        --wait-s "$wait_s"
+    if [[ $RC != 0 ]]; then
+        fail "cluster check through node $i exited $RC
+stdout: $OUT
+stderr: $ERR"
+    fi
+}
+
+# expect_same_everywhere WHAT ARGS...: runs `coalition --json ARGS` on every
+# running node and requires identical output; leaves it in OUT.
+expect_same_everywhere() {
+    local what=$1 i first='' first_node=''
+    shift
+    for i in $(running_members); do
+        expect_exit 0 cli_on "$i" --json "$@"
+        if [[ -z $first_node ]]; then
+            first=$OUT
+            first_node=$i
+        elif [[ $OUT != "$first" ]]; then
+            fail "$what differs: node $first_node says $first, node $i says $OUT"
+        fi
+    done
+}
+
+# verify_everywhere: `coalition verify` passes on every running node, with
+# the same head hash and state digest.
+verify_everywhere() {
+    local i head='' digest=''
+    for i in $(running_members); do
+        expect_exit 0 cli_on "$i" --json verify
+        expect_eq "$(json_get ok)" true "verify on node $i"
+        if [[ -z $head ]]; then
+            head=$(json_get head_hash)
+            digest=$(json_get state_digest)
+        else
+            expect_eq "$(json_get head_hash)" "$head" "verify head_hash on node $i"
+            expect_eq "$(json_get state_digest)" "$digest" "verify state_digest on node $i"
+        fi
+    done
 }
