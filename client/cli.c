@@ -1,6 +1,7 @@
-/* The `coalition` command-line tool: one libcoalition call per invocation,
- * printed as short human lines or, with --json, as exactly one JSON object on
- * stdout.  Exit status: 0 ok, 1 rejected by the ledger, 2 usage error, 3 node
+/* The `coalition` command-line tool: one libcoalition call per invocation
+ * (the `cluster` commands ask every node of the configuration), printed as
+ * short human lines or, with --json, as exactly one JSON object on stdout.
+ * Exit status: 0 ok, 1 rejected by the ledger, 2 usage error, 3 node
  * unreachable or timed out. */
 #include <assert.h>
 #include <errno.h>
@@ -29,6 +30,12 @@ enum {
  * chose a timeout. */
 #define CLI_VERIFY_TIMEOUT_MS_DEFAULT 60000
 #define CLI_HEX_LEN                   (2 * COALITION_HASH_LEN + 1)
+/* The cluster commands ask every node in turn: each gets a short timeout
+ * (unless --timeout-ms is given) so that a dead node does not stall them. */
+#define CLI_NODE_TIMEOUT_MS_DEFAULT 1000
+#define CLI_CHECK_WAIT_S_DEFAULT    10
+#define CLI_CHECK_WAIT_S_MAX        86400
+#define CLI_CHECK_POLL_MS           200
 
 /* Command options; each command accepts a subset (struct command). */
 enum opt_index {
@@ -44,17 +51,39 @@ enum opt_index {
     OPT_FROM,
     OPT_TO,
     OPT_LIMIT,
+    OPT_CONSISTENT, /* a flag: no value */
+    OPT_RAFT,
+    OPT_CLIENT,
+    OPT_ROLE,
+    OPT_WAIT_S,
     OPT_COUNT
 };
 
 #define BIT(i) (1u << (i))
 
 static const char *const opt_names[OPT_COUNT] = {
-    [OPT_ID] = "id",         [OPT_NAME] = "name",       [OPT_CARD] = "card",
-    [OPT_TXN] = "txn",       [OPT_PARTNER] = "partner", [OPT_MEMBER] = "member",
-    [OPT_POINTS] = "points", [OPT_REASON] = "reason",   [OPT_OF] = "of",
-    [OPT_FROM] = "from",     [OPT_TO] = "to",           [OPT_LIMIT] = "limit",
+    [OPT_ID] = "id",
+    [OPT_NAME] = "name",
+    [OPT_CARD] = "card",
+    [OPT_TXN] = "txn",
+    [OPT_PARTNER] = "partner",
+    [OPT_MEMBER] = "member",
+    [OPT_POINTS] = "points",
+    [OPT_REASON] = "reason",
+    [OPT_OF] = "of",
+    [OPT_FROM] = "from",
+    [OPT_TO] = "to",
+    [OPT_LIMIT] = "limit",
+    [OPT_CONSISTENT] = "consistent",
+    [OPT_RAFT] = "raft",
+    [OPT_CLIENT] = "client",
+    [OPT_ROLE] = "role",
+    [OPT_WAIT_S] = "wait-s",
 };
+_Static_assert(OPT_COUNT <= 32, "options are bits of an unsigned");
+
+/* Options that take no value; a->v[] holds "1" when one is given. */
+#define FLAG_OPTS BIT(OPT_CONSISTENT)
 
 /* getopt_long values of the global options (also accepted after a command)
  * and the base of the command options. */
@@ -76,6 +105,9 @@ struct args {
     const char *v[OPT_COUNT]; /* borrowed from argv; NULL when not given */
     int64_t points;           /* --points, 0 when not given */
     uint32_t limit;           /* --limit, 0 when not given */
+    uint64_t node_id;         /* cluster commands: --id, 0 when not given */
+    enum coalition_role role; /* --role, standby when not given */
+    uint32_t wait_s;          /* --wait-s, CLI_CHECK_WAIT_S_DEFAULT when not given */
 };
 
 struct command {
@@ -173,13 +205,27 @@ static const char *error_message(const struct cli *cli, int code)
     return coalition_strerror(code);
 }
 
-/* Reports a failed call and returns the exit status for it. */
+/* The leader hint that came with the last answer, or "". */
+static const char *leader_hint(const struct cli *cli)
+{
+    return cli->client != NULL ? coalition_client_leader_hint(cli->client) : "";
+}
+
+/* Reports a failed call and returns the exit status for it.  A leader hint
+ * (with NOT_LEADER or UNAVAILABLE) is passed on: the user can go there. */
 static int report_error(const struct cli *cli, int code, const char *message)
 {
+    const char *hint = leader_hint(cli);
     if (cli->json) {
         json_t *obj = json_object();
-        json_object_set_new(obj, "error", json_error_object(code, message));
+        json_t *err = json_error_object(code, message);
+        if (hint[0] != '\0') {
+            json_object_set_new(err, "leader_hint", jstr(hint));
+        }
+        json_object_set_new(obj, "error", err);
         json_print(obj);
+    } else if (hint[0] != '\0') {
+        fprintf(stderr, "error: %s: %s (leader: %s)\n", coalition_errname(code), message, hint);
     } else {
         fprintf(stderr, "error: %s: %s\n", coalition_errname(code), message);
     }
@@ -282,6 +328,12 @@ static bool parse_uint(const char *s, uint64_t max, uint64_t *out)
 /* ------------------------------------------------------------------------
  * Commands */
 
+/* Empty table cells show as "-" so that columns stay readable. */
+static const char *or_dash(const char *s)
+{
+    return s[0] != '\0' ? s : "-";
+}
+
 static int run_status(struct cli *cli, const struct args *a)
 {
     (void)a;
@@ -297,14 +349,24 @@ static int run_status(struct cli *cli, const struct args *a)
         json_object_set_new(obj, "applied_seq", juint(st.applied_seq));
         json_object_set_new(obj, "applied_index", juint(st.applied_index));
         json_object_set_new(obj, "head_hash", jhash(st.head_hash));
+        json_object_set_new(obj, "leader_id", juint(st.leader_id));
+        json_object_set_new(obj, "membership", jstr(st.membership));
+        json_object_set_new(obj, "last_index", juint(st.last_index));
         json_print(obj);
     } else {
         char hex[CLI_HEX_LEN];
         coalition_hash_hex(st.head_hash, hex);
         printf("node id:       %" PRIu64 "\n", st.node_id);
         printf("role:          %s\n", st.role);
+        printf("membership:    %s\n", or_dash(st.membership));
+        if (st.leader_id != 0) {
+            printf("leader id:     %" PRIu64 "\n", st.leader_id);
+        } else {
+            printf("leader id:     none known\n");
+        }
         printf("applied seq:   %" PRIu64 "\n", st.applied_seq);
         printf("applied index: %" PRIu64 "\n", st.applied_index);
+        printf("last index:    %" PRIu64 "\n", st.last_index);
         printf("head hash:     %s\n", hex);
     }
     return EXIT_OK;
@@ -412,6 +474,7 @@ static int run_balance(struct cli *cli, const struct args *a)
 {
     const char *member = a->v[OPT_MEMBER];
     struct coalition_balance b;
+    coalition_client_set_consistent(cli->client, a->v[OPT_CONSISTENT] != NULL);
     int rv = coalition_client_balance(cli->client, member, &b);
     if (rv != 0) {
         return report_error(cli, rv, error_message(cli, rv));
@@ -427,12 +490,6 @@ static int run_balance(struct cli *cli, const struct args *a)
                b.as_of_seq);
     }
     return EXIT_OK;
-}
-
-/* Empty table cells show as "-" so that columns stay readable. */
-static const char *or_dash(const char *s)
-{
-    return s[0] != '\0' ? s : "-";
 }
 
 enum { HIST_COLS = 8, HIST_CELL = 32 };
@@ -494,6 +551,7 @@ static int run_history(struct cli *cli, const struct args *a)
 {
     const char *member = a->v[OPT_MEMBER];
     struct coalition_history h;
+    coalition_client_set_consistent(cli->client, a->v[OPT_CONSISTENT] != NULL);
     int rv = coalition_client_history(cli->client, member, a->limit, &h);
     if (rv != 0) {
         return report_error(cli, rv, error_message(cli, rv));
@@ -569,11 +627,677 @@ static int run_verify(struct cli *cli, const struct args *a)
     return EXIT_OK;
 }
 
+/* ------------------------------------------------------------------------
+ * Cluster commands: ask the node for the raft configuration, then ask every
+ * node in it directly. */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    int rv = clock_gettime(CLOCK_MONOTONIC, &ts);
+    assert(rv == 0);
+    (void)rv;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* One node of the configuration as seen from here. */
+struct probe {
+    const struct coalition_cluster_node *cfg; /* borrowed from the cluster */
+    struct coalition_client *client;          /* short-timeout client, or NULL */
+    bool answered;                            /* the last status call succeeded */
+    int code;                                 /* else its error */
+    char errmsg[320];
+    struct coalition_status st; /* valid when answered */
+    /* cluster check only */
+    bool compared; /* a replicating node with a client address */
+    bool verified; /* v is valid */
+    struct coalition_verify v;
+};
+
+/* Records a failed call to the probe's node. */
+static void probe_fail(struct probe *p, int code, const char *msg)
+{
+    assert(code != 0);
+    p->answered = false;
+    p->code = code;
+    snprintf(p->errmsg, sizeof(p->errmsg), "%s", msg);
+}
+
+/* The message of a failed call on `c` (NULL: its creation failed). */
+static void call_error(struct probe *p, const struct coalition_client *c, int code)
+{
+    const char *m = c != NULL ? coalition_client_errmsg(c) : "";
+    char msg[320];
+    if (m[0] == '\0') {
+        snprintf(msg, sizeof(msg), "%s (%s)", coalition_strerror(code), p->cfg->client_addr);
+        m = msg;
+    }
+    probe_fail(p, code, m);
+}
+
+/* Asks the probe's node for its status (connecting first if needed).
+ * Returns true if it answered as the node it should be. */
+static bool probe_status(struct probe *p, int timeout_ms)
+{
+    if (p->cfg->client_addr[0] == '\0') {
+        probe_fail(p, COALITION_E_UNREACHABLE, "no client address announced");
+        return false;
+    }
+    if (p->client == NULL) {
+        int rv = coalition_client_create(p->cfg->client_addr, timeout_ms, &p->client);
+        if (rv != 0) {
+            p->client = NULL;
+            call_error(p, NULL, rv);
+            return false;
+        }
+    }
+    int rv = coalition_client_status(p->client, &p->st);
+    if (rv != 0) {
+        call_error(p, p->client, rv);
+        return false;
+    }
+    if (p->st.node_id != p->cfg->id) {
+        char msg[320];
+        snprintf(msg, sizeof(msg), "%s answers as node %" PRIu64, p->cfg->client_addr,
+                 p->st.node_id);
+        probe_fail(p, COALITION_E_INVALID_ARGUMENT, msg);
+        return false;
+    }
+    p->answered = true;
+    p->code = 0;
+    p->errmsg[0] = '\0';
+    return true;
+}
+
+static void probes_destroy(struct probe *probes, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        coalition_client_destroy(probes[i].client);
+    }
+    free(probes);
+}
+
+/* Asks the node we are connected to for the configuration and makes one
+ * (unconnected) probe per node.  Returns EXIT_OK or the exit status of the
+ * error it reported. */
+static int cluster_fetch(struct cli *cli, struct coalition_cluster *cl, struct probe **probes)
+{
+    int rv = coalition_client_cluster_status(cli->client, cl);
+    if (rv != 0) {
+        return report_error(cli, rv, error_message(cli, rv));
+    }
+    *probes = calloc(cl->len > 0 ? cl->len : 1, sizeof(**probes));
+    if (*probes == NULL) {
+        coalition_cluster_free(cl);
+        return report_error(cli, COALITION_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < cl->len; i++) {
+        (*probes)[i].cfg = &cl->nodes[i];
+    }
+    return EXIT_OK;
+}
+
+static const char *role_name(enum coalition_role role)
+{
+    const char *name = coalition_role_name(role);
+    return name != NULL ? name : "unknown";
+}
+
+/* What the table shows as the node's state. */
+static const char *probe_state(const struct probe *p)
+{
+    if (p->answered) {
+        return p->st.role;
+    }
+    if (p->cfg->client_addr[0] == '\0') {
+        return "unknown";
+    }
+    return p->code == COALITION_E_UNREACHABLE || p->code == COALITION_E_TIMEOUT ? "unreachable"
+                                                                                : "error";
+}
+
+/* The leader: as the asked node knows it, else as a node says of itself. */
+static uint64_t cluster_leader(const struct coalition_cluster *cl, const struct probe *probes)
+{
+    if (cl->leader_id != 0) {
+        return cl->leader_id;
+    }
+    for (size_t i = 0; i < cl->len; i++) {
+        if (probes[i].answered && strcmp(probes[i].st.role, "leader") == 0) {
+            return probes[i].cfg->id;
+        }
+    }
+    return 0;
+}
+
+enum { CL_COLS = 8, CL_CELL = 32 };
+
+static void cluster_row(const struct probe *p, uint64_t leader_id, char num[3][CL_CELL],
+                        const char *cells[CL_COLS])
+{
+    snprintf(num[0], CL_CELL, "%" PRIu64, p->cfg->id);
+    snprintf(num[1], CL_CELL, "%" PRIu64, p->st.applied_index);
+    snprintf(num[2], CL_CELL, "%" PRIu64, p->st.applied_seq);
+    cells[0] = num[0];
+    cells[1] = or_dash(p->cfg->raft_addr);
+    cells[2] = or_dash(p->cfg->client_addr);
+    cells[3] = role_name(p->cfg->role);
+    cells[4] = probe_state(p);
+    cells[5] = p->answered ? num[1] : "-";
+    cells[6] = p->answered ? num[2] : "-";
+    cells[7] = p->cfg->id == leader_id ? "*" : "";
+}
+
+static void cluster_print_table(const struct coalition_cluster *cl, const struct probe *probes,
+                                uint64_t leader_id)
+{
+    static const char *const heads[CL_COLS] = {"ID",          "RAFT ADDRESS", "CLIENT ADDRESS",
+                                               "ROLE",        "STATE",        "APPLIED INDEX",
+                                               "APPLIED SEQ", "LEADER"};
+    int width[CL_COLS];
+    for (size_t c = 0; c < CL_COLS; c++) {
+        width[c] = (int)strlen(heads[c]);
+    }
+    for (size_t i = 0; i < cl->len; i++) {
+        char num[3][CL_CELL];
+        const char *cells[CL_COLS];
+        cluster_row(&probes[i], leader_id, num, cells);
+        for (size_t c = 0; c < CL_COLS; c++) {
+            int len = (int)strlen(cells[c]);
+            if (len > width[c]) {
+                width[c] = len;
+            }
+        }
+    }
+    if (leader_id != 0) {
+        printf("leader: node %" PRIu64 " (as seen by node %" PRIu64 ")\n", leader_id, cl->node_id);
+    } else {
+        printf("leader: none known (as seen by node %" PRIu64 ")\n", cl->node_id);
+    }
+    /* Numbers right-aligned, the rest left; the last column unpadded. */
+    printf("%*s  %-*s  %-*s  %-*s  %-*s  %*s  %*s  %s\n", width[0], heads[0], width[1], heads[1],
+           width[2], heads[2], width[3], heads[3], width[4], heads[4], width[5], heads[5], width[6],
+           heads[6], heads[7]);
+    for (size_t i = 0; i < cl->len; i++) {
+        char num[3][CL_CELL];
+        const char *cells[CL_COLS];
+        cluster_row(&probes[i], leader_id, num, cells);
+        printf("%*s  %-*s  %-*s  %-*s  %-*s  %*s  %*s%s%s\n", width[0], cells[0], width[1],
+               cells[1], width[2], cells[2], width[3], cells[3], width[4], cells[4], width[5],
+               cells[5], width[6], cells[6], cells[7][0] != '\0' ? "  " : "", cells[7]);
+    }
+    for (size_t i = 0; i < cl->len; i++) {
+        if (!probes[i].answered) {
+            printf("node %" PRIu64 ": %s\n", probes[i].cfg->id, probes[i].errmsg);
+        }
+    }
+}
+
+/* The timeout for one call to one node of the cluster. */
+static int node_timeout_ms(const struct cli *cli)
+{
+    return cli->timeout_ms > 0 ? cli->timeout_ms : CLI_NODE_TIMEOUT_MS_DEFAULT;
+}
+
+static int run_cluster_status(struct cli *cli, const struct args *a)
+{
+    (void)a;
+    struct coalition_cluster cl;
+    struct probe *probes = NULL;
+    int rv = cluster_fetch(cli, &cl, &probes);
+    if (rv != EXIT_OK) {
+        return rv;
+    }
+    for (size_t i = 0; i < cl.len; i++) {
+        (void)probe_status(&probes[i], node_timeout_ms(cli));
+    }
+    uint64_t leader_id = cluster_leader(&cl, probes);
+    if (cli->json) {
+        json_t *obj = json_object();
+        json_t *nodes = json_array();
+        json_object_set_new(obj, "leader_id", juint(leader_id));
+        json_object_set_new(obj, "node_id", juint(cl.node_id));
+        for (size_t i = 0; i < cl.len; i++) {
+            const struct probe *p = &probes[i];
+            json_t *o = json_object();
+            json_object_set_new(o, "id", juint(p->cfg->id));
+            json_object_set_new(o, "raft_addr", jstr(p->cfg->raft_addr));
+            json_object_set_new(o, "client_addr", jstr(p->cfg->client_addr));
+            json_object_set_new(o, "role", jstr(role_name(p->cfg->role)));
+            json_object_set_new(o, "state", jstr(probe_state(p)));
+            json_object_set_new(o, "applied_index",
+                                p->answered ? juint(p->st.applied_index) : json_null());
+            json_object_set_new(o, "applied_seq",
+                                p->answered ? juint(p->st.applied_seq) : json_null());
+            json_object_set_new(o, "reachable", json_boolean(p->answered));
+            if (!p->answered) {
+                json_object_set_new(o, "error", jstr(p->errmsg));
+            }
+            json_array_append_new(nodes, o);
+        }
+        json_object_set_new(obj, "nodes", nodes);
+        json_print(obj);
+    } else {
+        cluster_print_table(&cl, probes, leader_id);
+    }
+    probes_destroy(probes, cl.len);
+    coalition_cluster_free(&cl);
+    return EXIT_OK;
+}
+
+/* Where the nodes of a check disagree. */
+struct differ {
+    bool found;
+    uint64_t node; /* the first node that is not with the majority */
+    uint64_t seq;  /* the first entry where it differs (or where it was seen) */
+    char why[160];
+};
+
+/* Index of the probe whose key (`len` bytes from `key`) most of the compared
+ * nodes that answered share; ties go to the earlier node.  Returns n if no
+ * compared node answered. */
+static size_t majority(const struct probe *probes, size_t n,
+                       const uint8_t *(*key)(const struct probe *), size_t len)
+{
+    size_t best = n;
+    size_t best_votes = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!probes[i].compared || !probes[i].answered) {
+            continue;
+        }
+        size_t votes = 0;
+        for (size_t j = 0; j < n; j++) {
+            if (probes[j].compared && probes[j].answered &&
+                memcmp(key(&probes[i]), key(&probes[j]), len) == 0) {
+                votes++;
+            }
+        }
+        if (votes > best_votes) {
+            best = i;
+            best_votes = votes;
+        }
+    }
+    return best;
+}
+
+/* Check keys: the verify report (entries checked, head, digest) and the
+ * entry hash at the compared seq (kept in v.head_hash in fallback mode). */
+static const uint8_t *key_verify(const struct probe *p)
+{
+    return (const uint8_t *)&p->v;
+}
+
+static const uint8_t *key_head(const struct probe *p)
+{
+    return p->v.head_hash;
+}
+
+/* Finds the first entry in [1, hi] where node a's chain differs from node
+ * b's, knowing that they differ at hi.  Equal hashes at s mean equal entries
+ * up to s, so a bisection suffices.  Returns hi if a call fails. */
+static uint64_t first_differing_seq(struct probe *a, struct probe *b, uint64_t hi)
+{
+    assert(hi >= 1);
+    uint64_t lo = 1;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        uint8_t ha[COALITION_HASH_LEN];
+        uint8_t hb[COALITION_HASH_LEN];
+        if (coalition_client_entry_hash(a->client, mid, ha) != 0 ||
+            coalition_client_entry_hash(b->client, mid, hb) != 0) {
+            return hi;
+        }
+        if (memcmp(ha, hb, sizeof(ha)) != 0) {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    return hi;
+}
+
+/* Asks every compared node for a full verification, on a connection with
+ * the verification timeout.  A node whose ledger fails it differs at its
+ * broken entry. */
+static void check_verify(struct cli *cli, struct probe *probes, size_t n, struct differ *d)
+{
+    int timeout_ms = cli->timeout_ms > 0 ? cli->timeout_ms : CLI_VERIFY_TIMEOUT_MS_DEFAULT;
+    for (size_t i = 0; i < n; i++) {
+        struct probe *p = &probes[i];
+        if (!p->compared || !p->answered) {
+            continue;
+        }
+        struct coalition_client *c = NULL;
+        int rv = coalition_client_create(p->cfg->client_addr, timeout_ms, &c);
+        if (rv != 0) {
+            call_error(p, NULL, rv);
+            continue;
+        }
+        memset(&p->v, 0, sizeof(p->v));
+        rv = coalition_client_verify(c, &p->v);
+        if (rv == COALITION_E_VERIFY_FAILED && !d->found) {
+            d->found = true;
+            d->node = p->cfg->id;
+            d->seq = p->v.broken_seq;
+            snprintf(d->why, sizeof(d->why), "its ledger fails verification: %s",
+                     coalition_client_errmsg(c));
+        } else if (rv != 0 && rv != COALITION_E_VERIFY_FAILED) {
+            call_error(p, c, rv);
+        } else {
+            p->verified = rv == 0;
+        }
+        coalition_client_destroy(c);
+    }
+}
+
+/* Compares the verify reports of the compared nodes.  Returns false if they
+ * were taken at different points of the log (the nodes kept applying), so
+ * that they cannot be compared. */
+static bool check_compare_verify(struct probe *probes, size_t n, struct differ *d)
+{
+    uint64_t entries = 0;
+    bool first = true;
+    for (size_t i = 0; i < n; i++) {
+        const struct probe *p = &probes[i];
+        if (p->compared && p->answered) {
+            if (!first && p->v.entries_checked != entries) {
+                return false;
+            }
+            entries = p->v.entries_checked;
+            first = false;
+        }
+    }
+    size_t m = majority(probes, n, key_verify, sizeof(probes[0].v));
+    for (size_t i = 0; i < n && m < n && !d->found; i++) {
+        struct probe *p = &probes[i];
+        if (!p->compared || !p->answered || memcmp(&p->v, &probes[m].v, sizeof(p->v)) == 0) {
+            continue;
+        }
+        d->found = true;
+        d->node = p->cfg->id;
+        if (memcmp(p->v.head_hash, probes[m].v.head_hash, COALITION_HASH_LEN) != 0 && entries > 0) {
+            d->seq = first_differing_seq(p, &probes[m], entries);
+            snprintf(d->why, sizeof(d->why), "its entry differs from node %" PRIu64 "'s",
+                     probes[m].cfg->id);
+        } else {
+            d->seq = entries;
+            snprintf(d->why, sizeof(d->why),
+                     "same entries as node %" PRIu64 " but a different state digest",
+                     probes[m].cfg->id);
+        }
+    }
+    return true;
+}
+
+/* Compares the hash of entry `seq` on every compared node (kept in
+ * v.head_hash). */
+static void check_compare_entry(struct probe *probes, size_t n, uint64_t seq, struct differ *d)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct probe *p = &probes[i];
+        p->verified = false;
+        memset(&p->v, 0, sizeof(p->v));
+        if (!p->compared || !p->answered || seq == 0) {
+            continue;
+        }
+        int rv = coalition_client_entry_hash(p->client, seq, p->v.head_hash);
+        if (rv != 0) {
+            call_error(p, p->client, rv);
+        }
+    }
+    if (seq == 0) {
+        return;
+    }
+    size_t m = majority(probes, n, key_head, COALITION_HASH_LEN);
+    for (size_t i = 0; i < n && m < n && !d->found; i++) {
+        struct probe *p = &probes[i];
+        if (!p->compared || !p->answered ||
+            memcmp(p->v.head_hash, probes[m].v.head_hash, COALITION_HASH_LEN) == 0) {
+            continue;
+        }
+        d->found = true;
+        d->node = p->cfg->id;
+        d->seq = first_differing_seq(p, &probes[m], seq);
+        snprintf(d->why, sizeof(d->why), "its entry differs from node %" PRIu64 "'s",
+                 probes[m].cfg->id);
+    }
+}
+
+/* Polls the nodes until the compared ones that answer are at one applied
+ * index, or until the deadline.  Returns true if they converged. */
+static bool check_poll(const struct cli *cli, struct probe *probes, size_t n, uint32_t wait_s)
+{
+    int64_t deadline_ms = mono_ms() + (int64_t)wait_s * 1000;
+    for (;;) {
+        size_t answered = 0;
+        bool same = true;
+        uint64_t index = 0;
+        for (size_t i = 0; i < n; i++) {
+            struct probe *p = &probes[i];
+            /* Spares are asked too, to show whether they answer. */
+            if (!probe_status(p, node_timeout_ms(cli)) || !p->compared) {
+                continue;
+            }
+            if (answered > 0 && p->st.applied_index != index) {
+                same = false;
+            }
+            index = p->st.applied_index;
+            answered++;
+        }
+        if (answered == 0) {
+            return false;
+        }
+        if (same) {
+            return true;
+        }
+        if (mono_ms() + CLI_CHECK_POLL_MS > deadline_ms) {
+            return false;
+        }
+        sleep_ms(CLI_CHECK_POLL_MS);
+    }
+}
+
+static int run_cluster_check(struct cli *cli, const struct args *a)
+{
+    struct coalition_cluster cl;
+    struct probe *probes = NULL;
+    int rv = cluster_fetch(cli, &cl, &probes);
+    if (rv != EXIT_OK) {
+        return rv;
+    }
+    size_t n = cl.len;
+    /* A spare does not replicate the log: it has nothing to compare. */
+    for (size_t i = 0; i < n; i++) {
+        probes[i].compared = cl.nodes[i].role != COALITION_ROLE_SPARE;
+    }
+    bool converged = check_poll(cli, probes, n, a->wait_s);
+    struct differ d = {.found = false};
+    bool by_verify = false;
+    if (converged) {
+        check_verify(cli, probes, n, &d);
+        by_verify = d.found || check_compare_verify(probes, n, &d);
+    }
+    /* Not converged (or moved on while verifying): compare the chains at the
+     * last entry that every node has. */
+    uint64_t seq = 0;
+    bool have_seq = false;
+    for (size_t i = 0; i < n; i++) {
+        const struct probe *p = &probes[i];
+        if (p->compared && p->answered && (!have_seq || p->st.applied_seq < seq)) {
+            seq = p->st.applied_seq;
+            have_seq = true;
+        }
+    }
+    if (!by_verify) {
+        check_compare_entry(probes, n, seq, &d);
+    }
+
+    size_t agreeing = 0;
+    size_t missing = 0;
+    const struct probe *ref = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const struct probe *p = &probes[i];
+        if (!p->compared) {
+            continue;
+        }
+        if (p->answered) {
+            agreeing++;
+            if (ref == NULL || (d.found && ref->cfg->id == d.node)) {
+                ref = p;
+            }
+        } else {
+            missing++;
+        }
+    }
+    if (by_verify && ref != NULL) {
+        seq = ref->v.entries_checked;
+    }
+    bool agree = !d.found && agreeing > 0;
+    char head[CLI_HEX_LEN] = "";
+    char digest[CLI_HEX_LEN] = "";
+    if (ref != NULL) {
+        coalition_hash_hex(ref->v.head_hash, head);
+        coalition_hash_hex(ref->v.state_digest, digest);
+    }
+    if (cli->json) {
+        json_t *obj = json_object();
+        json_object_set_new(obj, "agree", json_boolean(agree));
+        json_object_set_new(obj, "index",
+                            by_verify && ref != NULL ? juint(ref->st.applied_index) : json_null());
+        json_object_set_new(obj, "seq", juint(seq));
+        json_object_set_new(obj, "head_hash", agree && seq > 0 ? jstr(head) : json_null());
+        json_object_set_new(obj, "state_digest", agree && by_verify ? jstr(digest) : json_null());
+        json_t *nodes = json_array();
+        for (size_t i = 0; i < n; i++) {
+            const struct probe *p = &probes[i];
+            json_t *o = json_object();
+            json_object_set_new(o, "id", juint(p->cfg->id));
+            json_object_set_new(o, "role", jstr(role_name(p->cfg->role)));
+            json_object_set_new(o, "compared", json_boolean(p->compared));
+            json_object_set_new(o, "reachable", json_boolean(p->answered));
+            json_object_set_new(o, "applied_index",
+                                p->answered ? juint(p->st.applied_index) : json_null());
+            json_object_set_new(o, "applied_seq",
+                                p->answered ? juint(p->st.applied_seq) : json_null());
+            bool hashed = p->compared && p->answered && seq > 0;
+            json_object_set_new(o, "head_hash", hashed ? jhash(p->v.head_hash) : json_null());
+            json_object_set_new(o, "state_digest",
+                                hashed && by_verify ? jhash(p->v.state_digest) : json_null());
+            if (!p->answered) {
+                json_object_set_new(o, "error", jstr(p->errmsg));
+            }
+            json_array_append_new(nodes, o);
+        }
+        json_object_set_new(obj, "nodes", nodes);
+        if (d.found) {
+            json_t *o = json_object();
+            json_object_set_new(o, "node", juint(d.node));
+            json_object_set_new(o, "seq", juint(d.seq));
+            json_object_set_new(o, "reason", jstr(d.why));
+            json_object_set_new(obj, "differ", o);
+        } else {
+            json_object_set_new(obj, "differ", json_null());
+        }
+        json_print(obj);
+    } else {
+        if (d.found) {
+            const struct probe *p = NULL;
+            for (size_t i = 0; i < n; i++) {
+                if (probes[i].cfg->id == d.node) {
+                    p = &probes[i];
+                }
+            }
+            assert(p != NULL);
+            printf("differ: node %" PRIu64 " at seq %" PRIu64 " (its applied index %" PRIu64
+                   ", seq %" PRIu64 "): %s\n",
+                   d.node, d.seq, p->st.applied_index, p->st.applied_seq, d.why);
+        } else if (agreeing > 0 && by_verify) {
+            printf("agree: %zu node%s at index %" PRIu64 ", seq %" PRIu64 ", head %s, digest %s\n",
+                   agreeing, agreeing == 1 ? "" : "s", ref->st.applied_index, seq, head, digest);
+        } else if (agreeing > 0) {
+            printf("agree: %zu node%s at seq %" PRIu64 ", head %s (applied indexes did not "
+                   "converge in %" PRIu32 " s: compared entry hashes, not state digests)\n",
+                   agreeing, agreeing == 1 ? "" : "s", seq, seq > 0 ? head : "-", a->wait_s);
+        } else {
+            printf("no node answered\n");
+        }
+        for (size_t i = 0; i < n; i++) {
+            const struct probe *p = &probes[i];
+            if (!p->compared) {
+                printf("not compared: node %" PRIu64 " (spare)\n", p->cfg->id);
+            } else if (!p->answered) {
+                printf("%s: node %" PRIu64 " (%s): %s\n",
+                       p->cfg->client_addr[0] == '\0' ? "no client address" : "unreachable",
+                       p->cfg->id, or_dash(p->cfg->client_addr), p->errmsg);
+            }
+        }
+    }
+    probes_destroy(probes, n);
+    coalition_cluster_free(&cl);
+    if (d.found) {
+        return EXIT_REJECTED;
+    }
+    return missing > 0 || agreeing == 0 ? EXIT_UNREACHABLE : EXIT_OK;
+}
+
+/* Sends one membership change and prints "ok" once the leader made it. */
+static int cluster_change(struct cli *cli, enum coalition_cluster_op op, const struct args *a)
+{
+    int rv = coalition_client_cluster_change(cli->client, op, a->node_id, a->v[OPT_RAFT],
+                                             a->v[OPT_CLIENT], a->role);
+    if (rv != 0) {
+        return report_error(cli, rv, error_message(cli, rv));
+    }
+    static const char *const op_names[] = {
+        [COALITION_CLUSTER_ADD] = "add",
+        [COALITION_CLUSTER_ASSIGN] = "assign",
+        [COALITION_CLUSTER_REMOVE] = "remove",
+        [COALITION_CLUSTER_JOIN] = "join",
+    };
+    if (cli->json) {
+        json_t *obj = json_object();
+        json_object_set_new(obj, "ok", json_true());
+        json_object_set_new(obj, "op", json_string(op_names[op]));
+        json_object_set_new(obj, "id", juint(a->node_id));
+        if (op != COALITION_CLUSTER_REMOVE) {
+            json_object_set_new(obj, "role", json_string(role_name(a->role)));
+        }
+        json_print(obj);
+    } else {
+        printf("ok\n");
+    }
+    return EXIT_OK;
+}
+
+static int run_cluster_add(struct cli *cli, const struct args *a)
+{
+    return cluster_change(cli, COALITION_CLUSTER_ADD, a);
+}
+
+static int run_cluster_assign(struct cli *cli, const struct args *a)
+{
+    return cluster_change(cli, COALITION_CLUSTER_ASSIGN, a);
+}
+
+static int run_cluster_remove(struct cli *cli, const struct args *a)
+{
+    return cluster_change(cli, COALITION_CLUSTER_REMOVE, a);
+}
+
 #define WRITE_OPTS (BIT(OPT_PARTNER) | BIT(OPT_TXN))
 
 static const struct command commands[] = {
     {"status", NULL, 0, 0, run_status, "status",
-     "Shows the node: id, raft role, applied sequence and index, chain head hash.\n"},
+     "Shows the node: id, raft state (leader, follower, candidate, unavailable),\n"
+     "membership (voter, standby, spare, none), the leader it knows, applied\n"
+     "sequence and index, last log index, chain head hash.\n"},
     {"partner", "add", BIT(OPT_ID) | BIT(OPT_NAME) | BIT(OPT_TXN), BIT(OPT_ID) | BIT(OPT_NAME),
      run_partner_add, "partner add --id P --name NAME [--txn ID]",
      "Admits partner P to the coalition.  --txn defaults to P, so repeating the\n"
@@ -600,15 +1324,43 @@ static const struct command commands[] = {
      WRITE_OPTS | BIT(OPT_FROM) | BIT(OPT_TO) | BIT(OPT_POINTS), run_transfer,
      "transfer --partner P --from M1 --to M2 --points N --txn ID [--reason TEXT]",
      "Member M1 gives N points to member M2, submitted by partner P.\n"},
-    {"balance", NULL, BIT(OPT_MEMBER), BIT(OPT_MEMBER), run_balance, "balance --member M",
-     "Shows the points member M can spend.\n"},
-    {"history", NULL, BIT(OPT_MEMBER) | BIT(OPT_LIMIT), BIT(OPT_MEMBER), run_history,
-     "history --member M [--limit N]",
+    {"balance", NULL, BIT(OPT_MEMBER) | BIT(OPT_CONSISTENT), BIT(OPT_MEMBER), run_balance,
+     "balance --member M [--consistent]",
+     "Shows the points member M can spend.  The node asked answers from its own\n"
+     "state, which may lag the leader; with --consistent the leader answers\n"
+     "after a raft barrier (a follower forwards the read), so every write\n"
+     "acknowledged before is seen.\n"},
+    {"history", NULL, BIT(OPT_MEMBER) | BIT(OPT_LIMIT) | BIT(OPT_CONSISTENT), BIT(OPT_MEMBER),
+     run_history, "history --member M [--limit N] [--consistent]",
      "Lists the entries that touched member M, newest first (default 20, at\n"
-     "most 1000).\n"},
+     "most 1000).  --consistent as for balance.\n"},
     {"verify", NULL, 0, 0, run_verify, "verify",
      "Asks the node to replay and check its whole ledger: hash chain, double\n"
      "entry, balances.  Exit status 1 if it finds a broken entry.\n"},
+    {"cluster", "status", 0, 0, run_cluster_status, "cluster status",
+     "Asks the node for the raft configuration, then every node with a client\n"
+     "address for its status (1 s each unless --timeout-ms is given): id,\n"
+     "addresses, role (voter, standby, spare), state (leader, follower,\n"
+     "candidate, unavailable, or unreachable), applied index and sequence.\n"},
+    {"cluster", "check", BIT(OPT_WAIT_S), 0, run_cluster_check, "cluster check [--wait-s S]",
+     "Checks that the nodes of the configuration hold the same ledger.  Polls\n"
+     "every node until they report one applied index (up to S seconds, default\n"
+     "10), then compares their verification reports (head hash, state\n"
+     "digest); if they never converge, compares the hash of the last entry\n"
+     "they all have.  Spares hold no log and are not compared.  Exit status 0\n"
+     "if they agree, 1 if a node differs (named, with the first entry where it\n"
+     "does), 3 if a node cannot be asked.\n"},
+    {"cluster", "add", BIT(OPT_ID) | BIT(OPT_RAFT) | BIT(OPT_CLIENT) | BIT(OPT_ROLE),
+     BIT(OPT_ID) | BIT(OPT_RAFT), run_cluster_add,
+     "cluster add --id N --raft HOST:PORT [--client HOST:PORT] [--role R]",
+     "Adds node N, reachable by its peers at the raft address, with role R\n"
+     "(voter, standby or spare; default standby).  The leader makes the change\n"
+     "(a follower forwards it); \"ok\" once it is made.\n"},
+    {"cluster", "assign", BIT(OPT_ID) | BIT(OPT_ROLE), BIT(OPT_ID) | BIT(OPT_ROLE),
+     run_cluster_assign, "cluster assign --id N --role R",
+     "Gives node N the role R: voter, standby or spare.\n"},
+    {"cluster", "remove", BIT(OPT_ID), BIT(OPT_ID), run_cluster_remove, "cluster remove --id N",
+     "Removes node N from the configuration.\n"},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -639,7 +1391,8 @@ static void print_main_usage(FILE *out)
     fputs("  help [COMMAND]\n"
           "\n"
           "options:\n"
-          "  --node HOST:PORT  node to talk to\n"
+          "  --node HOST:PORT  node to talk to (a comma-separated list: the first\n"
+          "                    that answers)\n"
           "  --json            print exactly one JSON object on stdout\n"
           "  --timeout-ms N    connect and answer timeout (default 5000; verify 60000)\n"
           "\n"
@@ -711,8 +1464,8 @@ static int parse_command(struct cli *cli, const struct command *cmd, int argc, c
     size_t n = 0;
     for (int i = 0; i < OPT_COUNT; i++) {
         if (cmd->allowed & BIT(i)) {
-            longopts[n++] =
-                (struct option){opt_names[i], required_argument, NULL, GOPT_CMD_BASE + i};
+            int has_arg = (FLAG_OPTS & BIT(i)) ? no_argument : required_argument;
+            longopts[n++] = (struct option){opt_names[i], has_arg, NULL, GOPT_CMD_BASE + i};
         }
     }
     const struct option globals[] = {GLOBAL_LONG_OPTIONS, {NULL, 0, NULL, 0}};
@@ -734,7 +1487,7 @@ static int parse_command(struct cli *cli, const struct command *cmd, int argc, c
             return bad_option(cli, cmd, argc, argv, c);
         }
         if (c >= GOPT_CMD_BASE && c < GOPT_CMD_BASE + OPT_COUNT) {
-            a->v[c - GOPT_CMD_BASE] = optarg;
+            a->v[c - GOPT_CMD_BASE] = optarg != NULL ? optarg : "1";
             continue;
         }
         int rv = global_option(cli, cmd, c, optarg);
@@ -762,7 +1515,33 @@ static int parse_command(struct cli *cli, const struct command *cmd, int argc, c
                            a->v[OPT_LIMIT], UINT32_MAX);
     }
     a->limit = (uint32_t)limit;
+    /* In the cluster commands --id is a raft node id, a positive number. */
+    if (strcmp(cmd->name, "cluster") == 0 && a->v[OPT_ID] != NULL &&
+        (!parse_uint(a->v[OPT_ID], INT64_MAX, &a->node_id) || a->node_id == 0)) {
+        return usage_error(cli, cmd, "--id '%s' is not a node id (a whole number from 1)",
+                           a->v[OPT_ID]);
+    }
+    a->role = COALITION_ROLE_STANDBY;
+    if (a->v[OPT_ROLE] != NULL && !coalition_role_parse(a->v[OPT_ROLE], &a->role)) {
+        return usage_error(cli, cmd, "--role '%s' is not voter, standby or spare", a->v[OPT_ROLE]);
+    }
+    uint64_t wait_s = CLI_CHECK_WAIT_S_DEFAULT;
+    if (a->v[OPT_WAIT_S] != NULL && !parse_uint(a->v[OPT_WAIT_S], CLI_CHECK_WAIT_S_MAX, &wait_s)) {
+        return usage_error(cli, cmd, "--wait-s '%s' is not a whole number from 0 to %d",
+                           a->v[OPT_WAIT_S], CLI_CHECK_WAIT_S_MAX);
+    }
+    a->wait_s = (uint32_t)wait_s;
     return 0;
+}
+
+/* The synopses of every command named `name` ("cluster status", ...). */
+static void print_family_usage(FILE *out, const char *name)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++) {
+        if (strcmp(commands[i].name, name) == 0) {
+            fprintf(out, "usage: coalition %s\n", commands[i].synopsis);
+        }
+    }
 }
 
 /* `coalition help [COMMAND [SUB]]`. */
@@ -775,6 +1554,10 @@ static int run_help(struct cli *cli, int argc, char **argv)
     const struct command *cmd = find_command(argv[1], argc > 2 ? argv[2] : NULL);
     if (cmd == NULL) {
         return usage_error(cli, NULL, "no command '%s'", argv[1]);
+    }
+    if (cmd->sub != NULL && argc == 2) {
+        print_family_usage(stdout, cmd->name);
+        return EXIT_OK;
     }
     print_command_help(cmd);
     return EXIT_OK;
@@ -796,10 +1579,12 @@ static int run_command(struct cli *cli, int argc, char **argv)
         /* Two-word command: "partner add". */
         if (argc < 2 || argv[1][0] == '-') {
             if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-                print_command_help(cmd);
+                print_family_usage(stdout, name);
                 return EXIT_OK;
             }
-            return usage_error(cli, cmd, "'%s' needs a subcommand", name);
+            int rv = usage_error(cli, NULL, "'%s' needs a subcommand", name);
+            print_family_usage(stderr, name);
+            return rv;
         }
         cmd = find_command(name, argv[1]);
         if (cmd == NULL) {
