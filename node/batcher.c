@@ -1,108 +1,139 @@
-/* Group commit for one node (contract in batcher.h): at the end of every
- * loop iteration, apply what is queued as batches, sync the WAL once, then
- * report every result.  The sync runs on the loop thread on purpose: the
- * requests that arrive meanwhile could not be reported before the next sync
- * anyway, and a hand-off to another thread costs two wake-ups per batch
- * (measured: p50 at one client 0.46 ms with a worker thread, 0.24 ms
- * inline; docs/benchmarks.md). */
+/* Group commit on the leader (contract in batcher.h): at the end of every
+ * loop iteration the queued transactions are proposed as batches; results
+ * come back from the state machine through cluster.c. */
 #include "batcher.h"
 
 #include <assert.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "errors.h"
 
-static uint64_t clock_us(clockid_t id)
+/* One proposed batch and the requests waiting for it. */
+struct batcher_proposal {
+    struct cluster_proposal p; /* first */
+    struct batcher *b;
+    struct batcher_req **reqs;
+    Coalition__Txn **txns;
+    struct ledger_result *results;
+};
+
+static uint64_t wall_ms(void)
 {
     struct timespec ts;
-    clock_gettime(id, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-/* Applies up to BATCHER_BATCH_MAX queued transactions as one batch and
- * moves them to *done (in order).  0 or a storage error. */
-static int batcher_apply_some(struct batcher *b, struct batcher_req ***done_tail)
+static void fail_req(struct batcher_req *r, int code)
+{
+    memset(&r->result, 0, sizeof(r->result));
+    r->result.code = code;
+    r->cb(r);
+}
+
+static void proposal_free(struct batcher_proposal *bp)
+{
+    free(bp->reqs);
+    free(bp->txns);
+    free(bp->results);
+    free(bp);
+}
+
+static void batcher_on_applied(struct cluster_proposal *p, int status)
+{
+    struct batcher_proposal *bp = (struct batcher_proposal *)p;
+    struct batcher *b = bp->b;
+    assert(b->inflight > 0);
+    b->inflight--;
+    if (status != 0) {
+        b->stats.failed++;
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        struct batcher_req *r = bp->reqs[i];
+        if (status == 0) {
+            r->result = bp->results[i];
+            r->cb(r);
+        } else {
+            fail_req(r, status);
+        }
+    }
+    proposal_free(bp);
+}
+
+/* Takes up to BATCHER_BATCH_MAX queued transactions and proposes them. */
+static void batcher_propose_some(struct batcher *b)
 {
     size_t n = 0;
     for (struct batcher_req *r = b->pending; r != NULL && n < BATCHER_BATCH_MAX; r = r->next) {
-        b->txns[n++] = r->txn;
+        n++;
     }
-    assert(n > 0);
-    /* The orderer stamps the time; it never goes backwards. */
-    uint64_t now_ms = clock_us(CLOCK_REALTIME) / 1000u;
-    b->last_time_ms = now_ms > b->last_time_ms ? now_ms : b->last_time_ms;
-    int rv = ledger_apply(b->ledger, b->next_index, b->last_time_ms, b->txns, n, b->results);
-    if (rv < 0) {
-        return rv;
-    }
-    assert(rv == 0);
-    b->next_index++;
-    b->stats.batches++;
-    b->stats.txns += n;
-    if (n > b->stats.batch_max_seen) {
-        b->stats.batch_max_seen = n;
+    struct batcher_proposal *bp = calloc(1, sizeof(*bp));
+    if (bp != NULL) {
+        bp->reqs = calloc(n, sizeof(*bp->reqs));
+        bp->txns = calloc(n, sizeof(*bp->txns));
+        bp->results = calloc(n, sizeof(*bp->results));
     }
     for (size_t i = 0; i < n; i++) {
         struct batcher_req *r = b->pending;
         b->pending = r->next;
-        r->result = b->results[i];
         r->next = NULL;
-        **done_tail = r;
-        *done_tail = &r->next;
+        if (bp != NULL && bp->reqs != NULL && bp->txns != NULL && bp->results != NULL) {
+            bp->reqs[i] = r;
+            bp->txns[i] = r->txn;
+        } else {
+            fail_req(r, COALITION_E_NOMEM);
+        }
     }
     if (b->pending == NULL) {
         b->pending_tail = &b->pending;
     }
-    return 0;
+    if (bp == NULL || bp->reqs == NULL || bp->txns == NULL || bp->results == NULL) {
+        if (bp != NULL) {
+            proposal_free(bp);
+        }
+        return;
+    }
+    /* The leader stamps the time; it never goes backwards here. */
+    struct ledger_head head;
+    ledger_get_head(b->ledger, &head);
+    uint64_t now = wall_ms();
+    uint64_t floor_ms = head.time_ms > b->last_time_ms ? head.time_ms : b->last_time_ms;
+    b->last_time_ms = now > floor_ms ? now : floor_ms;
+    Coalition__Batch batch = COALITION__BATCH__INIT;
+    batch.time_ms = b->last_time_ms;
+    batch.n_txns = n;
+    batch.txns = bp->txns;
+    bp->b = b;
+    bp->p.results = bp->results;
+    bp->p.n = n;
+    int rv = cluster_propose(b->cluster, &batch, &bp->p, batcher_on_applied);
+    if (rv != 0) {
+        for (size_t i = 0; i < n; i++) {
+            fail_req(bp->reqs[i], rv == COALITION_E_NOT_LEADER ? COALITION_E_UNAVAILABLE : rv);
+        }
+        proposal_free(bp);
+        return;
+    }
+    b->inflight++;
+    b->stats.batches++;
+    b->stats.txns += n;
+    b->stats.batch_max_seen = n > b->stats.batch_max_seen ? n : b->stats.batch_max_seen;
 }
 
 static void batcher_on_check(uv_check_t *h)
 {
     struct batcher *b = h->data;
-    if (b->pending == NULL) {
-        return;
-    }
-    struct batcher_req *done = NULL, **done_tail = &done;
-    int rv = 0;
-    while (rv == 0 && b->pending != NULL) {
-        rv = batcher_apply_some(b, &done_tail);
-    }
-    if (rv == 0) {
-        uint64_t t0 = clock_us(CLOCK_MONOTONIC);
-        rv = store_sync(b->store);
-        uint64_t us = clock_us(CLOCK_MONOTONIC) - t0;
-        b->stats.syncs++;
-        b->stats.sync_us_total += us;
-        b->stats.sync_us_max = us > b->stats.sync_us_max ? us : b->stats.sync_us_max;
-    }
-    if (rv != 0) {
-        b->on_fatal(rv); /* does not return */
-        return;
-    }
-    while (done != NULL) {
-        struct batcher_req *r = done;
-        done = r->next;
-        r->cb(r);
+    while (b->pending != NULL && b->inflight < BATCHER_INFLIGHT_MAX) {
+        batcher_propose_some(b);
     }
 }
 
-int batcher_init(struct batcher *b, uv_loop_t *loop, struct ledger *l, struct store *s,
-                 void (*on_fatal)(int code))
+int batcher_init(struct batcher *b, uv_loop_t *loop, struct cluster *c, struct ledger *l)
 {
-    *b = (struct batcher){.ledger = l, .store = s, .on_fatal = on_fatal};
+    *b = (struct batcher){.cluster = c, .ledger = l};
     b->pending_tail = &b->pending;
-    struct ledger_head head;
-    ledger_get_head(l, &head);
-    b->next_index = head.applied_index + 1;
-    b->last_time_ms = head.time_ms;
-    b->txns = calloc(BATCHER_BATCH_MAX, sizeof(*b->txns));
-    b->results = calloc(BATCHER_BATCH_MAX, sizeof(*b->results));
-    if (b->txns == NULL || b->results == NULL) {
-        free(b->txns);
-        free(b->results);
-        return COALITION_E_NOMEM;
-    }
     uv_check_init(loop, &b->check);
     b->check.data = b;
     uv_check_start(&b->check, batcher_on_check);
@@ -113,10 +144,6 @@ void batcher_close(struct batcher *b)
 {
     assert(batcher_idle(b));
     uv_close((uv_handle_t *)&b->check, NULL);
-    free(b->txns);
-    free(b->results);
-    b->txns = NULL;
-    b->results = NULL;
 }
 
 void batcher_submit(struct batcher *b, struct batcher_req *req)
@@ -129,5 +156,5 @@ void batcher_submit(struct batcher *b, struct batcher_req *req)
 
 bool batcher_idle(const struct batcher *b)
 {
-    return b->pending == NULL;
+    return b->pending == NULL && b->inflight == 0;
 }

@@ -1,8 +1,8 @@
-/* The batcher: group commit for one node.  Transactions that arrive during
- * one loop iteration are applied together as one ledger batch (one
- * WriteBatch), the write-ahead log is synced once for all of them, and only
- * then are their results reported.  While the node syncs, new requests wait
- * in the sockets and form the next batch.  Replication (raft) plugs in here. */
+/* The batcher: group commit on the leader.  Transactions that arrive during
+ * one loop iteration are proposed to raft together as one batch (one raft
+ * entry, one WriteBatch on every node); several batches may be in flight.
+ * Each transaction's result is reported once its batch is committed on a
+ * majority and applied here. */
 #ifndef COALITION_BATCHER_H
 #define COALITION_BATCHER_H
 
@@ -12,11 +12,13 @@
 
 #include <uv.h>
 
+#include "cluster.h"
 #include "ledger.h"
-#include "store.h"
 
-/* Largest number of transactions in one ledger batch. */
+/* Largest number of transactions in one batch. */
 #define BATCHER_BATCH_MAX 4096
+/* Batches proposed and not yet applied; more transactions wait. */
+#define BATCHER_INFLIGHT_MAX 64
 
 struct batcher_req;
 typedef void (*batcher_cb)(struct batcher_req *req);
@@ -25,48 +27,42 @@ typedef void (*batcher_cb)(struct batcher_req *req);
  * callback runs. */
 struct batcher_req {
     Coalition__Txn *txn;         /* public: borrowed until cb */
-    struct ledger_result result; /* read-only: set before cb */
+    struct ledger_result result; /* read-only: set before cb; code UNAVAILABLE
+                                    if the outcome is unknown (retry) */
     batcher_cb cb;               /* public */
     struct batcher_req *next;    /* private */
 };
 
 struct batcher_stats {
-    uint64_t batches; /* ledger batches applied */
-    uint64_t txns;    /* transactions applied (accepted or rejected) */
-    uint64_t syncs;   /* WAL syncs */
+    uint64_t batches; /* batches proposed */
+    uint64_t txns;    /* transactions proposed */
+    uint64_t failed;  /* batches whose outcome was unknown (leadership lost) */
     uint64_t batch_max_seen;
-    uint64_t sync_us_total; /* time spent in WAL syncs */
-    uint64_t sync_us_max;
 };
 
 struct batcher {
     /* private */
+    struct cluster *cluster;
     struct ledger *ledger;
-    struct store *store;
     uv_check_t check;
     struct batcher_req *pending, **pending_tail;
-    uint64_t next_index;
+    size_t inflight;
     uint64_t last_time_ms;
-    Coalition__Txn **txns;
-    struct ledger_result *results;
-    void (*on_fatal)(int code);
     /* read-only */
     struct batcher_stats stats;
 };
 
-/* Starts a batcher on `loop` for `l` stored in `s` (all borrowed).  on_fatal
- * is called if the ledger cannot be written or synced: the node must stop
- * without acknowledging anything more (fail-stop). */
-int batcher_init(struct batcher *b, uv_loop_t *loop, struct ledger *l, struct store *s,
-                 void (*on_fatal)(int code));
+/* Starts a batcher on `loop` proposing through `c` (borrowed). */
+int batcher_init(struct batcher *b, uv_loop_t *loop, struct cluster *c, struct ledger *l);
 /* Closes the check handle.  Call only when batcher_idle(). */
 void batcher_close(struct batcher *b);
 
-/* Queues a transaction; its callback runs, with the result, once the batch
- * that holds it is applied and synced (at the end of this loop iteration). */
+/* Queues a transaction (call on the leader); its callback runs with the
+ * result, or with UNAVAILABLE if this node is not (or stops being) the
+ * leader before the outcome is known. */
 void batcher_submit(struct batcher *b, struct batcher_req *req);
 
-/* True when nothing is queued. */
+/* True when nothing is queued or in flight. */
 bool batcher_idle(const struct batcher *b);
 
 #endif

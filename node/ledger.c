@@ -12,6 +12,7 @@
  *   't' partner 0 txn_id       TxnRecord (idempotency, reversals)
  *   'e' seq8                   hash(32) + packed Entry (the hash chain)
  *   'h' member 0 seq8          (empty) history index
+ *   'n' id8                    NodeInfo: the node directory (cluster)
  *
  * Nothing here reads a clock, randomness or node identity. */
 #include "ledger.h"
@@ -1157,8 +1158,27 @@ static int apply_one(struct apply *a)
     }
 }
 
-int ledger_apply(struct ledger *l, uint64_t index, uint64_t time_ms, Coalition__Txn *const *txns,
-                 size_t n, struct ledger_result *results)
+/* Writes the node directory entries of a batch ('n' id8 -> NodeInfo). */
+static int apply_nodes(struct ledger *l, Coalition__NodeInfo *const *nodes, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct key k;
+        key_init(&k, 'n');
+        key_add_u64(&k, nodes[i]->id);
+        int rv = batch_put_msg(l->wb, &k, &nodes[i]->base);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    return 0;
+}
+
+/* The one apply path: transactions and directory updates of one batch, all
+ * in one atomic write together with the new head. */
+static int ledger_apply_all(struct ledger *l, uint64_t index, uint64_t time_ms,
+                            Coalition__Txn *const *txns, size_t n,
+                            Coalition__NodeInfo *const *nodes, size_t n_nodes,
+                            struct ledger_result *results)
 {
     assert(l != NULL && (n == 0 || (txns != NULL && results != NULL)));
     if (index <= l->head.applied_index) {
@@ -1188,6 +1208,9 @@ int ledger_apply(struct ledger *l, uint64_t index, uint64_t time_ms, Coalition__
         assert(a.res->code != 0 || a.res->seq > 0);
     }
     if (rv == 0) {
+        rv = apply_nodes(l, nodes, n_nodes);
+    }
+    if (rv == 0) {
         l->head.applied_index = index;
         l->head.time_ms = time_ms;
         uint8_t hv[LEDGER_HEAD_LEN];
@@ -1203,6 +1226,87 @@ int ledger_apply(struct ledger *l, uint64_t index, uint64_t time_ms, Coalition__
         }
     }
     return rv;
+}
+
+int ledger_apply(struct ledger *l, uint64_t index, uint64_t time_ms, Coalition__Txn *const *txns,
+                 size_t n, struct ledger_result *results)
+{
+    return ledger_apply_all(l, index, time_ms, txns, n, NULL, 0, results);
+}
+
+int ledger_apply_batch(struct ledger *l, uint64_t index, const Coalition__Batch *batch,
+                       struct ledger_result *results)
+{
+    assert(batch != NULL);
+    return ledger_apply_all(l, index, batch->time_ms, batch->txns, batch->n_txns, batch->nodes,
+                            batch->n_nodes, results);
+}
+
+int ledger_nodes_each(struct ledger *l, void (*fn)(void *data, const Coalition__NodeInfo *node),
+                      void *data)
+{
+    struct store_iter *it = NULL;
+    int rv = store_iter_create(l->store, NULL, NULL, "n", 1, &it);
+    if (rv != 0) {
+        return rv;
+    }
+    for (store_iter_seek_first(it); store_iter_valid(it); store_iter_next(it)) {
+        size_t vlen = 0;
+        const void *vp = store_iter_value(it, &vlen);
+        Coalition__NodeInfo *info = coalition__node_info__unpack(NULL, vlen, vp);
+        if (info == NULL) {
+            rv = COALITION_E_STORAGE;
+            break;
+        }
+        fn(data, info);
+        coalition__node_info__free_unpacked(info, NULL);
+    }
+    if (rv == 0) {
+        rv = store_iter_status(it);
+    }
+    store_iter_destroy(it);
+    return rv;
+}
+
+int ledger_entry_hash(struct ledger *l, uint64_t seq, uint8_t hash[LEDGER_HASH_LEN])
+{
+    struct key k;
+    key_entry(&k, seq);
+    void *v = NULL;
+    size_t len = 0;
+    int rv = store_get(l->store, NULL, k.buf, k.len, &v, &len);
+    if (rv == STORE_NOT_FOUND) {
+        return COALITION_E_INVALID_ARGUMENT;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (len < LEDGER_HASH_LEN) {
+        free(v);
+        return COALITION_E_STORAGE;
+    }
+    memcpy(hash, v, LEDGER_HASH_LEN);
+    free(v);
+    return 0;
+}
+
+int ledger_reload(struct ledger *l, char **errmsg)
+{
+    struct ledger_head head = {0};
+    void *v = NULL;
+    size_t len = 0;
+    int rv = store_get(l->store, NULL, LEDGER_HEAD_KEY, sizeof(LEDGER_HEAD_KEY) - 1, &v, &len);
+    if (rv == 0) {
+        rv = head_decode(v, len, &head);
+        free(v);
+    } else if (rv == STORE_NOT_FOUND) {
+        rv = 0;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    l->head = head;
+    return ledger_check_head(l, errmsg);
 }
 
 /* ---------------------------------------------------------------------------

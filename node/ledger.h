@@ -70,6 +70,24 @@ int ledger_validate(const Coalition__Txn *txn);
 int ledger_apply(struct ledger *l, uint64_t index, uint64_t time_ms, Coalition__Txn *const *txns,
                  size_t n, struct ledger_result *results);
 
+/* Applies one replicated batch: its transactions as ledger_apply does, and
+ * its node directory updates, in the same atomic write.  Same returns. */
+int ledger_apply_batch(struct ledger *l, uint64_t index, const Coalition__Batch *batch,
+                       struct ledger_result *results);
+
+/* Calls fn for every node directory entry (borrowed for the call), in id
+ * order.  0 or a storage error. */
+int ledger_nodes_each(struct ledger *l, void (*fn)(void *data, const Coalition__NodeInfo *node),
+                      void *data);
+
+/* The stored hash of entry `seq`: 0, INVALID_ARGUMENT if there is no such
+ * entry, or a storage error. */
+int ledger_entry_hash(struct ledger *l, uint64_t seq, uint8_t hash[LEDGER_HASH_LEN]);
+
+/* Re-reads the head from the store (after the store's content was replaced
+ * by a snapshot) and runs the start-up check.  0 or as ledger_open. */
+int ledger_reload(struct ledger *l, char **errmsg);
+
 void ledger_get_head(const struct ledger *l, struct ledger_head *out);
 
 /* Spendable points of `member` in committed state.  0 or UNKNOWN_MEMBER. */

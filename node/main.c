@@ -1,6 +1,7 @@
-/* coalitiond: command line, start-up (data directory, storage, ledger check),
- * the libuv loop, and clean shutdown on SIGINT/SIGTERM.  The work itself
- * lives in server.c (network), batcher.c (group commit) and ledger.c. */
+/* coalitiond: command line and config file, start-up (data directory,
+ * storage, ledger check, raft), the libuv loop, and clean shutdown on
+ * SIGINT/SIGTERM.  The work itself lives in server.c (network), batcher.c
+ * (group commit), cluster.c (raft), forward.c and ledger.c. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -13,19 +14,23 @@
 #include <uv.h>
 
 #include "batcher.h"
+#include "cluster.h"
+#include "config.h"
 #include "errors.h"
+#include "forward.h"
 #include "ledger.h"
 #include "server.h"
 #include "store.h"
 
-#define DEFAULT_DATA     "./coalition-data"
-#define DEFAULT_LISTEN   "127.0.0.1:7400"
 #define SHUTDOWN_POLL_MS 10
 
 struct node {
     uv_loop_t loop;
+    struct config cfg;
     struct store *store;
     struct ledger *ledger;
+    struct cluster cluster;
+    struct forwarder forwarder;
     struct batcher batcher;
     struct server server;
     uv_signal_t sigint, sigterm;
@@ -33,95 +38,132 @@ struct node {
     bool stopping;
 };
 
-struct options {
-    const char *data;
-    char host[256];
-    int port;
-    uint64_t node_id;
-};
-
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: coalitiond [options]\n"
-            "Runs a Coalition Ledger node.  With no options: a single-node development\n"
-            "coalition with data in " DEFAULT_DATA " serving on " DEFAULT_LISTEN ".\n"
-            "\n"
-            "  --data DIR          data directory (created if missing; default " DEFAULT_DATA ")\n"
-            "  --listen HOST:PORT  client address (default " DEFAULT_LISTEN ")\n"
-            "  --id N              node id reported by status (default 1)\n"
-            "  --help              this text\n"
-            "\n"
-            "SIGINT or SIGTERM stops the node cleanly: answers under way are delivered,\n"
-            "everything acknowledged is on disk.\n");
+    fprintf(out, "usage: coalitiond [options]\n"
+                 "Runs a Coalition Ledger node.  With no options: a single-node coalition with\n"
+                 "data in ./coalition-data, clients on 127.0.0.1:7400, raft on 127.0.0.1:7401.\n"
+                 "\n"
+                 "  --config FILE              INI file ([node] and [raft] keys as below, with _\n"
+                 "                             for -); options on the command line win\n"
+                 "  --id N                     node id, unique in the coalition (default 1)\n"
+                 "  --data DIR                 data directory (created if missing)\n"
+                 "  --listen HOST:PORT         client address (frames; default 127.0.0.1:7400)\n"
+                 "  --raft HOST:PORT           raft address for the other nodes (default: the\n"
+                 "                             client port + 1)\n"
+                 "  --bootstrap ID=HOST:PORT,...  start a new coalition with these voters (their\n"
+                 "                             raft addresses; this node among them); ignored on\n"
+                 "                             a restart\n"
+                 "  --join HOST:PORT           join an existing coalition through the client\n"
+                 "                             address of any member\n"
+                 "  --snapshot-threshold N     raft entries between snapshots (default 1024)\n"
+                 "  --snapshot-trailing N      entries kept in the log after one (default 256)\n"
+                 "  --election-timeout-ms N    raft election timeout (default 1000)\n"
+                 "  --heartbeat-timeout-ms N   raft heartbeat (default 100)\n"
+                 "  --forward-timeout-ms N     answer requests forwarded to the leader within\n"
+                 "                             this time, or UNAVAILABLE (default 3000)\n"
+                 "  --help                     this text\n"
+                 "\n"
+                 "Without --bootstrap or --join a new data directory becomes a one-node\n"
+                 "coalition.  SIGINT or SIGTERM stops the node cleanly.\n");
 }
 
-/* Splits "HOST:PORT" (IPv6 as "[::1]:PORT").  0 or -1. */
-static int parse_hostport(const char *s, char *host, size_t cap, int *port)
+/* Reads --config first, then applies every other option over it. */
+static int parse_args(int argc, char **argv, struct config *cfg)
 {
-    const char *colon = strrchr(s, ':');
-    if (colon == NULL || colon == s) {
-        return -1;
-    }
-    const char *h = s;
-    size_t hlen = (size_t)(colon - s);
-    if (h[0] == '[' && hlen >= 2 && h[hlen - 1] == ']') {
-        h++;
-        hlen -= 2;
-    }
-    char *end = NULL;
-    long p = strtol(colon + 1, &end, 10);
-    if (hlen == 0 || hlen >= cap || *end != '\0' || end == colon + 1 || p < 0 || p > 65535) {
-        return -1;
-    }
-    memcpy(host, h, hlen);
-    host[hlen] = '\0';
-    *port = (int)p;
-    return 0;
-}
-
-static int parse_args(int argc, char **argv, struct options *o)
-{
+    enum {
+        O_CONFIG = 256,
+        O_ID,
+        O_DATA,
+        O_LISTEN,
+        O_RAFT,
+        O_BOOTSTRAP,
+        O_JOIN,
+        O_SNAP_THRESHOLD,
+        O_SNAP_TRAILING,
+        O_ELECTION,
+        O_HEARTBEAT,
+        O_FORWARD,
+        O_HELP
+    };
     static const struct option longopts[] = {
-        {"data", required_argument, NULL, 'd'},
-        {"listen", required_argument, NULL, 'l'},
-        {"id", required_argument, NULL, 'i'},
-        {"help", no_argument, NULL, 'h'},
+        {"config", required_argument, NULL, O_CONFIG},
+        {"id", required_argument, NULL, O_ID},
+        {"data", required_argument, NULL, O_DATA},
+        {"listen", required_argument, NULL, O_LISTEN},
+        {"raft", required_argument, NULL, O_RAFT},
+        {"bootstrap", required_argument, NULL, O_BOOTSTRAP},
+        {"join", required_argument, NULL, O_JOIN},
+        {"snapshot-threshold", required_argument, NULL, O_SNAP_THRESHOLD},
+        {"snapshot-trailing", required_argument, NULL, O_SNAP_TRAILING},
+        {"election-timeout-ms", required_argument, NULL, O_ELECTION},
+        {"heartbeat-timeout-ms", required_argument, NULL, O_HEARTBEAT},
+        {"forward-timeout-ms", required_argument, NULL, O_FORWARD},
+        {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
-    o->data = DEFAULT_DATA;
-    o->node_id = 1;
-    parse_hostport(DEFAULT_LISTEN, o->host, sizeof(o->host), &o->port);
-    int ch;
-    while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-        char *end = NULL;
-        switch (ch) {
-        case 'd':
-            o->data = optarg;
-            break;
-        case 'l':
-            if (parse_hostport(optarg, o->host, sizeof(o->host), &o->port) != 0) {
-                fprintf(stderr, "coalitiond: --listen wants HOST:PORT, got '%s'\n", optarg);
+    /* Option -> (section, key) of the config file. */
+    static const struct {
+        int opt;
+        const char *section, *key;
+    } keys[] = {
+        {O_ID, "node", "id"},
+        {O_DATA, "node", "data"},
+        {O_LISTEN, "node", "listen"},
+        {O_RAFT, "node", "raft"},
+        {O_BOOTSTRAP, "node", "bootstrap"},
+        {O_JOIN, "node", "join"},
+        {O_SNAP_THRESHOLD, "raft", "snapshot_threshold"},
+        {O_SNAP_TRAILING, "raft", "snapshot_trailing"},
+        {O_ELECTION, "raft", "election_timeout_ms"},
+        {O_HEARTBEAT, "raft", "heartbeat_timeout_ms"},
+        {O_FORWARD, "raft", "forward_timeout_ms"},
+    };
+    char err[512];
+    config_defaults(cfg);
+    for (int pass = 0; pass < 2; pass++) {
+        optind = 1;
+        int ch;
+        while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+            if (ch == O_HELP) {
+                usage(stdout);
+                exit(0);
+            }
+            if (ch == '?' || ch == ':') {
+                usage(stderr);
                 return 2;
             }
-            break;
-        case 'i':
-            o->node_id = strtoull(optarg, &end, 10);
-            if (*end != '\0' || o->node_id == 0) {
-                fprintf(stderr, "coalitiond: --id wants a positive integer\n");
-                return 2;
+            if (pass == 0) {
+                if (ch == O_CONFIG && config_load_file(cfg, optarg, err, sizeof(err)) != 0) {
+                    fprintf(stderr, "coalitiond: %s\n", err);
+                    return 2;
+                }
+                continue;
             }
-            break;
-        case 'h':
-            usage(stdout);
-            exit(0);
-        default:
-            usage(stderr);
-            return 2;
+            for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+                if (keys[i].opt == ch &&
+                    config_set(cfg, keys[i].section, keys[i].key, optarg, err, sizeof(err)) != 0) {
+                    fprintf(stderr, "coalitiond: %s\n", err);
+                    return 2;
+                }
+            }
         }
     }
     if (optind < argc) {
         fprintf(stderr, "coalitiond: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (cfg->raft[0] == '\0') {
+        /* Default raft address: the client host, next port. */
+        char host[CONFIG_ADDR_MAX];
+        int port = 0;
+        if (config_split_addr(cfg->listen, host, sizeof(host), &port) == 0 && port < 65535) {
+            snprintf(cfg->raft, sizeof(cfg->raft), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host,
+                     port + 1);
+        }
+    }
+    if (config_validate(cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "coalitiond: %s\n", err);
         return 2;
     }
     return 0;
@@ -130,7 +172,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 /* mkdir -p. */
 static int make_dirs(const char *path)
 {
-    char buf[4096];
+    char buf[CONFIG_PATH_MAX];
     size_t n = strlen(path);
     if (n == 0 || n >= sizeof(buf)) {
         return -1;
@@ -151,11 +193,19 @@ static int make_dirs(const char *path)
 
 static void on_fatal(int code)
 {
-    /* Fail-stop: nothing more may be acknowledged.  Whatever was synced is
-     * recovered at the next start. */
+    /* Fail-stop: nothing more may be acknowledged.  A restart recovers from
+     * the raft log and the store. */
     fprintf(stderr, "coalitiond: FATAL: %s (%s); stopping\n", coalition_strerror(code),
             coalition_errname(code));
     exit(1);
+}
+
+static void on_cluster_closed(struct cluster *c)
+{
+    struct node *n = c->data;
+    uv_close((uv_handle_t *)&n->sigint, NULL);
+    uv_close((uv_handle_t *)&n->sigterm, NULL);
+    uv_close((uv_handle_t *)&n->shutdown_timer, NULL);
 }
 
 static void on_shutdown_poll(uv_timer_t *t)
@@ -167,9 +217,8 @@ static void on_shutdown_poll(uv_timer_t *t)
     uv_timer_stop(t);
     server_close(&n->server);
     batcher_close(&n->batcher);
-    uv_close((uv_handle_t *)&n->sigint, NULL);
-    uv_close((uv_handle_t *)&n->sigterm, NULL);
-    uv_close((uv_handle_t *)&n->shutdown_timer, NULL);
+    forwarder_close(&n->forwarder, NULL);
+    cluster_close(&n->cluster, on_cluster_closed);
 }
 
 static void on_signal(uv_signal_t *sig, int signum)
@@ -186,23 +235,23 @@ static void on_signal(uv_signal_t *sig, int signum)
 
 int main(int argc, char **argv)
 {
-    struct options o;
-    int rv = parse_args(argc, argv, &o);
+    static struct node n;
+    int rv = parse_args(argc, argv, &n.cfg);
     if (rv != 0) {
         return rv;
     }
+    const struct config *cfg = &n.cfg;
     /* A peer that disappears mid-write must not kill the node. */
     signal(SIGPIPE, SIG_IGN);
 
-    char ledger_dir[4096];
-    if (snprintf(ledger_dir, sizeof(ledger_dir), "%s/ledger", o.data) >= (int)sizeof(ledger_dir) ||
-        make_dirs(o.data) != 0) {
-        fprintf(stderr, "coalitiond: cannot create data directory '%s': %s\n", o.data,
+    char ledger_dir[CONFIG_PATH_MAX + 16];
+    if (snprintf(ledger_dir, sizeof(ledger_dir), "%s/ledger", cfg->data) >=
+            (int)sizeof(ledger_dir) ||
+        make_dirs(cfg->data) != 0) {
+        fprintf(stderr, "coalitiond: cannot create data directory '%s': %s\n", cfg->data,
                 strerror(errno));
         return 1;
     }
-
-    static struct node n;
     char *err = NULL;
     rv = store_open(ledger_dir, &n.store, &err);
     if (rv != 0) {
@@ -219,22 +268,41 @@ int main(int argc, char **argv)
         store_close(n.store);
         return 1;
     }
-    struct ledger_head head;
-    ledger_get_head(n.ledger, &head);
 
     uv_loop_init(&n.loop);
-    rv = batcher_init(&n.batcher, &n.loop, n.ledger, n.store, on_fatal);
+    char errbuf[512];
+    char host[CONFIG_ADDR_MAX];
+    int port = 0;
+    config_split_addr(cfg->listen, host, sizeof(host), &port); /* validated */
+    rv = forwarder_init(&n.forwarder, &n.loop, cfg->forward_timeout_ms);
     if (rv == 0) {
-        rv = server_start(&n.server, &n.loop, o.host, o.port, o.node_id, n.ledger, n.store,
-                          &n.batcher);
+        rv = cluster_start(&n.cluster, &n.loop, cfg, cfg->raft, cfg->listen, n.ledger, n.store,
+                           on_fatal, errbuf, sizeof(errbuf));
         if (rv != 0) {
-            fprintf(stderr, "coalitiond: cannot listen on %s:%d: %s\n", o.host, o.port,
-                    uv_strerror(rv));
-            rv = 1;
+            fprintf(stderr, "coalitiond: %s\n", errbuf);
+            forwarder_close(&n.forwarder, NULL);
+        }
+    }
+    if (rv == 0) {
+        n.cluster.data = &n;
+        n.cluster.send_join = server_send_join;
+        n.cluster.send_join_data = &n.server;
+        batcher_init(&n.batcher, &n.loop, &n.cluster, n.ledger);
+        struct server_deps deps = {.node_id = cfg->id,
+                                   .ledger = n.ledger,
+                                   .store = n.store,
+                                   .batcher = &n.batcher,
+                                   .cluster = &n.cluster,
+                                   .forwarder = &n.forwarder};
+        rv = server_start(&n.server, &n.loop, host, port, &deps);
+        if (rv != 0) {
+            fprintf(stderr, "coalitiond: cannot listen on %s: %s\n", cfg->listen, uv_strerror(rv));
+            batcher_close(&n.batcher);
+            forwarder_close(&n.forwarder, NULL);
+            cluster_close(&n.cluster, NULL);
         }
     }
     if (rv != 0) {
-        batcher_close(&n.batcher);
         uv_run(&n.loop, UV_RUN_DEFAULT);
         uv_loop_close(&n.loop);
         ledger_close(n.ledger);
@@ -248,28 +316,25 @@ int main(int argc, char **argv)
     uv_signal_start(&n.sigint, on_signal, SIGINT);
     uv_signal_start(&n.sigterm, on_signal, SIGTERM);
 
+    struct ledger_head head;
+    ledger_get_head(n.ledger, &head);
     char hex[2 * LEDGER_HASH_LEN + 1];
     sodium_bin2hex(hex, sizeof(hex), head.hash, sizeof(head.hash));
-    fprintf(stderr, "coalitiond: node %llu serving %s:%d, data %s, seq %llu, head %s\n",
-            (unsigned long long)o.node_id, o.host, o.port, o.data, (unsigned long long)head.seq,
-            hex);
+    fprintf(stderr,
+            "coalitiond: node %llu serving clients on %s, raft on %s, data %s, seq %llu, "
+            "index %llu, head %s\n",
+            (unsigned long long)cfg->id, cfg->listen, cfg->raft, cfg->data,
+            (unsigned long long)head.seq, (unsigned long long)head.applied_index, hex);
 
     uv_run(&n.loop, UV_RUN_DEFAULT);
-    fprintf(stderr,
-            "coalitiond: %llu transactions in %llu batches (largest %llu), %llu log syncs "
-            "(mean %llu us, max %llu us)\n",
+    fprintf(stderr, "coalitiond: proposed %llu transactions in %llu batches (largest %llu)\n",
             (unsigned long long)n.batcher.stats.txns, (unsigned long long)n.batcher.stats.batches,
-            (unsigned long long)n.batcher.stats.batch_max_seen,
-            (unsigned long long)n.batcher.stats.syncs,
-            (unsigned long long)(n.batcher.stats.sync_us_total /
-                                 (n.batcher.stats.syncs > 0 ? n.batcher.stats.syncs : 1)),
-            (unsigned long long)n.batcher.stats.sync_us_max);
+            (unsigned long long)n.batcher.stats.batch_max_seen);
     rv = uv_loop_close(&n.loop);
     if (rv != 0) {
         fprintf(stderr, "coalitiond: loop closed with handles open: %s\n", uv_strerror(rv));
     }
-    /* Everything acknowledged was synced by the batcher; sync once more so
-     * that a clean stop leaves nothing for recovery to do. */
+    /* Leave nothing for recovery to replay after a clean stop. */
     store_sync(n.store);
     ledger_close(n.ledger);
     store_close(n.store);

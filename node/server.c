@@ -1,6 +1,7 @@
 /* The TCP front of coalitiond (contract in server.h): connections, frame
- * decoding, request dispatch, and coalesced response writes.  Ledger logic
- * lives in ledger.c and ordering/durability in batcher.c, not here. */
+ * decoding, request dispatch (served here, proposed through the batcher on
+ * the leader, or forwarded to the leader), and coalesced response writes.
+ * Ledger logic lives in ledger.c, ordering in batcher.c and cluster.c. */
 #include "server.h"
 
 #include <assert.h>
@@ -36,6 +37,8 @@ struct op {
     uv_work_t work;          /* verify */
     struct ledger_verify_report rep;
     int verify_rv;
+    struct forward_req freq; /* forwarded to the leader */
+    struct cluster_op cop;   /* barrier or membership change */
 };
 
 static uint8_t server_read_buf[SERVER_READ_BUF];
@@ -181,7 +184,8 @@ static void conn_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void conn_read_start(struct conn *c);
 
-/* Bookkeeping when a deferred request completes. */
+/* Bookkeeping when a deferred request completes; frees the op and its
+ * request. */
 static void op_finish(struct op *op)
 {
     struct conn *c = op->conn;
@@ -197,6 +201,7 @@ static void op_finish(struct op *op)
     conn_unref(c);
 }
 
+/* Takes ownership of `req` (freed by op_finish). */
 static struct op *op_create(struct conn *c, Coalition__Request *req)
 {
     struct op *op = calloc(1, sizeof(*op));
@@ -212,6 +217,17 @@ static struct op *op_create(struct conn *c, Coalition__Request *req)
         c->reading = false;
     }
     return op;
+}
+
+/* An error answer that tells the client where the leader is, if known. */
+static void conn_send_error_hint(struct conn *c, uint64_t id, int code, const char *hint)
+{
+    Coalition__Response resp = COALITION__RESPONSE__INIT;
+    resp.id = id;
+    resp.code = code;
+    resp.message = (char *)coalition_strerror(code);
+    resp.leader_hint = (char *)(hint != NULL ? hint : "");
+    conn_send(c, &resp);
 }
 
 static void op_on_txn(struct batcher_req *breq)
@@ -236,16 +252,66 @@ static void op_on_txn(struct batcher_req *breq)
     op_finish(op);
 }
 
+/* The leader's answer to a forwarded request, relayed under the client's
+ * own request id. */
+static void op_on_forwarded(struct forward_req *freq, int code, const Coalition__Response *resp)
+{
+    struct op *op = freq->data;
+    if (code != 0) {
+        conn_send_error_hint(op->conn, op->req->id, code, NULL);
+    } else {
+        Coalition__Response copy = *resp;
+        copy.id = op->req->id;
+        conn_send(op->conn, &copy);
+    }
+    op_finish(op);
+}
+
+/* For requests only the leader may serve.  Returns true if this node is the
+ * leader and should serve `req` itself; otherwise answers or forwards it
+ * (taking ownership of req) and returns false. */
+static bool leader_only(struct conn *c, Coalition__Request *req)
+{
+    struct server *s = c->srv;
+    if (cluster_is_leader(s->cluster)) {
+        return true;
+    }
+    char addr[CONFIG_ADDR_MAX];
+    uint64_t leader = cluster_leader(s->cluster, addr, sizeof(addr));
+    if (req->forwarded || leader == 0 || addr[0] == '\0') {
+        /* A forwarded request is not forwarded again (the sender's view of
+         * the leader is stale); without a known leader nobody can serve. */
+        conn_send_error_hint(
+            c, req->id, req->forwarded ? COALITION_E_NOT_LEADER : COALITION_E_UNAVAILABLE, addr);
+        coalition__request__free_unpacked(req, NULL);
+        return false;
+    }
+    struct op *op = op_create(c, req);
+    if (op == NULL) {
+        conn_send_error(c, req->id, COALITION_E_NOMEM);
+        coalition__request__free_unpacked(req, NULL);
+        return false;
+    }
+    op->freq.data = op;
+    forwarder_send(s->forwarder, addr, req, &op->freq, op_on_forwarded);
+    return false;
+}
+
 static void handle_status(struct conn *c, uint64_t id)
 {
     struct ledger_head h;
     ledger_get_head(c->srv->ledger, &h);
+    struct cluster_status cs;
+    cluster_get_status(c->srv->cluster, &cs);
     Coalition__Response resp = COALITION__RESPONSE__INIT;
     Coalition__StatusResult st = COALITION__STATUS_RESULT__INIT;
     resp.id = id;
     resp.message = "";
     st.node_id = c->srv->node_id;
-    st.role = "leader";
+    st.role = (char *)cs.state;
+    st.membership = (char *)cs.membership;
+    st.leader_id = cs.leader_id;
+    st.last_index = cs.last_index;
     st.applied_seq = h.seq;
     st.applied_index = h.applied_index;
     st.head_hash.data = h.hash;
@@ -309,6 +375,46 @@ static void handle_history(struct conn *c, uint64_t id, const Coalition__History
     ledger_history_free(items, n);
 }
 
+/* Answers a (balance or history) read from this node's state. */
+static void handle_read(struct conn *c, const Coalition__Request *req)
+{
+    if (req->op_case == COALITION__REQUEST__OP_BALANCE) {
+        handle_balance(c, req->id, req->balance);
+    } else {
+        handle_history(c, req->id, req->history);
+    }
+}
+
+static void op_on_barrier(void *data, int status)
+{
+    struct op *op = data;
+    if (status != 0) {
+        conn_send_error(op->conn, op->req->id, status);
+    } else {
+        handle_read(op->conn, op->req);
+    }
+    op_finish(op);
+}
+
+/* A linearizable read: on the leader, after a raft barrier. */
+static void handle_consistent_read(struct conn *c, Coalition__Request *req)
+{
+    if (!leader_only(c, req)) {
+        return;
+    }
+    struct op *op = op_create(c, req);
+    if (op == NULL) {
+        conn_send_error(c, req->id, COALITION_E_NOMEM);
+        coalition__request__free_unpacked(req, NULL);
+        return;
+    }
+    int rv = cluster_barrier(c->srv->cluster, &op->cop, op_on_barrier, op);
+    if (rv != 0) {
+        conn_send_error(c, req->id, rv);
+        op_finish(op);
+    }
+}
+
 static void verify_work(uv_work_t *w)
 {
     struct op *op = w->data;
@@ -367,6 +473,9 @@ static void handle_txn(struct conn *c, Coalition__Request *req)
         coalition__request__free_unpacked(req, NULL);
         return;
     }
+    if (!leader_only(c, req)) {
+        return;
+    }
     struct op *op = op_create(c, req);
     if (op == NULL) {
         conn_send_error(c, req->id, COALITION_E_NOMEM);
@@ -378,6 +487,78 @@ static void handle_txn(struct conn *c, Coalition__Request *req)
     batcher_submit(c->srv->batcher, &op->breq);
 }
 
+static void handle_cluster_status(struct conn *c, uint64_t id)
+{
+    struct cluster_node nodes[CLUSTER_NODES_MAX];
+    size_t n = cluster_nodes(c->srv->cluster, nodes, CLUSTER_NODES_MAX);
+    Coalition__ClusterNode items[CLUSTER_NODES_MAX];
+    Coalition__ClusterNode *ptrs[CLUSTER_NODES_MAX];
+    for (size_t i = 0; i < n; i++) {
+        coalition__cluster_node__init(&items[i]);
+        items[i].id = nodes[i].id;
+        items[i].raft_addr = nodes[i].raft_addr;
+        items[i].client_addr = nodes[i].client_addr;
+        items[i].role = (Coalition__NodeRole)nodes[i].role;
+        ptrs[i] = &items[i];
+    }
+    Coalition__Response resp = COALITION__RESPONSE__INIT;
+    Coalition__ClusterStatusResult cs = COALITION__CLUSTER_STATUS_RESULT__INIT;
+    resp.id = id;
+    resp.message = "";
+    cs.node_id = c->srv->node_id;
+    cs.leader_id = cluster_leader(c->srv->cluster, NULL, 0);
+    cs.n_nodes = n;
+    cs.nodes = ptrs;
+    resp.result_case = COALITION__RESPONSE__RESULT_CLUSTER_STATUS;
+    resp.cluster_status = &cs;
+    conn_send(c, &resp);
+}
+
+static void op_on_change(void *data, int status)
+{
+    struct op *op = data;
+    conn_send_error(op->conn, op->req->id, status); /* code 0 is the plain "ok" */
+    op_finish(op);
+}
+
+static void handle_cluster_change(struct conn *c, Coalition__Request *req)
+{
+    if (!leader_only(c, req)) {
+        return;
+    }
+    struct op *op = op_create(c, req);
+    if (op == NULL) {
+        conn_send_error(c, req->id, COALITION_E_NOMEM);
+        coalition__request__free_unpacked(req, NULL);
+        return;
+    }
+    int rv = cluster_change(c->srv->cluster, req->cluster_change, &op->cop, op_on_change, op);
+    if (rv != 0) {
+        conn_send_error(c, req->id, rv);
+        op_finish(op);
+    }
+}
+
+static void handle_entry_hash(struct conn *c, uint64_t id, const Coalition__EntryHashRequest *er)
+{
+    uint8_t hash[LEDGER_HASH_LEN];
+    int rv = ledger_entry_hash(c->srv->ledger, er->seq, hash);
+    if (rv != 0) {
+        conn_send_error(c, id, rv);
+        return;
+    }
+    Coalition__Response resp = COALITION__RESPONSE__INIT;
+    Coalition__EntryHashResult eh = COALITION__ENTRY_HASH_RESULT__INIT;
+    resp.id = id;
+    resp.message = "";
+    eh.seq = er->seq;
+    eh.hash.data = hash;
+    eh.hash.len = sizeof(hash);
+    resp.result_case = COALITION__RESPONSE__RESULT_ENTRY_HASH;
+    resp.entry_hash = &eh;
+    conn_send(c, &resp);
+}
+
 /* Dispatches one decoded request; takes ownership of `req`. */
 static void handle_request(struct conn *c, Coalition__Request *req)
 {
@@ -387,15 +568,26 @@ static void handle_request(struct conn *c, Coalition__Request *req)
         return; /* req handed on */
     case COALITION__REQUEST__OP_VERIFY:
         handle_verify(c, req);
-        return; /* req handed on */
+        return;
+    case COALITION__REQUEST__OP_CLUSTER_CHANGE:
+        handle_cluster_change(c, req);
+        return;
+    case COALITION__REQUEST__OP_BALANCE:
+    case COALITION__REQUEST__OP_HISTORY:
+        if (req->consistent) {
+            handle_consistent_read(c, req);
+            return;
+        }
+        handle_read(c, req);
+        break;
     case COALITION__REQUEST__OP_STATUS:
         handle_status(c, req->id);
         break;
-    case COALITION__REQUEST__OP_BALANCE:
-        handle_balance(c, req->id, req->balance);
+    case COALITION__REQUEST__OP_CLUSTER_STATUS:
+        handle_cluster_status(c, req->id);
         break;
-    case COALITION__REQUEST__OP_HISTORY:
-        handle_history(c, req->id, req->history);
+    case COALITION__REQUEST__OP_ENTRY_HASH:
+        handle_entry_hash(c, req->id, req->entry_hash);
         break;
     default:
         conn_send_error(c, req->id, COALITION_E_INVALID_ARGUMENT);
@@ -490,10 +682,16 @@ static void server_on_connection(uv_stream_t *listener, int status)
     conn_read_start(c);
 }
 
-int server_start(struct server *s, uv_loop_t *loop, const char *host, int port, uint64_t node_id,
-                 struct ledger *l, struct store *st, struct batcher *b)
+int server_start(struct server *s, uv_loop_t *loop, const char *host, int port,
+                 const struct server_deps *deps)
 {
-    *s = (struct server){.loop = loop, .ledger = l, .store = st, .batcher = b, .node_id = node_id};
+    *s = (struct server){.loop = loop,
+                         .ledger = deps->ledger,
+                         .store = deps->store,
+                         .batcher = deps->batcher,
+                         .cluster = deps->cluster,
+                         .forwarder = deps->forwarder,
+                         .node_id = deps->node_id};
     struct sockaddr_storage addr;
     int rv = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
     if (rv != 0) {
@@ -549,4 +747,45 @@ void server_close(struct server *s)
     for (struct conn *c = s->conns; c != NULL; c = c->next) {
         conn_close(c);
     }
+}
+
+/* A JOIN (or directory) request of this node on its way to a member. */
+struct join_req {
+    struct forward_req freq;
+    struct cluster *cluster;
+};
+
+static void join_done(struct forward_req *freq, int code, const Coalition__Response *resp)
+{
+    struct join_req *j = freq->data;
+    struct cluster *c = j->cluster;
+    if (code == 0 && resp->code == COALITION_E_NOT_LEADER && resp->leader_hint != NULL &&
+        resp->leader_hint[0] != '\0') {
+        /* That member knows better: ask the leader next time. */
+        snprintf(c->join_addr, sizeof(c->join_addr), "%s", resp->leader_hint);
+    } else if (code == 0 && resp->code != 0) {
+        fprintf(stderr, "coalitiond: joining the coalition: %s\n", coalition_errname(resp->code));
+    }
+    free(j);
+}
+
+void server_send_join(struct cluster *c, const char *to_addr)
+{
+    struct server *s = c->send_join_data;
+    struct join_req *j = calloc(1, sizeof(*j));
+    if (j == NULL || s->closing) {
+        free(j);
+        return;
+    }
+    j->cluster = c;
+    j->freq.data = j;
+    Coalition__ClusterChangeRequest change = COALITION__CLUSTER_CHANGE_REQUEST__INIT;
+    change.op = COALITION__CLUSTER_CHANGE_REQUEST__OP__JOIN;
+    change.id = c->id;
+    change.raft_addr = c->raft_addr;
+    change.client_addr = c->client_addr;
+    Coalition__Request req = COALITION__REQUEST__INIT;
+    req.op_case = COALITION__REQUEST__OP_CLUSTER_CHANGE;
+    req.cluster_change = &change;
+    forwarder_send(s->forwarder, to_addr, &req, &j->freq, join_done);
 }

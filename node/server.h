@@ -1,6 +1,7 @@
 /* The network front of coalitiond: a libuv TCP server speaking frames
- * (proto/frame.h).  It decodes requests, answers reads from the ledger's
- * committed state, hands writes to the batcher and relays their results.
+ * (proto/frame.h).  It decodes requests, answers reads from this node's
+ * state, hands writes to the batcher on the leader or forwards them to the
+ * leader elsewhere, and relays their results.
  * Limits: frame size, connections, requests in flight per connection. */
 #ifndef COALITION_SERVER_H
 #define COALITION_SERVER_H
@@ -11,6 +12,8 @@
 #include <uv.h>
 
 #include "batcher.h"
+#include "cluster.h"
+#include "forward.h"
 #include "ledger.h"
 #include "store.h"
 
@@ -26,6 +29,8 @@ struct server {
     struct ledger *ledger;
     struct store *store;
     struct batcher *batcher;
+    struct cluster *cluster;
+    struct forwarder *forwarder;
     struct conn *conns;
     uint64_t node_id;
     size_t n_conns;
@@ -33,11 +38,25 @@ struct server {
     int verifies_running;
 };
 
-/* Binds `host`:`port` and starts accepting.  ledger, store and batcher are
- * borrowed and must outlive the server.  Returns 0 or a negative libuv
+/* What the server serves from; all borrowed, must outlive the server. */
+struct server_deps {
+    uint64_t node_id;
+    struct ledger *ledger;
+    struct store *store;
+    struct batcher *batcher;
+    struct cluster *cluster;
+    struct forwarder *forwarder;
+};
+
+/* Binds `host`:`port` and starts accepting.  Returns 0 or a negative libuv
  * error (uv_strerror). */
-int server_start(struct server *s, uv_loop_t *loop, const char *host, int port, uint64_t node_id,
-                 struct ledger *l, struct store *st, struct batcher *b);
+int server_start(struct server *s, uv_loop_t *loop, const char *host, int port,
+                 const struct server_deps *deps);
+
+/* Asks the node at `to_addr` (client address) to add this node to the
+ * configuration or record its addresses (a JOIN request, forwarded to the
+ * leader).  Used by cluster.c through its send_join hook. */
+void server_send_join(struct cluster *c, const char *to_addr);
 
 /* Stops accepting and reading; responses already under way are still
  * delivered.  Then server_idle() tells when server_close may run. */
