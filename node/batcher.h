@@ -15,8 +15,10 @@
 #include "cluster.h"
 #include "ledger.h"
 
-/* Largest number of transactions in one batch. */
-#define BATCHER_BATCH_MAX 4096
+/* Largest number of transactions in one batch (one raft entry).  raft keeps
+ * up to snapshot threshold + trailing entries in memory, so this bounds the
+ * log's memory: (8192 + 2048) x 1024 x ~150 bytes, about 1.5 GiB at worst. */
+#define BATCHER_BATCH_MAX 1024
 /* Batches proposed and not yet applied; more transactions wait. */
 #define BATCHER_INFLIGHT_MAX 64
 

@@ -287,8 +287,8 @@ void config_defaults(struct config *c)
     c->id = 1;
     memcpy(c->data, CONFIG_DEFAULT_DATA, sizeof(CONFIG_DEFAULT_DATA));
     memcpy(c->listen, CONFIG_DEFAULT_LISTEN, sizeof(CONFIG_DEFAULT_LISTEN));
-    c->snapshot_threshold = 1024;
-    c->snapshot_trailing = 256;
+    c->snapshot_threshold = 8192;
+    c->snapshot_trailing = 2048;
     c->election_timeout_ms = 1000;
     c->heartbeat_timeout_ms = 100;
     c->forward_timeout_ms = 3000;

@@ -7,8 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CONFIG_ADDR_MAX 256  /* "host:port" */
-#define CONFIG_PATH_MAX 4096
+#define CONFIG_ADDR_MAX  256 /* "host:port" */
+#define CONFIG_PATH_MAX  4096
 #define CONFIG_PEERS_MAX 16
 
 struct config_peer {
@@ -17,18 +17,18 @@ struct config_peer {
 };
 
 struct config {
-    uint64_t id;                       /* node id, >= 1 (default 1) */
-    char data[CONFIG_PATH_MAX];        /* data directory (default ./coalition-data) */
-    char listen[CONFIG_ADDR_MAX];      /* client address (default 127.0.0.1:7400) */
-    char raft[CONFIG_ADDR_MAX];        /* raft address ("" = listen port + 1) */
+    uint64_t id;                                    /* node id, >= 1 (default 1) */
+    char data[CONFIG_PATH_MAX];                     /* data directory (default ./coalition-data) */
+    char listen[CONFIG_ADDR_MAX];                   /* client address (default 127.0.0.1:7400) */
+    char raft[CONFIG_ADDR_MAX];                     /* raft address ("" = listen port + 1) */
     struct config_peer bootstrap[CONFIG_PEERS_MAX]; /* first voters of a new coalition */
     size_t n_bootstrap;
-    char join[CONFIG_ADDR_MAX];        /* client address of a member to join ("" = none) */
-    unsigned snapshot_threshold;       /* raft entries between snapshots (default 1024) */
-    unsigned snapshot_trailing;        /* entries kept after a snapshot (default 256) */
-    unsigned election_timeout_ms;      /* default 1000 */
-    unsigned heartbeat_timeout_ms;     /* default 100 */
-    unsigned forward_timeout_ms;       /* answer forwarded requests within (default 3000) */
+    char join[CONFIG_ADDR_MAX];    /* client address of a member to join ("" = none) */
+    unsigned snapshot_threshold;   /* raft entries between snapshots (default 8192) */
+    unsigned snapshot_trailing;    /* entries kept after a snapshot (default 2048) */
+    unsigned election_timeout_ms;  /* default 1000 */
+    unsigned heartbeat_timeout_ms; /* default 100 */
+    unsigned forward_timeout_ms;   /* answer forwarded requests within (default 3000) */
 };
 
 /* Fills every field with its default. */
@@ -44,8 +44,8 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
 
 /* Sets one key by name (as in the file; section "node" or "raft").  The
  * command line uses this too.  0 or -1 with a message. */
-int config_set(struct config *c, const char *section, const char *key, const char *value,
-               char *err, size_t errlen);
+int config_set(struct config *c, const char *section, const char *key, const char *value, char *err,
+               size_t errlen);
 
 /* Parses "1=host:port,2=host:port" into out (at most max).  Ids must be >= 1
  * and distinct, addresses valid host:port.  0 or -1 with a message. */

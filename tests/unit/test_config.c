@@ -143,8 +143,8 @@ static void test_config_defaults(void **state)
     assert_string_equal(f->c.raft, "");
     assert_int_equal(f->c.n_bootstrap, 0);
     assert_string_equal(f->c.join, "");
-    assert_int_equal(f->c.snapshot_threshold, 1024);
-    assert_int_equal(f->c.snapshot_trailing, 256);
+    assert_int_equal(f->c.snapshot_threshold, 8192);
+    assert_int_equal(f->c.snapshot_trailing, 2048);
     assert_int_equal(f->c.election_timeout_ms, 1000);
     assert_int_equal(f->c.heartbeat_timeout_ms, 100);
     assert_int_equal(f->c.forward_timeout_ms, 3000);
