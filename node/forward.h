@@ -48,6 +48,7 @@ struct forwarder {
     uint64_t timeout_ms;
     uv_timer_t timer;
     struct forwarder_conn *conn; /* current connection, or NULL */
+    struct forward_req *failed;  /* to answer at the next tick (id 0: BUSY, else UNAVAILABLE) */
     uint64_t next_id;
     size_t inflight;
     bool closing;
