@@ -29,7 +29,10 @@ enum {
 /* Verification replays the whole ledger, so it gets longer unless the user
  * chose a timeout. */
 #define CLI_VERIFY_TIMEOUT_MS_DEFAULT 60000
-#define CLI_HEX_LEN                   (2 * COALITION_HASH_LEN + 1)
+/* A membership change is answered once it is committed; making a node a
+ * voter first lets it catch up with the log, which can take a while. */
+#define CLI_CLUSTER_CHANGE_TIMEOUT_MS_DEFAULT 30000
+#define CLI_HEX_LEN                           (2 * COALITION_HASH_LEN + 1)
 /* The cluster commands ask every node in turn: each gets a short timeout
  * (unless --timeout-ms is given) so that a dead node does not stall them. */
 #define CLI_NODE_TIMEOUT_MS_DEFAULT 1000
@@ -1394,7 +1397,9 @@ static void print_main_usage(FILE *out)
           "  --node HOST:PORT  node to talk to (a comma-separated list: the first\n"
           "                    that answers)\n"
           "  --json            print exactly one JSON object on stdout\n"
-          "  --timeout-ms N    connect and answer timeout (default 5000; verify 60000)\n"
+          "  --timeout-ms N    connect and answer timeout (default 5000; verify 60000;\n"
+          "                    cluster add/assign/remove 30000; cluster status/check\n"
+          "                    1000 for each node they ask)\n"
           "\n"
           "exit status: 0 ok, 1 rejected by the ledger, 2 usage error,\n"
           "             3 node unreachable or no answer in time\n",
@@ -1601,8 +1606,13 @@ static int run_command(struct cli *cli, int argc, char **argv)
 
     int timeout_ms = cli->timeout_ms;
     if (timeout_ms == 0) {
-        timeout_ms =
-            cmd->run == run_verify ? CLI_VERIFY_TIMEOUT_MS_DEFAULT : CLI_TIMEOUT_MS_DEFAULT;
+        timeout_ms = CLI_TIMEOUT_MS_DEFAULT;
+        if (cmd->run == run_verify) {
+            timeout_ms = CLI_VERIFY_TIMEOUT_MS_DEFAULT;
+        } else if (cmd->run == run_cluster_add || cmd->run == run_cluster_assign ||
+                   cmd->run == run_cluster_remove) {
+            timeout_ms = CLI_CLUSTER_CHANGE_TIMEOUT_MS_DEFAULT;
+        }
     }
     rv = coalition_client_create(cli->node, timeout_ms, &cli->client);
     if (rv == COALITION_E_INVALID_ARGUMENT) {

@@ -632,9 +632,11 @@ static int client_call(struct coalition_client *c, Coalition__Request *req,
         return rv;
     }
     if (rv == 0) {
-        return client_fail(c, COALITION_E_TIMEOUT,
-                           "no answer from %s within %d ms; retry with the same transaction id",
-                           c->node, c->timeout_ms);
+        /* Only a write has a transaction id to retry with. */
+        return client_fail(
+            c, COALITION_E_TIMEOUT, "no answer from %s within %d ms%s", c->node, c->timeout_ms,
+            req->op_case == COALITION__REQUEST__OP_TXN ? "; retry with the same transaction id"
+                                                       : "");
     }
     assert((*out)->id == id);
     return 0;
