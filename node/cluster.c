@@ -22,6 +22,7 @@
 #define SNAPSHOT_MAGIC            "COALSNP1"
 #define SNAPSHOT_CHUNK            ((size_t)4 << 20)
 #define RESTORE_BATCH_KEYS        10000
+#define ENTRY_HEADER_LEN          8 /* u64 length of the packed Batch in a raft entry */
 
 #define CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
 
@@ -334,6 +335,23 @@ static int dir_reload(struct cluster *c)
 /* ---------------------------------------------------------------------------
  * The state machine */
 
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--) {
+        p[i] = (uint8_t)v;
+        v >>= 8;
+    }
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) {
+        v = (v << 8) | p[i];
+    }
+    return v;
+}
+
 /* Applies one committed entry: a packed Batch.  A batch this node proposed
  * gets its results written into the waiting proposal. */
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
@@ -341,7 +359,11 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     struct cluster *c = fsm->data;
     raft_index index = raft_last_applied(&c->raft) + 1;
     *result = NULL;
-    Coalition__Batch *b = coalition__batch__unpack(NULL, buf->len, buf->base);
+    const uint8_t *p8 = buf->base;
+    uint64_t len = buf->len >= ENTRY_HEADER_LEN ? get_u64(p8) : UINT64_MAX;
+    Coalition__Batch *b = len <= buf->len - ENTRY_HEADER_LEN
+                              ? coalition__batch__unpack(NULL, len, p8 + ENTRY_HEADER_LEN)
+                              : NULL;
     if (b == NULL) {
         /* A committed entry that does not decode: the log is corrupt. */
         fprintf(stderr, "coalitiond: raft entry %llu does not decode\n", (unsigned long long)index);
@@ -398,23 +420,6 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 
 /* Snapshot header: magic, ledger applied index, number of records. */
 #define SNAPSHOT_HEADER_LEN (8 + 8 + 8)
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
 
 static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs);
 
@@ -701,12 +706,20 @@ int cluster_propose(struct cluster *c, Coalition__Batch *batch, struct cluster_p
     p->next = NULL;
     batch->proposer = c->id;
     batch->proposal = p->number;
+    /* raft_uv 0.15 pads an entry to 8 bytes when it writes a segment but
+     * does not expect the padding when it reads a closed one back: an entry
+     * whose length is not a multiple of 8 makes the segment unreadable after
+     * a restart (found by tests/process/test_restart.sh).  So an entry is
+     * [protobuf length, u64][packed Batch][zeros up to a multiple of 8]. */
     size_t len = coalition__batch__get_packed_size(batch);
-    struct raft_buffer buf = {.base = raft_malloc(len), .len = len};
+    size_t total = ENTRY_HEADER_LEN + ((len + 7) & ~(size_t)7);
+    struct raft_buffer buf = {.base = raft_malloc(total), .len = total};
     if (buf.base == NULL) {
         return COALITION_E_NOMEM;
     }
-    coalition__batch__pack(batch, buf.base);
+    memset(buf.base, 0, total);
+    put_u64(buf.base, len);
+    coalition__batch__pack(batch, (uint8_t *)buf.base + ENTRY_HEADER_LEN);
     p->req.data = c;
     int rv = raft_apply(&c->raft, &p->req, &buf, 1, proposal_done);
     if (rv != 0) {
