@@ -16,8 +16,8 @@
 
 #include "errors.h"
 
-#define CLUSTER_TICK_MS           200
-#define CLUSTER_ANNOUNCE_RETRY_MS 1000
+#define CLUSTER_TICK_MS           100
+#define CLUSTER_ANNOUNCE_RETRY_MS 500
 #define CLUSTER_VOTERS_WANTED     3
 #define SNAPSHOT_MAGIC            "COALSNP1"
 #define SNAPSHOT_CHUNK            ((size_t)4 << 20)
@@ -1051,7 +1051,7 @@ static void cluster_on_tick(uv_timer_t *t)
     }
     /* Not leader: ask to be recorded (or added, when joining). */
     uint64_t t_ms = now_ms();
-    if (t_ms < c->announced_term + CLUSTER_ANNOUNCE_RETRY_MS || c->send_join == NULL) {
+    if (t_ms < c->announced_at_ms + CLUSTER_ANNOUNCE_RETRY_MS || c->send_join == NULL) {
         return;
     }
     char addr[CONFIG_ADDR_MAX];
@@ -1063,8 +1063,7 @@ static void cluster_on_tick(uv_timer_t *t)
     if (to == NULL) {
         return;
     }
-    c->announced_leader = leader;
-    c->announced_term = t_ms;
+    c->announced_at_ms = t_ms;
     c->send_join(c, to);
 }
 

@@ -90,8 +90,7 @@ struct cluster {
     char client_addr[CONFIG_ADDR_MAX];
     char join_addr[CONFIG_ADDR_MAX];
     bool joined;
-    uint64_t announced_leader; /* leader we last announced ourselves to */
-    uint64_t announced_term;
+    uint64_t announced_at_ms; /* when we last asked to be recorded */
     struct cluster_proposal *inflight, **inflight_tail;
     uint64_t next_proposal;
     struct ledger_result *scratch;
