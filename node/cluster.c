@@ -1055,7 +1055,7 @@ static void cluster_on_tick(uv_timer_t *t)
         return;
     }
     char addr[CONFIG_ADDR_MAX];
-    uint64_t leader = cluster_leader(c, addr, sizeof(addr));
+    cluster_leader(c, addr, sizeof(addr));
     const char *to = addr[0] != '\0' ? addr : NULL;
     if (to == NULL && config_find(c, c->id) == NULL && c->join_addr[0] != '\0') {
         to = c->join_addr; /* not a member yet: any member will forward it */
