@@ -464,6 +464,7 @@ static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], 
 {
     struct cluster *c = fsm->data;
     assert(c->snap != NULL);
+    uint64_t t0 = now_ms();
     if (store_sync(c->store) != 0) {
         return RAFT_IOERR;
     }
@@ -526,6 +527,15 @@ static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], 
     memcpy(header, SNAPSHOT_MAGIC, 8);
     put_u64(header + 8, c->snap_index);
     put_u64(header + 16, count);
+    size_t bytes = 0;
+    for (unsigned i = 0; i < *n_bufs; i++) {
+        bytes += (*bufs)[i].len;
+    }
+    fprintf(stderr,
+            "coalitiond: snapshot at ledger index %llu: %llu records, %zu bytes, %llu ms "
+            "(worker thread)\n",
+            (unsigned long long)c->snap_index, (unsigned long long)count, bytes,
+            (unsigned long long)(now_ms() - t0));
     return rv;
 }
 
@@ -638,6 +648,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     if (index > head.applied_index) {
         fprintf(stderr, "coalitiond: restoring snapshot at index %llu (%llu records)\n",
                 (unsigned long long)index, (unsigned long long)count);
+        uint64_t t0 = now_ms();
         rv = store_wipe(c->store);
         if (rv == 0) {
             rv = store_load(c->store, p + SNAPSHOT_HEADER_LEN, buf->len - SNAPSHOT_HEADER_LEN,
@@ -650,6 +661,8 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         if (rv == 0) {
             rv = dir_reload(c);
         }
+        fprintf(stderr, "coalitiond: snapshot restored in %llu ms (loop thread)\n",
+                (unsigned long long)(now_ms() - t0));
         if (rv != 0) {
             fprintf(stderr, "coalitiond: snapshot restore failed: %s %s\n", coalition_strerror(rv),
                     err != NULL ? err : "");
