@@ -6,6 +6,7 @@
 #include "forward.h"
 
 #include <assert.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,12 +16,15 @@
 
 #define FORWARD_ADDR_MAX       CONFIG_ADDR_MAX
 #define FORWARD_READ_BUF       (64 * 1024)
-#define FORWARD_TICK_MS_MAX    100 /* deadlines are checked this often, at most */
+#define FORWARD_OUT_MAX        ((size_t)64 << 20) /* bytes queued for a leader not reading */
+#define FORWARD_TICK_MS_MAX    100                /* deadlines are checked this often, at most */
 #define FORWARD_TICK_MS_MIN    10
 #define FORWARD_TABLE_MIN_BITS 6 /* first size of a connection's id table: 64 */
 #define FORWARD_OUT_CAP_MIN    4096
 
 _Static_assert(FORWARD_INFLIGHT_MAX <= SIZE_MAX / 4, "the id table can hold every request");
+_Static_assert(FORWARD_OUT_MAX >= FRAME_HEADER_LEN + FRAME_PAYLOAD_MAX, "the largest frame fits");
+_Static_assert(FORWARD_OUT_MAX <= UINT_MAX, "one write takes the whole output (uv_buf_t len)");
 
 /* One connection to one address.  Once replaced or lost it is detached
  * (f == NULL): its requests have moved to the forwarder's failed list and it
@@ -429,8 +433,9 @@ static int conn_open(struct forwarder *f, const char *addr)
     return 0;
 }
 
-/* Packs the request into the connection's output and records it.  0 or a
- * negative code with nothing changed. */
+/* Packs the request into the connection's output and records it.  0, or
+ * COALITION_E_BUSY if the leader is not taking what was queued already, or
+ * another negative code; nothing is changed on error. */
 static int conn_queue(struct forwarder_conn *c, const Coalition__Request *msg,
                       struct forward_req *r)
 {
@@ -443,7 +448,7 @@ static int conn_queue(struct forwarder_conn *c, const Coalition__Request *msg,
     if (rv != 0) {
         return rv;
     }
-    rv = conn_reserve(c, len);
+    rv = c->out_len + len > FORWARD_OUT_MAX ? COALITION_E_BUSY : conn_reserve(c, len);
     if (rv == 0) {
         rv = table_insert(c, r);
     }
@@ -610,6 +615,9 @@ void forwarder_send(struct forwarder *f, const char *addr, const Coalition__Requ
         rv = conn_queue(f->conn, msg, req);
     }
     if (rv != 0 || f->conn == NULL) {
+        if (rv == COALITION_E_BUSY) {
+            req->id = 0; /* answered BUSY */
+        }
         list_append(&f->failed, req);
         forwarder_schedule_failed(f);
         return;

@@ -35,6 +35,7 @@ enum tserver_mode {
     T_ID0,          /* answer with id 0 (a protocol error) */
     T_GARBAGE,      /* send a frame with length 0 */
     T_ANSWER_FIRST, /* answer the first `answer_first` requests, hold the rest */
+    T_NOREAD,       /* accept, never read */
 };
 
 struct tserver;
@@ -195,6 +196,8 @@ static void tconn_on_request(struct tconn *c, const Coalition__Request *req)
         tconn_write(c, zero, FRAME_HEADER_LEN);
         break;
     }
+    case T_NOREAD:
+        break;
     case T_ANSWER_FIRST:
         if (s->received <= s->answer_first) {
             tconn_answer(c, req->id, msg);
@@ -247,7 +250,9 @@ static void tserver_on_connection(uv_stream_t *listener, int status)
     s->conns = c;
     assert_int_equal(uv_accept(listener, (uv_stream_t *)&c->tcp), 0);
     s->connections++;
-    assert_int_equal(uv_read_start((uv_stream_t *)&c->tcp, tconn_alloc, tconn_on_read), 0);
+    if (s->mode != T_NOREAD) {
+        assert_int_equal(uv_read_start((uv_stream_t *)&c->tcp, tconn_alloc, tconn_on_read), 0);
+    }
 }
 
 /* Listens on 127.0.0.1, port chosen by the kernel. */
@@ -873,12 +878,61 @@ static void test_forward_timeout_during_connect(void **state)
     assert_true(took >= 190);
     assert_true(took < 800);
     check_failed(r, 2, COALITION_E_UNAVAILABLE);
-    /* The stuck connect is abandoned; closing is clean. */
+    /* The stuck connect is abandoned (a peek at a private field); closing
+     * is clean. */
+    assert_null(fx->f.conn);
     fx_close_forwarder(fx);
     run_until(fx, forwarder_is_closed, NULL, 2000);
     close(fill[0]);
     close(fill[1]);
     close(lfd);
+    check_clean(fx);
+    free(r);
+}
+
+/* A leader that stops reading: the bytes queued for it are bounded, and
+ * requests beyond the bound are answered BUSY. */
+static void test_forward_output_bounded(void **state)
+{
+    struct fx *fx = *state;
+    enum { N = 200 };
+    fx_start(fx, 60000);
+    tserver_start(&fx->a, &fx->loop, T_NOREAD);
+    struct rec *r = recs_new(fx, N);
+    size_t big_len = FRAME_PAYLOAD_MAX - 4096;
+    char *big = malloc(big_len + 1);
+    assert_non_null(big);
+    memset(big, 'r', big_len);
+    big[big_len] = '\0';
+    size_t busy = 0;
+    for (size_t i = 0; i < N; i++) {
+        Coalition__Txn txn = COALITION__TXN__INIT;
+        txn.txn_id = "big";
+        txn.reason = big;
+        Coalition__Request m = COALITION__REQUEST__INIT;
+        m.op_case = COALITION__REQUEST__OP_TXN;
+        m.txn = &txn;
+        snprintf(r[i].want, sizeof(r[i].want), "big");
+        fx->in_send = true;
+        forwarder_send(&fx->f, fx->a.addr, &m, &r[i].req, rec_cb);
+        fx->in_send = false;
+        /* Let the connect and the first writes happen. */
+        run_for(fx, 1);
+        busy = fx->calls;
+    }
+    free(big);
+    assert_true(busy > 0);
+    assert_true(busy < N);
+    for (size_t i = 0; i < N; i++) {
+        if (r[i].called) {
+            assert_int_equal(r[i].code, COALITION_E_BUSY);
+        }
+    }
+    fx_close_forwarder(fx);
+    run_until(fx, forwarder_is_closed, NULL, 5000);
+    for (size_t i = 0; i < N; i++) {
+        assert_int_equal(r[i].called, 1);
+    }
     check_clean(fx);
     free(r);
 }
@@ -916,6 +970,7 @@ int main(void)
         T(test_forward_protocol_error),
         T(test_forward_busy),
         T(test_forward_timeout_during_connect),
+        T(test_forward_output_bounded),
         T(test_forward_idle_timer_stops),
 #undef T
     };
