@@ -582,6 +582,17 @@ static int effective_raft_addr(const struct config *c, char *out, size_t cap)
     return n > 0 && (size_t)n < cap ? 0 : -1;
 }
 
+/* True if `addr` is host:port with a numeric IPv4 or IPv6 host: the raft
+ * transport and the forwarder do not resolve names. */
+static bool addr_is_numeric(const char *addr)
+{
+    char host[CONFIG_ADDR_MAX];
+    int port = 0;
+    unsigned char buf[sizeof(struct in6_addr)];
+    return config_split_addr(addr, host, sizeof(host), &port) == 0 &&
+           (inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1);
+}
+
 int config_validate(const struct config *c, char *err, size_t errlen)
 {
     assert(c != NULL);
@@ -608,6 +619,24 @@ int config_validate(const struct config *c, char *err, size_t errlen)
     }
     if (c->join[0] != '\0' && config_split_addr(c->join, NULL, 0, NULL) != 0) {
         return config_fail(err, errlen, "[node] join: bad address '%s'", c->join);
+    }
+    const char *names[] = {"listen", "raft", "join"};
+    const char *addrs[] = {c->listen, raft, c->join};
+    for (size_t i = 0; i < 3; i++) {
+        if (addrs[i][0] != '\0' && !addr_is_numeric(addrs[i])) {
+            return config_fail(err, errlen,
+                               "[node] %s: '%s' must be a numeric IP address and port "
+                               "(host names are not resolved)",
+                               names[i], addrs[i]);
+        }
+    }
+    for (size_t i = 0; i < c->n_bootstrap; i++) {
+        if (!addr_is_numeric(c->bootstrap[i].addr)) {
+            return config_fail(err, errlen,
+                               "[node] bootstrap: '%s' must be a numeric IP address and port "
+                               "(host names are not resolved)",
+                               c->bootstrap[i].addr);
+        }
     }
     if (c->n_bootstrap > 0 && c->join[0] != '\0') {
         return config_fail(err, errlen,

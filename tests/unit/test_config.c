@@ -598,6 +598,28 @@ static void test_config_validate_addresses(void **state)
     expect_invalid(f, "[node] data");
 }
 
+/* Host names are not resolved by the raft transport or the forwarder, so
+ * they are refused at start rather than failing quietly later. */
+static void test_config_validate_numeric_addresses(void **state)
+{
+    struct config_fixture *f = *state;
+    set_ok(f, "node", "join", "leader.example:7400");
+    expect_invalid(f, "[node] join: 'leader.example:7400' must be a numeric IP address");
+    set_ok(f, "node", "join", "10.0.0.5:7400");
+    expect_valid(f);
+    set_ok(f, "node", "join", "");
+    set_ok(f, "node", "listen", "localhost:7400");
+    expect_invalid(f, "[node] listen: 'localhost:7400' must be a numeric IP address");
+    set_ok(f, "node", "listen", "[::1]:7400");
+    expect_valid(f);
+    set_ok(f, "node", "listen", "127.0.0.1:7400");
+    set_ok(f, "node", "raft", "node1.example:7401");
+    expect_invalid(f, "[node] raft: 'node1.example:7401' must be a numeric IP address");
+    set_ok(f, "node", "raft", "127.0.0.1:7401");
+    set_ok(f, "node", "bootstrap", "1=127.0.0.1:7401,2=node2.example:7403");
+    expect_invalid(f, "[node] bootstrap: 'node2.example:7403' must be a numeric IP address");
+}
+
 static void test_config_validate_timeouts(void **state)
 {
     struct config_fixture *f = *state;
@@ -645,6 +667,7 @@ int main(void)
         T(test_config_validate_bootstrap),
         T(test_config_validate_bootstrap_and_join),
         T(test_config_validate_addresses),
+        T(test_config_validate_numeric_addresses),
         T(test_config_validate_timeouts),
 #undef T
     };
