@@ -103,6 +103,7 @@ struct cluster {
     void *send_join_data;
     struct store_snapshot *snap; /* being serialized */
     uint64_t snap_index;
+    uint64_t snap_loop_us; /* time the loop spent starting it */
     bool closing;
     void (*close_cb)(struct cluster *c);
     void *data; /* public: for the node */
