@@ -770,6 +770,8 @@ int cluster_barrier(struct cluster *c, struct cluster_op *op, cluster_done_cb cb
     return from_raft(raft_barrier(&c->raft, &op->barrier, op_barrier_done));
 }
 
+static const char *role_name(int role);
+
 static const struct raft_server *config_find(struct cluster *c, uint64_t id)
 {
     const struct raft_configuration *conf = &c->raft.configuration;
@@ -793,6 +795,15 @@ static unsigned config_voters(struct cluster *c)
 
 static void op_finish(struct cluster_op *op, int code)
 {
+    static const char *const ops[] = {"add", "assign", "remove", "join"};
+    const char *name = op->op >= 0 && op->op <= 3 ? ops[op->op] : "change";
+    if (code == 0) {
+        fprintf(stderr, "coalitiond: membership %s of node %llu done (%s)\n", name,
+                (unsigned long long)op->id, role_name(op->role));
+    } else {
+        fprintf(stderr, "coalitiond: membership %s of node %llu failed: %s\n", name,
+                (unsigned long long)op->id, coalition_errname(code));
+    }
     op->cb(op->data, code);
 }
 
@@ -922,6 +933,13 @@ int cluster_change(struct cluster *c, const Coalition__ClusterChangeRequest *req
                 return COALITION_E_ALREADY_EXISTS; /* that id lives elsewhere */
             }
             snprintf(op->raft_addr, sizeof(op->raft_addr), "%s", s->address);
+            if (s->role == RAFT_SPARE && req->role != COALITION__NODE_ROLE__ROLE_SPARE) {
+                /* A joining node added, but whose promotion did not finish (a
+                 * long catch-up, e.g. a big snapshot): try again now. */
+                op->role = config_voters(c) < CLUSTER_VOTERS_WANTED ? RAFT_VOTER : RAFT_STANDBY;
+                op_assign(op);
+                return 0;
+            }
             op_record(op);
             return 0;
         }
@@ -1037,10 +1055,21 @@ static bool dir_is_current(struct cluster *c)
            strcmp(e->raft_addr, c->raft_addr) == 0;
 }
 
+/* A node started with --join asks to be promoted until it has been a voter
+ * or standby once (an operator may make it a spare later). */
+bool cluster_wants_promotion(struct cluster *c)
+{
+    const struct raft_server *me = config_find(c, c->id);
+    if (me != NULL && me->role != RAFT_SPARE) {
+        c->joined = true;
+    }
+    return c->join_addr[0] != '\0' && !c->joined;
+}
+
 static void cluster_on_tick(uv_timer_t *t)
 {
     struct cluster *c = t->data;
-    if (c->closing || dir_is_current(c)) {
+    if (c->closing || (dir_is_current(c) && !cluster_wants_promotion(c))) {
         return;
     }
     if (cluster_is_leader(c)) {

@@ -89,7 +89,7 @@ struct cluster {
     char raft_addr[CONFIG_ADDR_MAX];
     char client_addr[CONFIG_ADDR_MAX];
     char join_addr[CONFIG_ADDR_MAX];
-    bool joined;
+    bool joined;              /* seen itself as voter or standby since a --join start */
     uint64_t announced_at_ms; /* when we last asked to be recorded */
     struct cluster_proposal *inflight, **inflight_tail;
     uint64_t next_proposal;
@@ -141,6 +141,10 @@ int cluster_barrier(struct cluster *c, struct cluster_op *op, cluster_done_cb cb
  * returns 0 and cb(data, status) later, or a negative code now. */
 int cluster_change(struct cluster *c, const Coalition__ClusterChangeRequest *req,
                    struct cluster_op *op, cluster_done_cb cb, void *data);
+
+/* True while this node, started with --join, has not yet been a voter or a
+ * standby: its JOIN requests then ask the leader to promote it. */
+bool cluster_wants_promotion(struct cluster *c);
 
 /* This node's view for status. */
 struct cluster_status {

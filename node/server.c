@@ -784,6 +784,9 @@ void server_send_join(struct cluster *c, const char *to_addr)
     change.id = c->id;
     change.raft_addr = c->raft_addr;
     change.client_addr = c->client_addr;
+    /* VOTER: "promote me if I am still a spare"; SPARE: "only record me". */
+    change.role = cluster_wants_promotion(c) ? COALITION__NODE_ROLE__ROLE_VOTER
+                                             : COALITION__NODE_ROLE__ROLE_SPARE;
     Coalition__Request req = COALITION__REQUEST__INIT;
     req.op_case = COALITION__REQUEST__OP_CLUSTER_CHANGE;
     req.cluster_change = &change;
