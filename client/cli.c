@@ -727,15 +727,54 @@ static void probes_destroy(struct probe *probes, size_t n)
     free(probes);
 }
 
-/* Asks the node we are connected to for the configuration and makes one
- * (unconnected) probe per node.  Returns EXIT_OK or the exit status of the
- * error it reported. */
+/* The timeout for one call to one node of the cluster. */
+static int node_timeout_ms(const struct cli *cli)
+{
+    return cli->timeout_ms > 0 ? cli->timeout_ms : CLI_NODE_TIMEOUT_MS_DEFAULT;
+}
+
+/* The leader's view of the configuration, if `cl` (from a follower) names
+ * a leader with a client address that answers; else `cl` stays as it is.  A
+ * follower's view can be stale: a node removed from the configuration never
+ * hears of it and still lists itself. */
+static void cluster_fetch_leader(const struct cli *cli, struct coalition_cluster *cl)
+{
+    if (cl->leader_id == 0 || cl->leader_id == cl->node_id) {
+        return;
+    }
+    const char *addr = NULL;
+    for (size_t i = 0; i < cl->len; i++) {
+        if (cl->nodes[i].id == cl->leader_id && cl->nodes[i].client_addr[0] != '\0') {
+            addr = cl->nodes[i].client_addr;
+        }
+    }
+    struct coalition_client *c = NULL;
+    if (addr == NULL || coalition_client_create(addr, node_timeout_ms(cli), &c) != 0) {
+        return;
+    }
+    struct coalition_cluster lc;
+    if (coalition_client_cluster_status(c, &lc) == 0) {
+        if (lc.node_id == lc.leader_id) {
+            coalition_cluster_free(cl);
+            *cl = lc;
+        } else {
+            coalition_cluster_free(&lc); /* no longer the leader: keep the first view */
+        }
+    }
+    coalition_client_destroy(c);
+}
+
+/* Gets the configuration (the leader's view when the node we are connected
+ * to knows the leader, else that node's own) and makes one (unconnected)
+ * probe per node.  Returns EXIT_OK or the exit status of the error it
+ * reported. */
 static int cluster_fetch(struct cli *cli, struct coalition_cluster *cl, struct probe **probes)
 {
     int rv = coalition_client_cluster_status(cli->client, cl);
     if (rv != 0) {
         return report_error(cli, rv, error_message(cli, rv));
     }
+    cluster_fetch_leader(cli, cl);
     *probes = calloc(cl->len > 0 ? cl->len : 1, sizeof(**probes));
     if (*probes == NULL) {
         coalition_cluster_free(cl);
@@ -841,12 +880,6 @@ static void cluster_print_table(const struct coalition_cluster *cl, const struct
             printf("node %" PRIu64 ": %s\n", probes[i].cfg->id, probes[i].errmsg);
         }
     }
-}
-
-/* The timeout for one call to one node of the cluster. */
-static int node_timeout_ms(const struct cli *cli)
-{
-    return cli->timeout_ms > 0 ? cli->timeout_ms : CLI_NODE_TIMEOUT_MS_DEFAULT;
 }
 
 static int run_cluster_status(struct cli *cli, const struct args *a)
@@ -1341,8 +1374,9 @@ static const struct command commands[] = {
      "Asks the node to replay and check its whole ledger: hash chain, double\n"
      "entry, balances.  Exit status 1 if it finds a broken entry.\n"},
     {"cluster", "status", 0, 0, run_cluster_status, "cluster status",
-     "Asks the node for the raft configuration, then every node with a client\n"
-     "address for its status (1 s each unless --timeout-ms is given): id,\n"
+     "Asks the node for the raft configuration (the leader's, if the node knows\n"
+     "the leader), then every node with a client address for its status (1 s\n"
+     "each unless --timeout-ms is given): id,\n"
      "addresses, role (voter, standby, spare), state (leader, follower,\n"
      "candidate, unavailable, or unreachable), applied index and sequence.\n"},
     {"cluster", "check", BIT(OPT_WAIT_S), 0, run_cluster_check, "cluster check [--wait-s S]",
