@@ -1376,9 +1376,9 @@ static const struct command commands[] = {
     {"cluster", "status", 0, 0, run_cluster_status, "cluster status",
      "Asks the node for the raft configuration (the leader's, if the node knows\n"
      "the leader), then every node with a client address for its status (1 s\n"
-     "each unless --timeout-ms is given): id,\n"
-     "addresses, role (voter, standby, spare), state (leader, follower,\n"
-     "candidate, unavailable, or unreachable), applied index and sequence.\n"},
+     "each unless --timeout-ms is given): id, addresses, role (voter, standby,\n"
+     "spare), state (leader, follower, candidate, unavailable, or\n"
+     "unreachable), applied index and sequence.\n"},
     {"cluster", "check", BIT(OPT_WAIT_S), 0, run_cluster_check, "cluster check [--wait-s S]",
      "Checks that the nodes of the configuration hold the same ledger.  Polls\n"
      "every node until they report one applied index (up to S seconds, default\n"
