@@ -13,6 +13,7 @@
 #include "config.h"
 #include "errors.h"
 #include "frame.h"
+#include "outbuf.h"
 
 #define FORWARD_ADDR_MAX       CONFIG_ADDR_MAX
 #define FORWARD_READ_BUF       (64 * 1024)
@@ -20,7 +21,6 @@
 #define FORWARD_TICK_MS_MAX    100                /* deadlines are checked this often, at most */
 #define FORWARD_TICK_MS_MIN    10
 #define FORWARD_TABLE_MIN_BITS 6 /* first size of a connection's id table: 64 */
-#define FORWARD_OUT_CAP_MIN    4096
 
 _Static_assert(FORWARD_INFLIGHT_MAX <= SIZE_MAX / 4, "the id table can hold every request");
 _Static_assert(FORWARD_OUT_MAX >= FRAME_HEADER_LEN + FRAME_PAYLOAD_MAX, "the largest frame fits");
@@ -32,21 +32,17 @@ _Static_assert(FORWARD_OUT_MAX <= UINT_MAX, "one write takes the whole output (u
 struct forwarder_conn {
     uv_tcp_t tcp; /* first: the handle's address is the conn's */
     uv_connect_t connect;
-    uv_write_t wreq;
     struct forwarder *f; /* NULL once detached */
     char addr[FORWARD_ADDR_MAX];
     uint64_t started_ms; /* when the connect began */
     struct frame_decoder dec;
-    uint8_t *out; /* frames not yet handed to the kernel */
-    size_t out_len, out_cap;
-    uint8_t *wbuf; /* the bytes of the write in progress */
-    size_t wcap;
+    struct outbuf out;           /* request frames */
     struct forward_req *reqs;    /* in flight, in send order (so by deadline) */
     struct forward_req **table;  /* the same, by id: open addressing */
     size_t table_cap, table_len; /* table_cap == 1 << table_bits, or 0 */
     unsigned table_bits;
     int refs; /* the handle + the connect + the write in progress */
-    bool connected, writing, closing;
+    bool connected, closing;
     uint8_t rbuf[FORWARD_READ_BUF];
 };
 
@@ -204,8 +200,7 @@ static void conn_unref(struct forwarder_conn *c)
     assert(c->f == NULL && c->reqs == NULL && c->table_len == 0);
     frame_decoder_close(&c->dec);
     free(c->table);
-    free(c->out);
-    free(c->wbuf);
+    outbuf_close(&c->out);
     free(c);
 }
 
@@ -253,29 +248,10 @@ static void conn_drop(struct forwarder_conn *c)
     }
 }
 
-/* Makes room for `more` bytes of output.  0 or COALITION_E_NOMEM. */
-static int conn_reserve(struct forwarder_conn *c, size_t more)
-{
-    if (c->out_len + more <= c->out_cap) {
-        return 0;
-    }
-    size_t cap = c->out_cap > 0 ? c->out_cap : FORWARD_OUT_CAP_MIN;
-    while (cap < c->out_len + more) {
-        cap *= 2;
-    }
-    uint8_t *p = realloc(c->out, cap);
-    if (p == NULL) {
-        return COALITION_E_NOMEM;
-    }
-    c->out = p;
-    c->out_cap = cap;
-    return 0;
-}
-
 static void conn_on_write(uv_write_t *w, int status)
 {
     struct forwarder_conn *c = w->data;
-    c->writing = false;
+    outbuf_written(&c->out);
     if (status < 0) {
         conn_drop(c);
     } else {
@@ -288,24 +264,15 @@ static void conn_on_write(uv_write_t *w, int status)
  * sent meanwhile are coalesced into the next write. */
 static void conn_flush(struct forwarder_conn *c)
 {
-    if (!c->connected || c->writing || c->closing || c->f == NULL || c->out_len == 0) {
+    if (!c->connected || c->closing || c->f == NULL) {
         return;
     }
-    uint8_t *tmp = c->wbuf;
-    size_t tcap = c->wcap;
-    c->wbuf = c->out;
-    c->wcap = c->out_cap;
-    uv_buf_t buf = uv_buf_init((char *)c->wbuf, (unsigned)c->out_len);
-    c->out = tmp;
-    c->out_cap = tcap;
-    c->out_len = 0;
-    c->wreq.data = c;
-    if (uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &buf, 1, conn_on_write) != 0) {
+    int rv = outbuf_flush(&c->out, (uv_stream_t *)&c->tcp, c, conn_on_write);
+    if (rv < 0) {
         conn_drop(c);
-        return;
+    } else if (rv == 1) {
+        c->refs++;
     }
-    c->writing = true;
-    c->refs++;
 }
 
 static void conn_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -422,6 +389,7 @@ static int conn_open(struct forwarder *f, const char *addr)
     memcpy(c->addr, addr, strlen(addr) + 1);
     c->started_ms = uv_now(f->loop);
     frame_decoder_init(&c->dec, FRAME_PAYLOAD_MAX);
+    outbuf_init(&c->out);
     f->conn = c;
     c->connect.data = c;
     if (uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&sa, conn_on_connect) != 0) {
@@ -448,13 +416,18 @@ static int conn_queue(struct forwarder_conn *c, const Coalition__Request *msg,
     if (rv != 0) {
         return rv;
     }
-    rv = c->out_len + len > FORWARD_OUT_MAX ? COALITION_E_BUSY : conn_reserve(c, len);
+    uint8_t *p = NULL;
+    if (outbuf_pending(&c->out) + len > FORWARD_OUT_MAX) {
+        rv = COALITION_E_BUSY;
+    } else if ((p = outbuf_reserve(&c->out, len)) == NULL) {
+        rv = COALITION_E_NOMEM;
+    }
     if (rv == 0) {
         rv = table_insert(c, r);
     }
     if (rv == 0) {
-        memcpy(c->out + c->out_len, frame, len);
-        c->out_len += len;
+        memcpy(p, frame, len);
+        outbuf_commit(&c->out, len);
         list_append(&c->reqs, r);
     }
     free(frame);

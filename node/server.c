@@ -11,6 +11,7 @@
 
 #include "errors.h"
 #include "frame.h"
+#include "outbuf.h"
 
 #define SERVER_READ_BUF (64 * 1024)
 
@@ -19,14 +20,10 @@ struct conn {
     struct server *srv;
     struct conn *prev, *next;
     struct frame_decoder dec;
-    uint8_t *out; /* responses not yet handed to the kernel */
-    size_t out_len, out_cap;
-    uint8_t *wbuf; /* the bytes of the write in progress */
-    size_t wcap;
-    uv_write_t wreq;
-    size_t inflight; /* requests answered later (writes, verify) */
-    int refs;        /* the handle + one per request in flight */
-    bool writing, reading, closing, close_after_flush;
+    struct outbuf out; /* responses */
+    size_t inflight;   /* requests answered later (writes, verify, forwarded) */
+    int refs;          /* the handle + one per request in flight + the write */
+    bool reading, closing, close_after_flush;
 };
 
 /* A request whose answer comes later (a write, a verify). */
@@ -53,8 +50,7 @@ static void conn_unref(struct conn *c)
         return;
     }
     frame_decoder_close(&c->dec);
-    free(c->out);
-    free(c->wbuf);
+    outbuf_close(&c->out);
     free(c);
 }
 
@@ -84,25 +80,6 @@ static void conn_close(struct conn *c)
     uv_close((uv_handle_t *)&c->tcp, conn_on_close);
 }
 
-/* Makes room for `more` bytes in the output buffer.  0 or NOMEM. */
-static int conn_reserve(struct conn *c, size_t more)
-{
-    if (c->out_len + more <= c->out_cap) {
-        return 0;
-    }
-    size_t cap = c->out_cap > 0 ? c->out_cap : 4096;
-    while (cap < c->out_len + more) {
-        cap *= 2;
-    }
-    uint8_t *p = realloc(c->out, cap);
-    if (p == NULL) {
-        return COALITION_E_NOMEM;
-    }
-    c->out = p;
-    c->out_cap = cap;
-    return 0;
-}
-
 /* Packs `resp` as a frame straight into the output buffer. */
 static void conn_send(struct conn *c, const Coalition__Response *resp)
 {
@@ -110,17 +87,17 @@ static void conn_send(struct conn *c, const Coalition__Response *resp)
         return;
     }
     size_t len = coalition__response__get_packed_size(resp);
-    if (len > FRAME_PAYLOAD_MAX || conn_reserve(c, FRAME_HEADER_LEN + len) != 0) {
+    uint8_t *p = len <= FRAME_PAYLOAD_MAX ? outbuf_reserve(&c->out, FRAME_HEADER_LEN + len) : NULL;
+    if (p == NULL) {
         conn_close(c);
         return;
     }
-    uint8_t *p = c->out + c->out_len;
     p[0] = (uint8_t)(len >> 24);
     p[1] = (uint8_t)(len >> 16);
     p[2] = (uint8_t)(len >> 8);
     p[3] = (uint8_t)len;
     coalition__response__pack(resp, p + FRAME_HEADER_LEN);
-    c->out_len += FRAME_HEADER_LEN + len;
+    outbuf_commit(&c->out, FRAME_HEADER_LEN + len);
     conn_flush(c);
 }
 
@@ -136,7 +113,7 @@ static void conn_send_error(struct conn *c, uint64_t id, int code)
 static void conn_on_write(uv_write_t *w, int status)
 {
     struct conn *c = w->data;
-    c->writing = false;
+    outbuf_written(&c->out);
     if (status < 0) {
         conn_close(c);
     } else {
@@ -149,31 +126,21 @@ static void conn_on_write(uv_write_t *w, int status)
  * that arrive meanwhile are coalesced into the next write. */
 static void conn_flush(struct conn *c)
 {
-    if (c->writing || c->closing) {
+    if (c->closing) {
         return;
     }
-    if (c->out_len == 0) {
+    if (outbuf_pending(&c->out) == 0 && !c->out.writing) {
         if (c->close_after_flush) {
             conn_close(c);
         }
         return;
     }
-    uint8_t *tmp = c->wbuf;
-    size_t tcap = c->wcap;
-    c->wbuf = c->out;
-    c->wcap = c->out_cap;
-    uv_buf_t buf = uv_buf_init((char *)c->wbuf, (unsigned)c->out_len);
-    c->out = tmp;
-    c->out_cap = tcap;
-    c->out_len = 0;
-    c->wreq.data = c;
-    int rv = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &buf, 1, conn_on_write);
-    if (rv != 0) {
+    int rv = outbuf_flush(&c->out, (uv_stream_t *)&c->tcp, c, conn_on_write);
+    if (rv < 0) {
         conn_close(c);
-        return;
+    } else if (rv == 1) {
+        c->refs++;
     }
-    c->writing = true;
-    c->refs++;
 }
 
 static void conn_on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -667,6 +634,7 @@ static void server_on_connection(uv_stream_t *listener, int status)
     c->srv = s;
     c->refs = 1;
     frame_decoder_init(&c->dec, FRAME_PAYLOAD_MAX);
+    outbuf_init(&c->out);
     uv_tcp_init(s->loop, &c->tcp);
     c->next = s->conns;
     if (s->conns != NULL) {
@@ -734,7 +702,7 @@ bool server_idle(const struct server *s)
         return false;
     }
     for (const struct conn *c = s->conns; c != NULL; c = c->next) {
-        if (!c->closing && (c->inflight > 0 || c->writing || c->out_len > 0)) {
+        if (!c->closing && (c->inflight > 0 || c->out.writing || outbuf_pending(&c->out) > 0)) {
             return false;
         }
     }
