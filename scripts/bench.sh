@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# Benchmarks one coalitiond with coalition-loadgen on the workload of
+# Benchmarks coalitiond with coalition-loadgen on the workload of
 # /work/shared/bench/README.md (10,000 members with 1,000 points, 20
 # partners, 80% awards / 20% redemptions, durable commit): closed loop with
 # 1 client and with 64 clients, then 64 clients open loop at half the
-# 64-client peak to show p99 latency at half load.  Release build in
-# build-bench/ (-O2, no sanitizers); node data and results in ./bench-out/.
+# 64-client peak to show p99 latency at half load.  With --nodes 3 the same
+# runs go to a three-node raft cluster on this machine (clients spread
+# round-robin over the nodes, the 1-client run through node 1); --nodes 1,3
+# does both and prints them side by side.  Release build in build-bench/
+# (-O2, no sanitizers); node data and results in ./bench-out/.
 #
-#   scripts/bench.sh [--duration S] [--depth D] [--pg] [--keep] [--nodes N]
+#   scripts/bench.sh [--duration S] [--depth D] [--nodes LIST] [--pg] [--keep]
 #     --duration S  seconds per run (default 10)
 #     --depth D     requests in flight per client (default 1)
+#     --nodes LIST  cluster sizes to run, 1 and/or 3, comma-separated (default 1)
 #     --pg          also run the PostgreSQL baseline (shared/bench/pg_baseline.sh)
 #                   with DURATION=S, and print its SUMMARY line
-#     --keep        keep the node's data directory
-#     --nodes N     cluster size; only 1 is supported for now
+#     --keep        keep the nodes' data directories
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,15 +25,17 @@ DURATION=10
 DEPTH=1
 PG=0
 KEEP=0
-NODES=1
+NODES_LIST=1
 MEMBERS=10000
 PARTNERS=20
 BUILD=build-bench
 OUT_DIR=bench-out
 PG_BASELINE=$ROOT/../shared/bench/pg_baseline.sh
+START_TIMEOUT_S=20
 
 usage() {
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    # The comment block at the top of this file.
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
 }
 
 while (($# > 0)); do
@@ -52,7 +57,7 @@ while (($# > 0)); do
         shift
         ;;
     --nodes)
-        NODES=${2:?--nodes needs a number}
+        NODES_LIST=${2:?--nodes needs 1, 3 or 1,3}
         shift 2
         ;;
     -h | --help)
@@ -74,10 +79,17 @@ done
     echo "bench: --depth must be >= 1" >&2
     exit 2
 }
-if [[ $NODES != 1 ]]; then
-    echo "bench: --nodes $NODES: not yet supported (one node only for now)" >&2
+IFS=, read -r -a SIZES <<<"$NODES_LIST"
+((${#SIZES[@]} > 0)) || {
+    echo "bench: --nodes needs 1, 3 or 1,3" >&2
     exit 2
-fi
+}
+for size in "${SIZES[@]}"; do
+    if [[ $size != 1 && $size != 3 ]]; then
+        echo "bench: --nodes $NODES_LIST: sizes 1 and 3 are supported" >&2
+        exit 2
+    fi
+done
 
 scripts/deps.sh
 echo "bench: building (release, -O2, no sanitizers) in $BUILD/ ..."
@@ -93,12 +105,10 @@ if ! {
     exit 1
 fi
 
-PORT=$("$BUILD/freeport")
-NODE=127.0.0.1:$PORT
-DATA=$OUT_DIR/data-$STAMP
-LOG=$OUT_DIR/node-$STAMP.log
 RESULTS=$OUT_DIR/results-$STAMP.txt
-NODE_PID=
+NODE_PIDS=()  # of the nodes running now
+DATA_DIRS=()  # to remove at the end unless --keep
+NODES=        # client addresses of the nodes running now, comma-separated
 
 # True if our child PID has exited (gone, or a zombie not yet reaped).
 proc_exited() {
@@ -108,27 +118,35 @@ proc_exited() {
     [[ $stat == Z* || $stat == X* ]]
 }
 
-stop_node() {
-    [[ -n $NODE_PID ]] || return 0
-    kill -TERM "$NODE_PID" 2>/dev/null || true
-    local deadline=$((SECONDS + 10))
-    while ! proc_exited "$NODE_PID"; do
-        if ((SECONDS >= deadline)); then
-            echo "bench: coalitiond did not stop within 10 s; killing it" >&2
-            kill -KILL "$NODE_PID" 2>/dev/null || true
-            break
-        fi
-        sleep 0.1
+# Stops every node started here: SIGTERM, then SIGKILL after 10 s.
+stop_nodes() {
+    local pid
+    ((${#NODE_PIDS[@]} > 0)) || return 0
+    for pid in "${NODE_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
     done
-    wait "$NODE_PID" 2>/dev/null || true
-    NODE_PID=
+    local deadline=$((SECONDS + 10))
+    for pid in "${NODE_PIDS[@]}"; do
+        while ! proc_exited "$pid"; do
+            if ((SECONDS >= deadline)); then
+                echo "bench: coalitiond $pid did not stop within 10 s; killing it" >&2
+                kill -KILL "$pid" 2>/dev/null || true
+                break
+            fi
+            sleep 0.1
+        done
+        wait "$pid" 2>/dev/null || true
+    done
+    NODE_PIDS=()
 }
 
 cleanup() {
-    local rc=$?
-    stop_node
+    local rc=$? dir
+    stop_nodes
     if ((KEEP == 0)); then
-        rm -rf "$DATA"
+        for dir in "${DATA_DIRS[@]}"; do
+            rm -rf "$dir"
+        done
     fi
     exit "$rc"
 }
@@ -136,45 +154,95 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-mkdir -p "$DATA"
-"$BUILD/coalitiond" --data "$DATA" --listen "$NODE" >"$LOG" 2>&1 &
-NODE_PID=$!
-deadline=$((SECONDS + 15))
-until "$BUILD/coalition" --node "$NODE" status >/dev/null 2>&1; do
-    if ! kill -0 "$NODE_PID" 2>/dev/null || ((SECONDS >= deadline)); then
-        tail -n 20 "$LOG" >&2
-        echo "bench: coalitiond did not come up" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
+# wait_up ADDR PID LOG: until the node at ADDR answers status.
+wait_up() {
+    local addr=$1 pid=$2 log_file=$3 deadline=$((SECONDS + START_TIMEOUT_S))
+    until "$BUILD/coalition" --node "$addr" --timeout-ms 1000 status >/dev/null 2>&1; do
+        if proc_exited "$pid" || ((SECONDS >= deadline)); then
+            tail -n 20 "$log_file" >&2
+            echo "bench: coalitiond on $addr did not come up" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+}
 
-{
-    echo "# coalition bench $STAMP: $(nproc) cores, $(uname -r), data on" \
-        "$(df -T "$DATA" | awk 'NR==2 { print $2 }'), ${DURATION}s per run, depth $DEPTH"
-} | tee "$RESULTS"
+# start_single: one node (a single-node coalition) on a free port.
+start_single() {
+    local port data log_file
+    port=$("$BUILD/freeport")
+    data=$OUT_DIR/data-$STAMP
+    log_file=$OUT_DIR/node-$STAMP.log
+    DATA_DIRS+=("$data")
+    mkdir -p "$data"
+    "$BUILD/coalitiond" --data "$data" --listen "127.0.0.1:$port" >"$log_file" 2>&1 &
+    NODE_PIDS=("$!")
+    NODES=127.0.0.1:$port
+    wait_up "$NODES" "$!" "$log_file"
+}
 
-echo "bench: setup ($PARTNERS partners, $MEMBERS members with 1000 points) ..."
-"$BUILD/coalition-loadgen" --node "$NODE" --setup --members "$MEMBERS" --partners "$PARTNERS" \
-    --clients 16 --depth 16 | tee -a "$RESULTS"
+# start_cluster3: three nodes on free ports that bootstrap one coalition;
+# waits until they agree on a leader.
+start_cluster3() {
+    local dir=$OUT_DIR/cluster-$STAMP ports i boot='' pid
+    mapfile -t ports < <("$BUILD/freeport" 6)
+    DATA_DIRS+=("$dir/node1" "$dir/node2" "$dir/node3")
+    mkdir -p "$dir"
+    for i in 1 2 3; do
+        boot+=${boot:+,}$i=127.0.0.1:${ports[2 * i - 1]}
+    done
+    NODES=
+    NODE_PIDS=()
+    for i in 1 2 3; do
+        mkdir -p "$dir/node$i"
+        "$BUILD/coalitiond" --id "$i" --data "$dir/node$i" \
+            --listen "127.0.0.1:${ports[2 * i - 2]}" --raft "127.0.0.1:${ports[2 * i - 1]}" \
+            --bootstrap "$boot" >"$dir/node$i.log" 2>&1 &
+        NODE_PIDS+=("$!")
+        NODES+=${NODES:+,}127.0.0.1:${ports[2 * i - 2]}
+    done
+    IFS=, read -r -a addrs <<<"$NODES"
+    for i in 0 1 2; do
+        wait_up "${addrs[$i]}" "${NODE_PIDS[$i]}" "$dir/node$((i + 1)).log"
+    done
+    local deadline=$((SECONDS + START_TIMEOUT_S)) out leader
+    while :; do
+        out=$("$BUILD/coalition" --node "${addrs[0]}" --json --timeout-ms 1000 status \
+            2>/dev/null) || true
+        leader=$(grep -oE '"leader_id"[[:space:]]*:[[:space:]]*[0-9]+' <<<"$out" |
+            grep -oE '[0-9]+$') || true
+        [[ -n $leader && $leader != 0 ]] && break
+        if ((SECONDS >= deadline)); then
+            for pid in 1 2 3; do
+                tail -n 20 "$dir/node$pid.log" >&2
+            done
+            echo "bench: the three nodes elected no leader within ${START_TIMEOUT_S}s" >&2
+            exit 1
+        fi
+        sleep 0.2
+    done
+    echo "bench: three nodes up ($NODES), leader node $leader; logs in $dir/"
+    LEADER_NOTE="leader node $leader; 1-client run through node 1"
+}
 
-# load NAME ARGS...: one loadgen run; its RESULT line goes to results, the
-# human summary to the terminal.
-declare -A RESULT_LINE
+# load CONFIG NAME ARGS...: one loadgen run against $NODES; its RESULT line
+# goes to the results, the human summary to the terminal.
+declare -A RESULT_LINE OFFERED
 load() {
-    local name=$1
-    shift
-    echo "bench: $name ..."
+    local config=$1 name=$2
+    shift 2
+    echo "bench: $config $name ..."
     local out
-    out=$("$BUILD/coalition-loadgen" --node "$NODE" --members "$MEMBERS" \
+    out=$("$BUILD/coalition-loadgen" --node "$NODES" --members "$MEMBERS" \
         --partners "$PARTNERS" --duration "$DURATION" --depth "$DEPTH" "$@") || {
         printf '%s\n' "$out"
-        echo "bench: $name failed" >&2
+        echo "bench: $config $name failed" >&2
         exit 1
     }
     printf '%s\n' "$out" | grep -v '^RESULT' || true
-    RESULT_LINE[$name]=$(printf '%s\n' "$out" | grep '^RESULT')
-    echo "RESULT run=$name ${RESULT_LINE[$name]#RESULT }" | tee -a "$RESULTS"
+    RESULT_LINE[$config/$name]=$(printf '%s\n' "$out" | grep '^RESULT')
+    echo "RESULT config=$config run=$name ${RESULT_LINE[$config/$name]#RESULT }" |
+        tee -a "$RESULTS"
 }
 
 field() {
@@ -182,28 +250,55 @@ field() {
     grep -o " $key=[^ ]*" <<<" $line" | head -n 1 | cut -d= -f2
 }
 
-load c1 --clients 1
-load c64 --clients 64
-PEAK=$(field "${RESULT_LINE[c64]}" tps)
-HALF=$((${PEAK%.*} / 2))
-((HALF > 0)) || HALF=1
-load c64-half --clients 64 --rate "$HALF"
+# bench_config SIZE: start SIZE nodes, set up, the three runs, stop.
+bench_config() {
+    local size=$1 config
+    LEADER_NOTE=
+    if ((size == 1)); then
+        config=node1
+        start_single
+    else
+        config=nodes3
+        start_cluster3
+    fi
+    echo "# $config: $size node(s) on this machine${LEADER_NOTE:+ ($LEADER_NOTE)}" |
+        tee -a "$RESULTS"
+    echo "bench: setup ($PARTNERS partners, $MEMBERS members with 1000 points) ..."
+    "$BUILD/coalition-loadgen" --node "$NODES" --setup --members "$MEMBERS" \
+        --partners "$PARTNERS" --clients 16 --depth 16 | tee -a "$RESULTS"
+    load "$config" c1 --clients 1
+    load "$config" c64 --clients 64
+    local peak half
+    peak=$(field "${RESULT_LINE[$config/c64]}" tps)
+    half=$((${peak%.*} / 2))
+    ((half > 0)) || half=1
+    OFFERED[$config/c64-half]=$half
+    load "$config" c64-half --clients 64 --rate "$half"
+    stop_nodes
+}
 
-stop_node
+DATA_FS=$(df -T "$OUT_DIR" | awk 'NR==2 { print $2 }')
+echo "# coalition bench $STAMP: $(nproc) cores, $(uname -r), data on $DATA_FS," \
+    "${DURATION}s per run, depth $DEPTH, nodes $NODES_LIST" | tee "$RESULTS"
+for size in "${SIZES[@]}"; do
+    bench_config "$size"
+done
 
 echo
-echo "=== Coalition Ledger, one node, durable commit (${DURATION}s per run, depth $DEPTH) ==="
-printf '%-10s %8s %10s %9s %8s %9s %9s %9s\n' run clients offered tps errors p50_ms p99_ms \
-    p999_ms | tee -a "$RESULTS"
-for name in c1 c64 c64-half; do
-    line=${RESULT_LINE[$name]}
-    offered=max
-    [[ $name == c64-half ]] && offered=$HALF
-    printf '%-10s %8s %10s %9s %8s %9.2f %9.2f %9.2f\n' "$name" "$(field "$line" clients)" \
-        "$offered" "$(field "$line" tps)" "$(field "$line" errors)" \
-        "$(awk "BEGIN { print $(field "$line" p50_us) / 1000 }")" \
-        "$(awk "BEGIN { print $(field "$line" p99_us) / 1000 }")" \
-        "$(awk "BEGIN { print $(field "$line" p999_us) / 1000 }")" | tee -a "$RESULTS"
+echo "=== Coalition Ledger, durable commit (${DURATION}s per run, depth $DEPTH) ==="
+printf '%-8s %-10s %8s %10s %9s %8s %9s %9s %9s\n' nodes run clients offered tps errors \
+    p50_ms p99_ms p999_ms | tee -a "$RESULTS"
+for size in "${SIZES[@]}"; do
+    config=$([[ $size == 1 ]] && echo node1 || echo nodes3)
+    for name in c1 c64 c64-half; do
+        line=${RESULT_LINE[$config/$name]}
+        printf '%-8s %-10s %8s %10s %9s %8s %9.2f %9.2f %9.2f\n' "$size" "$name" \
+            "$(field "$line" clients)" "${OFFERED[$config/$name]:-max}" "$(field "$line" tps)" \
+            "$(field "$line" errors)" \
+            "$(awk "BEGIN { print $(field "$line" p50_us) / 1000 }")" \
+            "$(awk "BEGIN { print $(field "$line" p99_us) / 1000 }")" \
+            "$(awk "BEGIN { print $(field "$line" p999_us) / 1000 }")" | tee -a "$RESULTS"
+    done
 done
 
 if ((PG == 1)); then

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Runs a local one-node Coalition Ledger and walks a short demo through the
-# `coalition` CLI: two partners, a member with a card, an award at one
-# partner, a redemption at the other, the balance and the history.  The node
-# keeps running in the background (data in ./run/node1) until
-# `scripts/run.sh stop`.
+# Runs a local three-node Coalition Ledger (scripts/cluster.sh, data in
+# ./run/cluster) and walks a short demo through the `coalition` CLI: two
+# partners, a member with a card, an award through node 1, a redemption
+# through node 2, the balance on node 3, the cluster's status and a check
+# that all three nodes hold the same ledger.  The nodes keep running in the
+# background until `scripts/run.sh stop`.
 #
-#   scripts/run.sh          build (release, build/), (re)start the node, demo
-#   scripts/run.sh stop     stop the node started here
-#   scripts/run.sh status   is it running, and what does it say
+#   scripts/run.sh          build (release, build/), (re)start the nodes, demo
+#   scripts/run.sh stop     stop the nodes started here
+#   scripts/run.sh status   which nodes run, and what the cluster says
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -15,56 +16,31 @@ cd "$ROOT"
 
 BUILD=build
 RUN_DIR=run
-DATA=$RUN_DIR/node1
-LOG=$RUN_DIR/node1.log
-PIDFILE=$RUN_DIR/node1.pid
-LISTEN=${COALITION_LISTEN:-127.0.0.1:7400}
-START_TIMEOUT_S=15
-STOP_TIMEOUT_S=10
+CLUSTER_DIR=$RUN_DIR/cluster
+BASE_PORT=${COALITION_BASE_PORT:-7400}
+NODES=3
 CLI=$BUILD/coalition
+CLUSTER=(scripts/cluster.sh --dir "$CLUSTER_DIR" --build "$BUILD")
 
-# The pid of the node this script started, if it is still running.
-running_pid() {
-    local pid comm
-    [[ -f $PIDFILE ]] || return 1
-    pid=$(<"$PIDFILE")
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    { read -r comm <"/proc/$pid/comm"; } 2>/dev/null || return 1
-    [[ $comm == coalitiond ]] || return 1
-    echo "$pid"
-}
+node_addr() { echo "127.0.0.1:$((BASE_PORT + 2 * ($1 - 1)))"; }
 
-stop_node() {
-    local pid
-    if ! pid=$(running_pid); then
-        rm -f "$PIDFILE"
-        echo "no node running from scripts/run.sh"
-        return 0
+# The one-node run.sh of earlier versions kept a node in run/node1: stop it,
+# it holds port 7400.
+stop_old_single_node() {
+    local pidfile=$RUN_DIR/node1.pid pid comm
+    [[ -f $pidfile ]] || return 0
+    pid=$(<"$pidfile")
+    if [[ $pid =~ ^[0-9]+$ ]] && { read -r comm <"/proc/$pid/comm"; } 2>/dev/null &&
+        [[ $comm == coalitiond ]]; then
+        echo "stopping the one-node coalitiond of an earlier scripts/run.sh (pid $pid)"
+        kill -TERM "$pid" 2>/dev/null || true
+        local deadline=$((SECONDS + 10))
+        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
     fi
-    echo "stopping coalitiond (pid $pid)"
-    kill -TERM "$pid"
-    local deadline=$((SECONDS + STOP_TIMEOUT_S))
-    while kill -0 "$pid" 2>/dev/null; do
-        if ((SECONDS >= deadline)); then
-            echo "coalitiond did not stop within ${STOP_TIMEOUT_S}s; sending SIGKILL" >&2
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.1
-    done
-    rm -f "$PIDFILE"
-    echo "stopped (data kept in $DATA, log in $LOG)"
-}
-
-show_status() {
-    local pid
-    if pid=$(running_pid); then
-        echo "coalitiond is running (pid $pid, listening on $LISTEN, data $DATA, log $LOG)"
-        [[ -x $CLI ]] && "$CLI" --node "$LISTEN" status
-    else
-        echo "no node running from scripts/run.sh"
-        return 1
-    fi
+    rm -f "$pidfile"
 }
 
 build() {
@@ -81,34 +57,20 @@ build() {
     fi
 }
 
-start_node() {
-    if running_pid >/dev/null; then
-        echo "a node from an earlier run is still up: restarting it on the new build"
-        stop_node >/dev/null
-    fi
-    mkdir -p "$DATA"
-    echo "=== $(date '+%F %T') starting coalitiond --data $DATA --listen $LISTEN" >>"$LOG"
-    # setsid: a Ctrl-C in this terminal must not reach the background node.
-    setsid "$BUILD/coalitiond" --data "$DATA" --listen "$LISTEN" >>"$LOG" 2>&1 </dev/null &
-    local pid=$!
-    echo "$pid" >"$PIDFILE"
-    local deadline=$((SECONDS + START_TIMEOUT_S))
-    until "$CLI" --node "$LISTEN" status >/dev/null 2>&1; do
-        if ! kill -0 "$pid" 2>/dev/null || ((SECONDS >= deadline)); then
-            echo "coalitiond did not come up on $LISTEN; last lines of $LOG:" >&2
-            tail -n 20 "$LOG" >&2
-            kill -TERM "$pid" 2>/dev/null || true
-            rm -f "$PIDFILE"
-            exit 1
-        fi
-        sleep 0.1
-    done
-    echo "coalitiond is up: pid $pid, listening on $LISTEN, data in $DATA, log in $LOG"
+start_nodes() {
+    stop_old_single_node
+    # Nodes from an earlier run restart on the new build, on their data.
+    "${CLUSTER[@]}" stop >/dev/null
+    echo "starting $NODES nodes (scripts/cluster.sh start $NODES --dir $CLUSTER_DIR) ..."
+    "${CLUSTER[@]}" start "$NODES" --base-port "$BASE_PORT"
 }
 
-# show_cmd ARGS...: prints "$ coalition ARGS" as one would type it.
+# show_cmd NODE ARGS...: prints "$ coalition --node ADDR ARGS" as one would
+# type it.
 show_cmd() {
-    local arg line='$ coalition'
+    local arg line
+    line="\$ coalition --node $(node_addr "$1")"
+    shift
     for arg in "$@"; do
         if [[ $arg =~ ^[A-Za-z0-9_./:@=,+-]+$ ]]; then
             line+=" $arg"
@@ -120,17 +82,21 @@ show_cmd() {
     echo "$line"
 }
 
-# demo ARGS...: shows a CLI command, then runs it.
+# demo NODE ARGS...: shows a CLI command against node NODE, then runs it.
 demo() {
+    local node=$1
     show_cmd "$@"
-    "$CLI" --node "$LISTEN" "$@"
+    shift
+    "$CLI" --node "$(node_addr "$node")" "$@"
 }
 
-# demo_add ARGS...: like demo, but "already registered" (a rerun) is fine.
+# demo_add NODE ARGS...: like demo, but "already registered" (a rerun) is
+# fine.
 demo_add() {
-    local out rc=0
+    local node=$1 out rc=0
     show_cmd "$@"
-    out=$("$CLI" --node "$LISTEN" "$@" 2>&1) || rc=$?
+    shift
+    out=$("$CLI" --node "$(node_addr "$node")" "$@" 2>&1) || rc=$?
     printf '%s\n' "$out"
     if ((rc != 0)); then
         [[ $out == *ALREADY_EXISTS* || $out == *"already registered"* ]] || exit "$rc"
@@ -142,56 +108,71 @@ run_demo() {
     local run_id
     run_id=$(date +%Y%m%d-%H%M%S)-$$
     echo
-    echo "=== demo: a coffee chain and a bookshop share one point ledger ==="
-    demo status
-    demo_add partner add --id coffee --name "Bean Coffee"
-    demo_add partner add --id books --name "Page Books"
-    demo_add member add --id alice --card 4000-1234-5678
-    demo award --partner coffee --member alice --points 500 --txn "demo-award-$run_id" \
+    echo "=== demo: a coffee chain and a bookshop share one point ledger on three nodes ==="
+    demo 1 status
+    demo_add 1 partner add --id coffee --name "Bean Coffee"
+    demo_add 1 partner add --id books --name "Page Books"
+    demo_add 1 member add --id alice --card 4000-1234-5678
+    echo
+    echo "# the coffee chain awards through node 1, the bookshop redeems through node 2"
+    demo 1 award --partner coffee --member alice --points 500 --txn "demo-award-$run_id" \
         --reason "coffee beans"
-    demo redeem --partner books --member alice --points 200 --txn "demo-redeem-$run_id"
-    demo balance --member alice
-    demo history --member alice --limit 5
-    demo verify
+    demo 2 redeem --partner books --member alice --points 200 --txn "demo-redeem-$run_id"
+    echo
+    echo "# node 3: a --consistent read asks the leader first, so it sees both"
+    demo 3 balance --member alice --consistent
+    demo 3 cluster status
+    echo
+    echo "# every node at the same index, with the same head hash and state digest"
+    demo 3 cluster check --wait-s 10
+    echo
+    echo "# so node 3's own copy (a plain read, no round trip) says the same"
+    demo 3 balance --member alice
+    demo 3 history --member alice --limit 5
+    demo 3 verify
 }
 
 usage_notes() {
-    local pid
-    pid=$(running_pid || echo "?")
     cat <<EOF
 
-=== the node keeps running (pid $pid) ===
-Use the CLI:
+=== the three nodes keep running ===
+Node 1: $(node_addr 1)   node 2: $(node_addr 2)   node 3: $(node_addr 3)
+Use the CLI (it talks to $(node_addr 1) unless given --node HOST:PORT):
   export PATH="$ROOT/$BUILD:\$PATH"
   coalition status
   coalition award --partner coffee --member alice --points 50 --txn my-txn-1
-  coalition award --partner coffee --member alice --points 50 --txn my-txn-1   # a retry: duplicate
-  coalition --json balance --member alice
+  coalition --node $(node_addr 2) award --partner coffee --member alice --points 50 --txn my-txn-1
+      (a retry through another node: a duplicate with the same seq)
+  coalition --node $(node_addr 3) --json balance --member alice
   coalition reverse --partner coffee --of my-txn-1 --txn my-refund-1
-  coalition history --member alice
+  coalition cluster status
+  coalition cluster check
   coalition --help
-(the CLI talks to 127.0.0.1:7400 unless given --node HOST:PORT)
-Log: $ROOT/$LOG    Data: $ROOT/$DATA
-Stop it:   scripts/run.sh stop
-Status:    scripts/run.sh status
+Logs, data and pids: $ROOT/$CLUSTER_DIR/node{1,2,3}.log, node{1,2,3}/, node{1,2,3}.pid
+Kill a node and watch the others carry on (a new leader if it was the leader):
+  kill -9 \$(cat $CLUSTER_DIR/node1.pid); coalition --node $(node_addr 2) cluster status
+  scripts/run.sh        # starts it again on its data, and reruns the demo
+Stop them:  scripts/run.sh stop      Status:  scripts/run.sh status
+More nodes, other ports: scripts/cluster.sh --help
 EOF
 }
 
 case "${1:-start}" in
 start)
     build
-    start_node
+    start_nodes
     run_demo
     usage_notes
     ;;
 stop)
-    stop_node
+    stop_old_single_node
+    "${CLUSTER[@]}" stop
     ;;
 status)
-    show_status
+    "${CLUSTER[@]}" status
     ;;
 -h | --help | help)
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
     ;;
 *)
     echo "usage: scripts/run.sh [start|stop|status]" >&2

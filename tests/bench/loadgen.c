@@ -35,10 +35,11 @@
 #define LG_SETUP_POINTS       1000
 #define LG_AMOUNT_MAX         500
 #define LG_AWARD_PERCENT      80
-#define LG_TIMEOUT_MS         10000   /* connect and per-call timeout of each client */
-#define LG_IDLE_MS            10000   /* give up when nothing is answered this long */
-#define LG_DRAIN_MS           15000   /* how long to wait for answers after the run */
-#define LG_FLUSH_EVERY_NS     5000000 /* re-push queued requests at least this often */
+#define LG_TIMEOUT_MS         10000    /* connect and per-call timeout of each client */
+#define LG_IDLE_MS            10000    /* give up when nothing is answered this long */
+#define LG_DRAIN_MS           15000    /* how long to wait for answers after the run */
+#define LG_FLUSH_EVERY_NS     5000000  /* re-push queued requests at least this often */
+#define LG_HOLDOFF_NS         10000000 /* a connection told UNAVAILABLE waits this long */
 #define LG_LATENCIES_MAX      200000000u
 #define LG_MISMATCH_PRINT_MAX 20
 #define LG_SETUP_PARTNER      "SETUP"
@@ -88,7 +89,8 @@ struct lg_conn {
     bool dead;
     size_t inflight;
     uint64_t last_flush_ns;
-    struct lg_slot *slots; /* `depth` of them */
+    uint64_t hold_until_ns; /* starts no job before this (0: not held) */
+    struct lg_slot *slots;  /* `depth` of them */
 };
 
 /* A source of jobs and a sink for their answers: one per mode. */
@@ -347,6 +349,13 @@ static void lg_conn_drain(struct lg_conn *conn, unsigned depth, struct lg_source
         slot->used = false;
         conn->inflight--;
         src->answer(src, &slot->job, code, &res, now);
+        /* A cluster without a leader (an election, a partition) answers at
+         * once: without a pause every client would spin on it and starve
+         * the nodes that are trying to recover on the same machine. */
+        if (code == COALITION_E_UNAVAILABLE || code == COALITION_E_NOT_LEADER ||
+            code == COALITION_E_BUSY) {
+            conn->hold_until_ns = now + LG_HOLDOFF_NS;
+        }
     }
     if (!got && (revents & (POLLHUP | POLLERR)) != 0) {
         lg_conn_fail(conn, depth, COALITION_E_UNREACHABLE, st);
@@ -421,7 +430,7 @@ static uint64_t lg_run(struct lg_conn *conns, unsigned n, unsigned depth, struct
             struct lg_conn *conn = NULL;
             for (; tried < n; tried++) {
                 struct lg_conn *cand = &conns[(rr + tried) % n];
-                if (!cand->dead && cand->inflight < depth) {
+                if (!cand->dead && cand->inflight < depth && cand->hold_until_ns <= now) {
                     conn = cand;
                     break;
                 }

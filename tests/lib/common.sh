@@ -28,7 +28,10 @@
 #   wait_leader [TIMEOUT_S] [I...]   until the nodes agree on a leader: LEADER
 #   leader_of I                  the leader id node I reports (0 if none)
 #   a_follower                   a running node other than $LEADER
+#   wait_directory [TIMEOUT_S]   until every node lists every node with its
+#                                client address
 #   cluster_agrees [WAIT_S] [I]  `cluster check` through node I must exit 0
+#   role_in_config I, wait_role I ROLE [TIMEOUT_S]   voter, standby, spare
 
 if [[ -z ${SOURCE_DIR:-} ]]; then
     SOURCE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -492,9 +495,62 @@ a_follower() {
     fail "no running follower"
 }
 
+# wait_directory [TIMEOUT_S]: waits until `cluster status` through every
+# running node lists CLUSTER_N nodes, each with its client address (a node
+# announces it in the replicated directory once a leader is known; followers
+# forward writes to the leader's).
+wait_directory() {
+    local timeout_s=${1:-15} out='' ids addrs i ready
+    local deadline=$(($(now_ms) + timeout_s * 1000))
+    while :; do
+        ready=1
+        for i in $(running_members); do
+            out=$(cli_on "$i" --json --timeout-ms 2000 cluster status 2>/dev/null) || true
+            ids=$(json_all id "$out" | wc -l)
+            addrs=$(json_all client_addr "$out" | grep -c . || true)
+            if ((ids != CLUSTER_N || addrs != CLUSTER_N)); then
+                ready=0
+                break
+            fi
+        done
+        ((ready == 1)) && return 0
+        if (($(now_ms) >= deadline)); then
+            fail "node $i does not list $CLUSTER_N nodes with client addresses within" \
+                "${timeout_s}s: $out"
+        fi
+        sleep 0.1
+    done
+}
+
+# role_in_config I [VIA]: node I's role (voter, standby, spare) in `cluster
+# status` through node VIA (default $LEADER); empty if not listed.
+role_in_config() {
+    local out obj
+    out=$(cli_on "${2:-$LEADER}" --json --timeout-ms 2000 cluster status 2>/dev/null) || return 0
+    obj=$(grep -oE "\{\"id\":$1,[^}]*\}" <<<"$out" | head -n 1) || true
+    json_get role "$obj"
+}
+
+# wait_role I ROLE [TIMEOUT_S]: waits until node I has ROLE in the leader's
+# configuration (a node that joins is added as a spare, catches up, then is
+# promoted).
+wait_role() {
+    local i=$1 role=$2 timeout_s=${3:-30} got
+    local deadline=$(($(now_ms) + timeout_s * 1000))
+    while :; do
+        got=$(role_in_config "$i")
+        [[ $got == "$role" ]] && return 0
+        if (($(now_ms) >= deadline)); then
+            fail "node $i is '$got' in the configuration after ${timeout_s}s, expected $role"
+        fi
+        sleep 0.2
+    done
+}
+
 # start_cluster N [ARGS...]: N nodes with ARGS each (kept in CLUSTER_ARGS for
 # restarts).  Nodes 1..min(N,3) bootstrap together; the others join through
-# node 1 once there is a leader.  Sets LEADER.
+# node 1 once there is a leader.  Returns once every node is listed with its
+# client address.  Sets LEADER.
 start_cluster() {
     local n=$1 i
     shift
@@ -508,6 +564,7 @@ start_cluster() {
         MEMBER_JOIN[i]=$(node_addr 1)
         start_member "$i"
     done
+    wait_directory 20
     log "cluster of $n up, leader node $LEADER"
 }
 
@@ -523,20 +580,35 @@ stop_cluster() {
 }
 
 # cluster_agrees [WAIT_S] [I]: `coalition cluster check --wait-s WAIT_S`
-# (default 30) through node I (default: the first running node) must exit 0:
-# every node at the same index, head hash and state digest.
+# (default 30) through node I (default: the first running node) must exit 0
+# with every node at the same applied index, head hash and state digest.
 cluster_agrees() {
     local wait_s=${1:-30} i=${2:-}
     if [[ -z $i ]]; then
         read -r i _ <<<"$(running_members)"
     fi
-    run cli_on "$i" --json --timeout-ms $(((wait_s + 10) * 1000)) cluster check \
-        --wait-s "$wait_s"
+    # The check answers 3 at once if a node cannot be reached, for instance
+    # one that has just restarted and not yet caught up on the directory of
+    # client addresses: ask again until WAIT_S is over.
+    local deadline=$(($(now_ms) + wait_s * 1000)) left_s
+    while :; do
+        left_s=$(((deadline - $(now_ms)) / 1000))
+        ((left_s >= 1)) || left_s=1
+        run cli_on "$i" --json --timeout-ms $(((left_s + 10) * 1000)) cluster check \
+            --wait-s "$left_s"
+        [[ $RC == 3 && $(now_ms) -lt $deadline ]] || break
+        sleep 0.5
+    done
     if [[ $RC != 0 ]]; then
         fail "cluster check through node $i exited $RC
 stdout: $OUT
 stderr: $ERR"
     fi
+    # Converged and compared by state digest, not only by the hash of the
+    # last entry every node has.
+    expect_eq "$(json_get agree)" true "cluster check: agree"
+    [[ $(json_get state_digest) =~ ^[0-9a-f]{64}$ ]] ||
+        fail "cluster check: the nodes did not converge on one index within ${wait_s}s: $OUT"
 }
 
 # expect_same_everywhere WHAT ARGS...: runs `coalition --json ARGS` on every
