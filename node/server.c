@@ -186,6 +186,17 @@ static struct op *op_create(struct conn *c, Coalition__Request *req)
     return op;
 }
 
+/* op_create, or, if memory ran out, answer NOMEM and free `req`. */
+static struct op *op_start(struct conn *c, Coalition__Request *req)
+{
+    struct op *op = op_create(c, req);
+    if (op == NULL) {
+        conn_send_error(c, req->id, COALITION_E_NOMEM);
+        coalition__request__free_unpacked(req, NULL);
+    }
+    return op;
+}
+
 /* An error answer that tells the client where the leader is, if known. */
 static void conn_send_error_hint(struct conn *c, uint64_t id, int code, const char *hint)
 {
@@ -253,10 +264,8 @@ static bool leader_only(struct conn *c, Coalition__Request *req)
         coalition__request__free_unpacked(req, NULL);
         return false;
     }
-    struct op *op = op_create(c, req);
+    struct op *op = op_start(c, req);
     if (op == NULL) {
-        conn_send_error(c, req->id, COALITION_E_NOMEM);
-        coalition__request__free_unpacked(req, NULL);
         return false;
     }
     op->freq.data = op;
@@ -369,10 +378,8 @@ static void handle_consistent_read(struct conn *c, Coalition__Request *req)
     if (!leader_only(c, req)) {
         return;
     }
-    struct op *op = op_create(c, req);
+    struct op *op = op_start(c, req);
     if (op == NULL) {
-        conn_send_error(c, req->id, COALITION_E_NOMEM);
-        coalition__request__free_unpacked(req, NULL);
         return;
     }
     int rv = cluster_barrier(c->srv->cluster, &op->cop, op_on_barrier, op);
@@ -416,10 +423,8 @@ static void verify_done(uv_work_t *w, int status)
 
 static void handle_verify(struct conn *c, Coalition__Request *req)
 {
-    struct op *op = op_create(c, req);
+    struct op *op = op_start(c, req);
     if (op == NULL) {
-        conn_send_error(c, req->id, COALITION_E_NOMEM);
-        coalition__request__free_unpacked(req, NULL);
         return;
     }
     op->work.data = op;
@@ -443,10 +448,8 @@ static void handle_txn(struct conn *c, Coalition__Request *req)
     if (!leader_only(c, req)) {
         return;
     }
-    struct op *op = op_create(c, req);
+    struct op *op = op_start(c, req);
     if (op == NULL) {
-        conn_send_error(c, req->id, COALITION_E_NOMEM);
-        coalition__request__free_unpacked(req, NULL);
         return;
     }
     op->breq.txn = req->txn;
@@ -493,10 +496,8 @@ static void handle_cluster_change(struct conn *c, Coalition__Request *req)
     if (!leader_only(c, req)) {
         return;
     }
-    struct op *op = op_create(c, req);
+    struct op *op = op_start(c, req);
     if (op == NULL) {
-        conn_send_error(c, req->id, COALITION_E_NOMEM);
-        coalition__request__free_unpacked(req, NULL);
         return;
     }
     int rv = cluster_change(c->srv->cluster, req->cluster_change, &op->cop, op_on_change, op);
