@@ -167,17 +167,18 @@ wait_up() {
     done
 }
 
-# start_single: one node (a single-node coalition) on a free port.
+# start_single: one node (a single-node coalition) on free ports.
 start_single() {
-    local port data log_file
-    port=$("$BUILD/freeport")
+    local ports data log_file
+    mapfile -t ports < <("$BUILD/freeport" 2)
     data=$OUT_DIR/data-$STAMP
     log_file=$OUT_DIR/node-$STAMP.log
     DATA_DIRS+=("$data")
     mkdir -p "$data"
-    "$BUILD/coalitiond" --data "$data" --listen "127.0.0.1:$port" >"$log_file" 2>&1 &
+    "$BUILD/coalitiond" --data "$data" --listen "127.0.0.1:${ports[0]}" \
+        --raft "127.0.0.1:${ports[1]}" >"$log_file" 2>&1 &
     NODE_PIDS=("$!")
-    NODES=127.0.0.1:$port
+    NODES=127.0.0.1:${ports[0]}
     wait_up "$NODES" "$!" "$log_file"
 }
 

@@ -5,7 +5,8 @@
 # and stops processes by pid, and on exit stops every process it started and
 # removes the directory.  ctest passes BUILD_DIR and SOURCE_DIR.
 #
-#   start_node DATA_DIR PORT     start a node, wait until `coalition status` answers
+#   start_node DATA_DIR PORT [ARGS...]   start a single node (a free raft port
+#                                unless ARGS has --raft), wait until it answers
 #   stop_node [SIGNAL]           signal the node (TERM), reap it, set EXIT_CODE
 #   cli ARGS...                  the CLI against the current node
 #   run ARGS...                  run a command, keep OUT, ERR and RC (never fails)
@@ -176,16 +177,31 @@ cli() {
     "$COALITION" --node "127.0.0.1:$NODE_PORT" "$@"
 }
 
-# start_node DATA_DIR PORT [EXTRA ARGS...]: starts coalitiond in the
-# background (log: $TEST_TMP/node-PORT.log, appended across restarts) and
-# waits until it answers `coalition status`.
+# Raft port of each single node's data directory: the node's default (the
+# client port + 1) may be taken, so start_node picks a free one, the same
+# for every start on that data.
+declare -A NODE_RAFT_PORT=()
+
+# start_node DATA_DIR PORT [EXTRA ARGS...]: starts a single-node coalitiond
+# in the background (log: $TEST_TMP/node-PORT.log, appended across restarts)
+# and waits until it answers `coalition status`.
 start_node() {
     local data=$1 port=$2
     shift 2
     NODE_PORT=$port
     NODE_LOG=$TEST_TMP/node-$port.log
-    echo "=== $(date '+%T') start coalitiond --data $data --listen 127.0.0.1:$port $*" >>"$NODE_LOG"
-    "$COALITIOND" --data "$data" --listen "127.0.0.1:$port" "$@" >>"$NODE_LOG" 2>&1 &
+    local raft=()
+    if [[ " $* " != *" --raft "* ]]; then
+        if [[ -z ${NODE_RAFT_PORT[$data]:-} ]]; then
+            NODE_RAFT_PORT[$data]=$(free_port)
+            [[ ${NODE_RAFT_PORT[$data]} != "$port" ]] || NODE_RAFT_PORT[$data]=$(free_port)
+        fi
+        raft=(--raft "127.0.0.1:${NODE_RAFT_PORT[$data]}")
+    fi
+    echo "=== $(date '+%T') start coalitiond --data $data --listen 127.0.0.1:$port" \
+        "${raft[*]} $*" >>"$NODE_LOG"
+    "$COALITIOND" --data "$data" --listen "127.0.0.1:$port" "${raft[@]}" "$@" \
+        >>"$NODE_LOG" 2>&1 &
     NODE_PID=$!
     track_pid "$NODE_PID"
     local deadline=$(($(now_ms) + NODE_START_TIMEOUT_S * 1000))

@@ -6,10 +6,10 @@ set -euo pipefail
 # shellcheck source=tests/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
-mapfile -t PORTS < <(free_port 2)
+mapfile -t PORTS < <(free_port 3)
 PORT=${PORTS[0]}
 DEAD_PORT=${PORTS[1]} # nothing listens here
-start_node "$TEST_TMP/node1" "$PORT"
+start_node "$TEST_TMP/node1" "$PORT" --raft "127.0.0.1:${PORTS[2]}"
 
 ACCEPTED=0 # entries accepted since the first award, to check seq numbering
 LAST_SEQ=0
