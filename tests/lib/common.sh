@@ -610,8 +610,7 @@ cluster_agrees() {
     while :; do
         left_s=$(((deadline - $(now_ms)) / 1000))
         ((left_s >= 1)) || left_s=1
-        run cli_on "$i" --json --timeout-ms $(((left_s + 10) * 1000)) cluster check \
-            --wait-s "$left_s"
+        run cli_on "$i" --json cluster check --wait-s "$left_s"
         [[ $RC == 3 && $(now_ms) -lt $deadline ]] || break
         sleep 0.5
     done
