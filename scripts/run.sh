@@ -172,7 +172,7 @@ status)
     "${CLUSTER[@]}" status
     ;;
 -h | --help | help)
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
     ;;
 *)
     echo "usage: scripts/run.sh [start|stop|status]" >&2
