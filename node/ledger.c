@@ -168,12 +168,57 @@ static bool empty(const char *s)
     return s == NULL || s[0] == '\0';
 }
 
+/* Fields each kind may carry (reason always may). */
+enum {
+    F_PARTNER = 1 << 0,
+    F_TXN = 1 << 1,
+    F_MEMBER = 1 << 2,
+    F_MEMBER_TO = 1 << 3,
+    F_POINTS = 1 << 4,
+    F_OF_TXN = 1 << 5,
+    F_NAME = 1 << 6,
+    F_CARD = 1 << 7,
+};
+
+static unsigned fields_allowed(Coalition__TxnKind kind)
+{
+    switch (kind) {
+    case COALITION__TXN_KIND__TXN_PARTNER_ADD:
+        return F_PARTNER | F_NAME | F_TXN;
+    case COALITION__TXN_KIND__TXN_MEMBER_ADD:
+        return F_MEMBER | F_CARD | F_PARTNER | F_TXN;
+    case COALITION__TXN_KIND__TXN_AWARD:
+    case COALITION__TXN_KIND__TXN_REDEEM:
+        return F_PARTNER | F_TXN | F_MEMBER | F_POINTS;
+    case COALITION__TXN_KIND__TXN_REVERSE:
+        return F_PARTNER | F_TXN | F_OF_TXN | F_POINTS;
+    case COALITION__TXN_KIND__TXN_TRANSFER:
+        return F_PARTNER | F_TXN | F_MEMBER | F_MEMBER_TO | F_POINTS;
+    default:
+        return 0;
+    }
+}
+
+/* The fields set in t, as F_ bits. */
+static unsigned fields_present(const Coalition__Txn *t)
+{
+    return (empty(t->partner) ? 0u : F_PARTNER) | (empty(t->txn_id) ? 0u : F_TXN) |
+           (empty(t->member) ? 0u : F_MEMBER) | (empty(t->member_to) ? 0u : F_MEMBER_TO) |
+           (t->points == 0 ? 0u : F_POINTS) | (empty(t->of_txn) ? 0u : F_OF_TXN) |
+           (empty(t->name) ? 0u : F_NAME) | (empty(t->card) ? 0u : F_CARD);
+}
+
 int ledger_validate(const Coalition__Txn *t)
 {
     if (t == NULL) {
         return COALITION_E_INVALID_ARGUMENT;
     }
-    if (!ledger_text_ok(t->reason, false)) {
+    /* Only what the kind uses, nothing the schema does not know, and every
+     * optional id well formed: an entry stays small (it is kept forever and
+     * sent to every node). */
+    if (t->base.n_unknown_fields != 0 || (fields_present(t) & ~fields_allowed(t->kind)) != 0 ||
+        !ledger_text_ok(t->reason, false) || (!empty(t->txn_id) && !ledger_id_ok(t->txn_id)) ||
+        (!empty(t->partner) && !ledger_id_ok(t->partner))) {
         return COALITION_E_INVALID_ARGUMENT;
     }
     switch (t->kind) {
@@ -271,22 +316,22 @@ static int batch_put_msg(struct store_batch *b, const struct key *k, const Proto
     return 0;
 }
 
-static void txn_digest(const Coalition__Txn *t, uint8_t out[LEDGER_DIGEST_LEN])
+/* BLAKE2b-128 of the packed transaction.  0 or NOMEM (fatal for the apply:
+ * a node-local fallback would make replicas disagree). */
+static int txn_digest(const Coalition__Txn *t, uint8_t out[LEDGER_DIGEST_LEN])
 {
     size_t len = coalition__txn__get_packed_size(t);
     uint8_t stack[1024];
     uint8_t *buf = len <= sizeof(stack) ? stack : malloc(len);
     if (buf == NULL) {
-        /* Cannot happen for validated txns (bounded fields); hash nothing
-         * distinguishable rather than crash. */
-        memset(out, 0, LEDGER_DIGEST_LEN);
-        return;
+        return COALITION_E_NOMEM;
     }
     coalition__txn__pack(t, buf);
     crypto_generichash(out, LEDGER_DIGEST_LEN, buf, len, NULL, 0);
     if (buf != stack) {
         free(buf);
     }
+    return 0;
 }
 
 /* ---------------------------------------------------------------------------
@@ -1133,9 +1178,12 @@ static int apply_one(struct apply *a)
     bool financial = t->kind != COALITION__TXN_KIND__TXN_PARTNER_ADD &&
                      t->kind != COALITION__TXN_KIND__TXN_MEMBER_ADD;
     if (financial) {
-        txn_digest(t, a->digest);
+        int rv = txn_digest(t, a->digest);
+        if (rv != 0) {
+            return rv;
+        }
         bool done = false;
-        int rv = check_idempotency(a, &done);
+        rv = check_idempotency(a, &done);
         if (rv != 0 || done) {
             return rv;
         }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <sodium.h>
 #include <uv.h>
@@ -197,7 +198,10 @@ static void on_fatal(int code)
      * the raft log and the store. */
     fprintf(stderr, "coalitiond: FATAL: %s (%s); stopping\n", coalition_strerror(code),
             coalition_errname(code));
-    exit(1);
+    fflush(stderr);
+    /* _exit, not exit: worker threads may be inside RocksDB, whose static
+     * destructors exit() would run under them. */
+    _exit(1);
 }
 
 static void on_cluster_closed(struct cluster *c)

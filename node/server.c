@@ -423,6 +423,14 @@ static void verify_done(uv_work_t *w, int status)
 
 static void handle_verify(struct conn *c, Coalition__Request *req)
 {
+    /* A replay reads the whole store and holds a snapshot and a counter per
+     * account; libuv's 4 pool threads also do raft's disk work.  One at a
+     * time. */
+    if (c->srv->verifies_running >= SERVER_VERIFIES_MAX) {
+        conn_send_error(c, req->id, COALITION_E_BUSY);
+        coalition__request__free_unpacked(req, NULL);
+        return;
+    }
     struct op *op = op_start(c, req);
     if (op == NULL) {
         return;

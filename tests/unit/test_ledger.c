@@ -852,6 +852,53 @@ static void test_ledger_rejects_invalid_amounts(void **state)
     expect_verify_ok(f);
 }
 
+/* Fields a kind does not use must be empty, and fields the schema does not
+ * know are refused: otherwise a client could make entries (stored forever,
+ * sent to every node) arbitrarily large. */
+static void test_ledger_rejects_unused_and_unknown_fields(void **state)
+{
+    struct ledger_fixture *f = *state;
+    seed(f);
+    const int E = COALITION_E_INVALID_ARGUMENT;
+    Coalition__Txn t = tx_award("p1", "u1", "m1", 5);
+    t.name = "Bean";
+    expect_reject(f, t, E);
+    t = tx_award("p1", "u1", "m1", 5);
+    t.card = "C1";
+    expect_reject(f, t, E);
+    t = tx_award("p1", "u1", "m1", 5);
+    t.member_to = "m2";
+    expect_reject(f, t, E);
+    t = tx_redeem("p1", "u1", "m1", 5);
+    t.of_txn = "a1";
+    expect_reject(f, t, E);
+    t = tx_reverse("p1", "u1", "a1", 0);
+    t.member = "m1";
+    expect_reject(f, t, E);
+    t = tx_partner("p9", "Nine");
+    t.points = 5;
+    expect_reject(f, t, E);
+    t = tx_member("m9", NULL);
+    t.txn_id = "bad id";
+    expect_reject(f, t, E);
+    /* An award with an extra field number 99 (varint 1) the schema lacks. */
+    Coalition__Txn award = tx_award("p1", "u2", "m1", 5);
+    size_t len = coalition__txn__get_packed_size(&award);
+    uint8_t buf[512];
+    assert_true(len + 3 <= sizeof(buf));
+    coalition__txn__pack(&award, buf);
+    buf[len] = 0x98; /* key (99 << 3 | 0) = 792 as a varint: 0x98 0x06 */
+    buf[len + 1] = 0x06;
+    buf[len + 2] = 1;
+    Coalition__Txn *extra = coalition__txn__unpack(NULL, len + 3, buf);
+    assert_non_null(extra);
+    assert_int_equal(extra->base.n_unknown_fields, 1);
+    assert_int_equal(ledger_validate(extra), E);
+    coalition__txn__free_unpacked(extra, NULL);
+    /* The same award without the extra field is fine. */
+    assert_int_equal(ledger_validate(&award), 0);
+}
+
 static void test_ledger_rejects_bad_ids(void **state)
 {
     struct ledger_fixture *f = *state;
@@ -2254,6 +2301,7 @@ int main(void)
         T(test_ledger_reverse_redeem_restores_original_lots),
         T(test_ledger_reverse_rejections),
         T(test_ledger_rejects_unknown_member_and_partner),
+        T(test_ledger_rejects_unused_and_unknown_fields),
         T(test_ledger_rejects_insufficient_points),
         T(test_ledger_rejects_invalid_amounts),
         T(test_ledger_rejects_bad_ids),
