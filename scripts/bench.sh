@@ -222,6 +222,22 @@ start_cluster3() {
         fi
         sleep 0.2
     done
+    # Followers forward writes to the leader's client address, which every
+    # node learns from the replicated directory shortly after the election.
+    local addr n_addrs
+    for addr in "${addrs[@]}"; do
+        while :; do
+            out=$("$BUILD/coalition" --node "$addr" --json --timeout-ms 1000 cluster status \
+                2>/dev/null) || true
+            n_addrs=$(grep -oE '"client_addr":"[^"]+"' <<<"$out" | wc -l) || true
+            ((n_addrs == 3)) && break
+            if ((SECONDS >= deadline)); then
+                echo "bench: $addr does not list the three client addresses: $out" >&2
+                exit 1
+            fi
+            sleep 0.1
+        done
+    done
     echo "bench: three nodes up ($NODES), leader node $leader; logs in $dir/"
     LEADER_NOTE="leader node $leader; 1-client run through node 1"
 }
