@@ -23,7 +23,7 @@ struct conn {
     struct outbuf out; /* responses */
     size_t inflight;   /* requests answered later (writes, verify, forwarded) */
     int refs;          /* the handle + one per request in flight + the write */
-    bool reading, closing, close_after_flush;
+    bool reading, closing, close_after_flush, processing, told_slow;
 };
 
 /* A request whose answer comes later (a write, a verify). */
@@ -42,6 +42,7 @@ static uint8_t server_read_buf[SERVER_READ_BUF];
 
 static void conn_flush(struct conn *c);
 static void conn_close(struct conn *c);
+static void conn_maybe_resume(struct conn *c);
 
 static void conn_unref(struct conn *c)
 {
@@ -118,6 +119,7 @@ static void conn_on_write(uv_write_t *w, int status)
         conn_close(c);
     } else {
         conn_flush(c);
+        conn_maybe_resume(c);
     }
     conn_unref(c);
 }
@@ -158,9 +160,7 @@ static void op_finish(struct op *op)
     struct conn *c = op->conn;
     assert(c->inflight > 0);
     c->inflight--;
-    if (!c->reading && !c->closing && !c->srv->closing && c->inflight < SERVER_INFLIGHT_MAX / 2) {
-        conn_read_start(c);
-    }
+    conn_maybe_resume(c);
     if (op->req != NULL) {
         coalition__request__free_unpacked(op->req, NULL);
     }
@@ -179,10 +179,6 @@ static struct op *op_create(struct conn *c, Coalition__Request *req)
     op->req = req;
     c->refs++;
     c->inflight++;
-    if (c->inflight >= SERVER_INFLIGHT_MAX && c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = false;
-    }
     return op;
 }
 
@@ -584,6 +580,72 @@ static void conn_fail(struct conn *c, int code)
     conn_flush(c);
 }
 
+/* True while the connection has enough under way: its unsent answers or its
+ * deferred requests.  A client that sends without reading its answers must
+ * not make the node buffer without bound. */
+static bool conn_backed_up(const struct conn *c, size_t div)
+{
+    return outbuf_pending(&c->out) > SERVER_OUT_MAX / div ||
+           c->inflight >= SERVER_INFLIGHT_MAX / div;
+}
+
+/* Handles the complete frames in the decoder until it is empty, the
+ * connection backs up (then reading pauses; the frames wait in the decoder)
+ * or fails. */
+static void conn_process(struct conn *c)
+{
+    if (c->processing) {
+        return; /* an answer completed inside a handler: the outer loop goes on */
+    }
+    c->processing = true;
+    while (!c->closing && !c->close_after_flush) {
+        if (conn_backed_up(c, 1)) {
+            if (c->reading) {
+                uv_read_stop((uv_stream_t *)&c->tcp);
+                c->reading = false;
+            }
+            if (outbuf_pending(&c->out) > SERVER_OUT_MAX && !c->told_slow) {
+                c->told_slow = true; /* once per connection */
+                fprintf(stderr,
+                        "coalitiond: a client is not reading its answers (%zu bytes unsent); "
+                        "pausing its connection\n",
+                        outbuf_pending(&c->out));
+            }
+            break;
+        }
+        const uint8_t *payload = NULL;
+        size_t len = 0;
+        int rv = frame_decoder_next(&c->dec, &payload, &len);
+        if (rv == 0) {
+            break;
+        }
+        if (rv < 0) {
+            conn_fail(c, rv);
+            break;
+        }
+        Coalition__Request *req = NULL;
+        if (frame_unpack_request(payload, len, &req) != 0) {
+            conn_fail(c, COALITION_E_BAD_FRAME);
+            break;
+        }
+        handle_request(c, req);
+    }
+    c->processing = false;
+}
+
+/* Resumes a paused connection once what backed it up has halved. */
+static void conn_maybe_resume(struct conn *c)
+{
+    if (c->reading || c->closing || c->close_after_flush || c->srv->closing ||
+        conn_backed_up(c, 2)) {
+        return;
+    }
+    conn_process(c);
+    if (!c->reading && !c->closing && !c->close_after_flush && !conn_backed_up(c, 1)) {
+        conn_read_start(c);
+    }
+}
+
 static void conn_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     struct conn *c = (struct conn *)stream;
@@ -598,27 +660,7 @@ static void conn_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
         conn_fail(c, COALITION_E_NOMEM);
         return;
     }
-    for (;;) {
-        const uint8_t *payload = NULL;
-        size_t len = 0;
-        int rv = frame_decoder_next(&c->dec, &payload, &len);
-        if (rv == 0) {
-            break;
-        }
-        if (rv < 0) {
-            conn_fail(c, rv);
-            return;
-        }
-        Coalition__Request *req = NULL;
-        if (frame_unpack_request(payload, len, &req) != 0) {
-            conn_fail(c, COALITION_E_BAD_FRAME);
-            return;
-        }
-        handle_request(c, req);
-        if (c->closing || c->close_after_flush) {
-            return;
-        }
-    }
+    conn_process(c);
 }
 
 static void conn_read_start(struct conn *c)
