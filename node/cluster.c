@@ -1232,13 +1232,20 @@ int cluster_start(struct cluster *c, uv_loop_t *loop, const struct config *cfg,
 static void cluster_on_raft_closed(struct raft *r)
 {
     struct cluster *c = CONTAINER_OF(r, struct cluster, raft);
+    /* raft_uv's memory is released by cluster_free, once the loop has run
+     * out: freeing it here, inside raft_uv's own close path, let libraft
+     * touch freed memory (seen as a crash at shutdown under ASan). */
+    if (c->close_cb != NULL) {
+        c->close_cb(c);
+    }
+}
+
+void cluster_free(struct cluster *c)
+{
     raft_uv_close(&c->uv_io);
     raft_uv_tcp_close(&c->transport);
     free(c->scratch);
     c->scratch = NULL;
-    if (c->close_cb != NULL) {
-        c->close_cb(c);
-    }
 }
 
 static void cluster_on_tick_closed(uv_handle_t *h)

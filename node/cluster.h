@@ -119,8 +119,10 @@ int cluster_start(struct cluster *c, uv_loop_t *loop, const struct config *cfg,
                   void (*on_fatal)(int code), char *err, size_t errlen);
 
 /* Closes raft: proposals and changes in flight fail with UNAVAILABLE; cb
- * runs when every handle is closed. */
+ * runs when every handle is closed.  Then, after uv_run has returned,
+ * cluster_free releases raft_uv's memory. */
 void cluster_close(struct cluster *c, void (*cb)(struct cluster *c));
+void cluster_free(struct cluster *c);
 
 bool cluster_is_leader(struct cluster *c);
 /* Leader id (0 if unknown) and its client address from the directory into
