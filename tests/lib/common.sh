@@ -137,6 +137,16 @@ cleanup() {
     for pid in "${TRACKED_PIDS[@]}"; do
         wait_exit "$pid" 5 || echo "[$TEST_NAME] pid $pid ignored SIGTERM, killed" >&2
     done
+    # A node that crashed or leaked on its way out fails the test too: the
+    # sanitizers report into the node logs.
+    local report
+    report=$(grep -l -E "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:" \
+        "$TEST_TMP"/*.log "$TEST_TMP"/*/*.log 2>/dev/null | head -3)
+    if [[ -n $report ]]; then
+        echo "[$TEST_NAME] FAIL: sanitizer report in $report" >&2
+        grep -h -A12 -E "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:" $report | head -40 >&2
+        rc=1
+    fi
     if ((rc != 0)); then
         show_logs
         echo "[$TEST_NAME] FAILED (temp dir was $TEST_TMP)" >&2
