@@ -560,7 +560,9 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[
     return 0;
 }
 
-/* Deletes every key of the store, in batches. */
+/* Deletes every key of the store but the restore mark, in batches, walking
+ * it once (an iterator sees the store as it was when created, so the
+ * deletes written meanwhile do not slow it down). */
 static int store_wipe(struct store *s)
 {
     struct store_batch *b = NULL;
@@ -568,29 +570,32 @@ static int store_wipe(struct store *s)
     if (rv != 0) {
         return rv;
     }
-    for (;;) {
-        struct store_iter *it = NULL;
-        if ((rv = store_iter_create(s, NULL, NULL, "", 0, &it)) != 0) {
-            break;
+    struct store_iter *it = NULL;
+    if ((rv = store_iter_create(s, NULL, NULL, "", 0, &it)) != 0) {
+        store_batch_destroy(b);
+        return rv;
+    }
+    size_t n = 0;
+    for (store_iter_seek_first(it); rv == 0 && store_iter_valid(it); store_iter_next(it)) {
+        size_t klen = 0;
+        const void *k = store_iter_key(it, &klen);
+        if (ledger_is_restore_mark(k, klen)) {
+            continue;
         }
-        size_t n = 0;
-        for (store_iter_seek_first(it); store_iter_valid(it) && n < RESTORE_BATCH_KEYS;
-             store_iter_next(it)) {
-            size_t klen = 0;
-            const void *k = store_iter_key(it, &klen);
-            store_batch_delete(b, k, klen);
-            n++;
-        }
-        rv = store_iter_status(it);
-        store_iter_destroy(it);
-        if (rv == 0 && n > 0) {
+        store_batch_delete(b, k, klen);
+        if (++n == RESTORE_BATCH_KEYS) {
             rv = store_batch_write(s, b, false);
-        }
-        store_batch_clear(b);
-        if (rv != 0 || n == 0) {
-            break;
+            store_batch_clear(b);
+            n = 0;
         }
     }
+    if (rv == 0) {
+        rv = store_iter_status(it);
+    }
+    if (rv == 0 && n > 0) {
+        rv = store_batch_write(s, b, false);
+    }
+    store_iter_destroy(it);
     store_batch_destroy(b);
     return rv;
 }
@@ -630,7 +635,7 @@ static int store_load(struct store *s, const uint8_t *p, size_t len, uint64_t co
     if (rv == 0 && seen != count) {
         rv = COALITION_E_BAD_FRAME;
     }
-    return rv == 0 ? store_sync(s) : rv;
+    return rv;
 }
 
 /* Replaces the state with a snapshot unless ours is already as new (raft
@@ -654,14 +659,19 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         fprintf(stderr, "coalitiond: restoring snapshot at index %llu (%llu records)\n",
                 (unsigned long long)index, (unsigned long long)count);
         uint64_t t0 = now_ms();
-        rv = store_wipe(c->store);
+        /* Marked first (synced): a crash before the end leaves an empty
+         * ledger, which raft fills from the snapshot again at restart. */
+        rv = ledger_restore_begin(c->ledger);
+        if (rv == 0) {
+            rv = store_wipe(c->store);
+        }
         if (rv == 0) {
             rv = store_load(c->store, p + SNAPSHOT_HEADER_LEN, buf->len - SNAPSHOT_HEADER_LEN,
                             count);
         }
         char *err = NULL;
         if (rv == 0) {
-            rv = ledger_reload(c->ledger, &err);
+            rv = ledger_restore_end(c->ledger, &err);
         }
         if (rv == 0) {
             rv = dir_reload(c);

@@ -34,6 +34,8 @@
 _Static_assert(LEDGER_KEY_MAX > 2 + 2 * LEDGER_ID_MAX + 16, "keys fit the key buffer");
 
 static const char LEDGER_HEAD_KEY[] = "mhead";
+/* Present while a snapshot replaces the store (see ledger_restore_begin). */
+static const char LEDGER_RESTORE_KEY[] = "mrestore";
 
 struct ledger {
     struct store *store;     /* borrowed */
@@ -456,18 +458,7 @@ int ledger_open(struct store *s, struct ledger **out, char **errmsg)
         free(l);
         return rv;
     }
-    void *v = NULL;
-    size_t len = 0;
-    rv = store_get(s, NULL, LEDGER_HEAD_KEY, sizeof(LEDGER_HEAD_KEY) - 1, &v, &len);
-    if (rv == 0) {
-        rv = head_decode(v, len, &l->head);
-        free(v);
-    } else if (rv == STORE_NOT_FOUND) {
-        rv = 0;
-    }
-    if (rv == 0) {
-        rv = ledger_check_head(l, errmsg);
-    }
+    rv = ledger_reload(l, errmsg);
     if (rv != 0) {
         ledger_close(l);
         return rv;
@@ -1343,7 +1334,19 @@ int ledger_reload(struct ledger *l, char **errmsg)
     struct ledger_head head = {0};
     void *v = NULL;
     size_t len = 0;
-    int rv = store_get(l->store, NULL, LEDGER_HEAD_KEY, sizeof(LEDGER_HEAD_KEY) - 1, &v, &len);
+    int rv =
+        store_get(l->store, NULL, LEDGER_RESTORE_KEY, sizeof(LEDGER_RESTORE_KEY) - 1, &v, &len);
+    if (rv == 0) {
+        /* A restore was cut short: whatever the store holds is not a state.
+         * Empty (applied index 0), raft restores its snapshot again. */
+        free(v);
+        l->head = head;
+        return 0;
+    }
+    if (rv != STORE_NOT_FOUND) {
+        return rv;
+    }
+    rv = store_get(l->store, NULL, LEDGER_HEAD_KEY, sizeof(LEDGER_HEAD_KEY) - 1, &v, &len);
     if (rv == 0) {
         rv = head_decode(v, len, &head);
         free(v);
@@ -1355,6 +1358,43 @@ int ledger_reload(struct ledger *l, char **errmsg)
     }
     l->head = head;
     return ledger_check_head(l, errmsg);
+}
+
+/* Writes (put) or removes the restore mark, synced. */
+static int restore_mark(struct ledger *l, bool put)
+{
+    store_batch_clear(l->wb);
+    if (put) {
+        store_batch_put(l->wb, LEDGER_RESTORE_KEY, sizeof(LEDGER_RESTORE_KEY) - 1, "", 0);
+    } else {
+        store_batch_delete(l->wb, LEDGER_RESTORE_KEY, sizeof(LEDGER_RESTORE_KEY) - 1);
+    }
+    int rv = store_batch_write(l->store, l->wb, true);
+    store_batch_clear(l->wb);
+    return rv;
+}
+
+int ledger_restore_begin(struct ledger *l)
+{
+    int rv = restore_mark(l, true);
+    if (rv == 0) {
+        memset(&l->head, 0, sizeof(l->head));
+    }
+    return rv;
+}
+
+int ledger_restore_end(struct ledger *l, char **errmsg)
+{
+    int rv = store_sync(l->store); /* everything loaded is on disk first */
+    if (rv == 0) {
+        rv = restore_mark(l, false);
+    }
+    return rv == 0 ? ledger_reload(l, errmsg) : rv;
+}
+
+bool ledger_is_restore_mark(const void *key, size_t klen)
+{
+    return klen == sizeof(LEDGER_RESTORE_KEY) - 1 && memcmp(key, LEDGER_RESTORE_KEY, klen) == 0;
 }
 
 /* ---------------------------------------------------------------------------

@@ -84,6 +84,17 @@ int ledger_nodes_each(struct ledger *l, void (*fn)(void *data, const Coalition__
  * entry, or a storage error. */
 int ledger_entry_hash(struct ledger *l, uint64_t seq, uint8_t hash[LEDGER_HASH_LEN]);
 
+/* A snapshot restore replaces the whole store in many unsynced writes.
+ * ledger_restore_begin writes a mark (synced) and empties the head; until
+ * ledger_restore_end syncs the store and removes the mark (synced), opening
+ * this store gives an empty ledger (applied index 0), so that after a crash
+ * raft restores its snapshot again instead of the node running on a half
+ * loaded store.  Whoever empties the store must keep the mark
+ * (ledger_is_restore_mark).  Both return 0 or a storage error. */
+int ledger_restore_begin(struct ledger *l);
+int ledger_restore_end(struct ledger *l, char **errmsg);
+bool ledger_is_restore_mark(const void *key, size_t klen);
+
 /* Re-reads the head from the store (after the store's content was replaced
  * by a snapshot) and runs the start-up check.  0 or as ledger_open. */
 int ledger_reload(struct ledger *l, char **errmsg);

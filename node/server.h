@@ -18,10 +18,11 @@
 #include "store.h"
 
 #define SERVER_CONNECTIONS_MAX 4096
-#define SERVER_INFLIGHT_MAX    4096              /* per connection; reading pauses beyond */
-#define SERVER_VERIFIES_MAX    1                 /* full replays at once; more get BUSY */
-#define SERVER_OUT_MAX         ((size_t)8 << 20) /* answers queued per connection; reading pauses beyond \
-                                                  */
+#define SERVER_INFLIGHT_MAX    4096 /* per connection; reading pauses beyond */
+#define SERVER_VERIFIES_MAX    1    /* full replays at once; more get BUSY */
+#define SERVER_OUT_MAX                                                                             \
+    ((size_t)8 << 20) /* answers queued per connection; reading pauses beyond                      \
+                       */
 
 struct conn;
 

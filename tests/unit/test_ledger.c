@@ -899,6 +899,34 @@ static void test_ledger_rejects_unused_and_unknown_fields(void **state)
     assert_int_equal(ledger_validate(&award), 0);
 }
 
+/* A snapshot restore replaces the store in many unsynced writes: if the
+ * node dies half way, a restart must see an empty ledger (so that raft
+ * restores the snapshot again), never a half-loaded one with a head. */
+static void test_ledger_restore_mark_survives_restart(void **state)
+{
+    struct ledger_fixture *f = *state;
+    seed(f);
+    struct ledger_head before = head(f);
+    assert_true(before.applied_index > 0 && before.seq > 0);
+    assert_int_equal(ledger_restore_begin(f->l), 0);
+    assert_true(ledger_is_restore_mark("mrestore", 8));
+    assert_false(ledger_is_restore_mark("mhead", 5));
+    /* "Crash": the store still holds the old state plus the mark. */
+    fixture_reopen(f);
+    struct ledger_head during = head(f);
+    assert_int_equal(during.applied_index, 0);
+    assert_int_equal(during.seq, 0);
+    /* The restore completes: the mark goes, the state is what was loaded. */
+    char *err = NULL;
+    assert_int_equal(ledger_restore_end(f->l, &err), 0);
+    assert_null(err);
+    struct ledger_head after = head(f);
+    assert_int_equal(after.applied_index, before.applied_index);
+    assert_int_equal(after.seq, before.seq);
+    fixture_reopen(f);
+    assert_int_equal(head(f).applied_index, before.applied_index);
+}
+
 static void test_ledger_rejects_bad_ids(void **state)
 {
     struct ledger_fixture *f = *state;
@@ -2302,6 +2330,7 @@ int main(void)
         T(test_ledger_reverse_rejections),
         T(test_ledger_rejects_unknown_member_and_partner),
         T(test_ledger_rejects_unused_and_unknown_fields),
+        T(test_ledger_restore_mark_survives_restart),
         T(test_ledger_rejects_insufficient_points),
         T(test_ledger_rejects_invalid_amounts),
         T(test_ledger_rejects_bad_ids),
