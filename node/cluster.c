@@ -1099,7 +1099,7 @@ static void cluster_on_tick(uv_timer_t *t)
         batch.n_nodes = 1;
         batch.nodes = infos;
         p->data = c;
-        c->announce = (struct cluster_op *)p; /* marks "pending" */
+        c->announce = p;
         if (cluster_propose(c, &batch, p, announce_done) != 0) {
             c->announce = NULL;
             free(p);
@@ -1228,7 +1228,11 @@ int cluster_start(struct cluster *c, uv_loop_t *loop, const struct config *cfg,
     }
     rv = raft_start(&c->raft);
     if (rv != 0) {
-        snprintf(err, errlen, "raft start: %s", raft_errmsg(&c->raft));
+        const char *why = raft_errmsg(&c->raft);
+        /* raft 0.15 often leaves the message empty (a raft port already in
+         * use gives a bare "I/O error"): say what to check. */
+        snprintf(err, errlen, "raft start on %s: %s%s%s (is the raft address in use?)",
+                 c->raft_addr, raft_strerror(rv), why[0] != '\0' ? ": " : "", why);
         c->closing = true;
         raft_close(&c->raft, NULL);
         return -1;

@@ -97,7 +97,7 @@ struct cluster {
     size_t scratch_len;
     struct cluster_directory_entry dir[CLUSTER_NODES_MAX];
     size_t n_dir;
-    struct cluster_op *announce; /* our own directory update, if pending */
+    struct cluster_proposal *announce; /* our own directory update, if pending */
     void (*on_fatal)(int code);
     void (*send_join)(struct cluster *c, const char *to_addr); /* set by the node */
     void *send_join_data;
@@ -140,7 +140,9 @@ int cluster_propose(struct cluster *c, Coalition__Batch *batch, struct cluster_p
 int cluster_barrier(struct cluster *c, struct cluster_op *op, cluster_done_cb cb, void *data);
 
 /* Carries out a membership change on the leader (see ClusterChangeRequest):
- * returns 0 and cb(data, status) later, or a negative code now. */
+ * returns 0 and cb(data, status) once, or a negative code (and no cb).  cb
+ * may run before this function returns (nothing to change, or a step that
+ * failed at once): callers must not touch `op` or `data` after a 0 return. */
 int cluster_change(struct cluster *c, const Coalition__ClusterChangeRequest *req,
                    struct cluster_op *op, cluster_done_cb cb, void *data);
 
