@@ -1106,19 +1106,78 @@ static void check_compare_entry(struct probe *probes, size_t n, uint64_t seq, st
     }
 }
 
-/* Polls the nodes until the compared ones that answer are at one applied
- * index, or until the deadline.  Returns true if they converged. */
-static bool check_poll(const struct cli *cli, struct probe *probes, size_t n, uint32_t wait_s)
+/* Marks the nodes that are compared: a spare does not replicate the log, it
+ * has nothing to compare. */
+static void check_mark_compared(struct probe *probes, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        probes[i].compared = probes[i].cfg->role != COALITION_ROLE_SPARE;
+    }
+}
+
+/* Reads the configuration again (as cluster_fetch does), so that a node
+ * that announced its client address since is asked too, and rebuilds the
+ * probes on it, keeping the connection of a node whose client address did
+ * not change.  Keeps `cl` and `probes` as they are if the configuration
+ * cannot be read now. */
+static void check_refetch(const struct cli *cli, struct coalition_cluster *cl,
+                          struct probe **probes)
+{
+    struct coalition_cluster nc;
+    if (coalition_client_cluster_status(cli->client, &nc) != 0) {
+        return;
+    }
+    cluster_fetch_leader(cli, &nc);
+    struct probe *np = calloc(nc.len > 0 ? nc.len : 1, sizeof(*np));
+    if (np == NULL) {
+        coalition_cluster_free(&nc);
+        return;
+    }
+    struct probe *op = *probes;
+    for (size_t i = 0; i < nc.len; i++) {
+        np[i].cfg = &nc.nodes[i];
+        for (size_t j = 0; j < cl->len; j++) {
+            if (op[j].client != NULL && op[j].cfg->id == nc.nodes[i].id &&
+                strcmp(op[j].cfg->client_addr, nc.nodes[i].client_addr) == 0) {
+                np[i].client = op[j].client;
+                op[j].client = NULL;
+                break;
+            }
+        }
+    }
+    check_mark_compared(np, nc.len);
+    probes_destroy(op, cl->len);
+    coalition_cluster_free(cl);
+    *cl = nc;
+    *probes = np;
+}
+
+/* Polls the nodes, every CLI_CHECK_POLL_MS for up to wait_s seconds, until
+ * every compared node answers and all are at one applied index.  A node
+ * that cannot be reached or has not announced its client address is
+ * usually restarting, or waiting for an election: the configuration is read
+ * again before each new poll, to learn addresses announced since.  Returns
+ * true if the compared nodes that answered (all of them, unless the time
+ * ran out) are at one applied index. */
+static bool check_poll(const struct cli *cli, struct coalition_cluster *cl, struct probe **probes,
+                       uint32_t wait_s)
 {
     int64_t deadline_ms = mono_ms() + (int64_t)wait_s * 1000;
     for (;;) {
+        size_t n = cl->len;
         size_t answered = 0;
+        size_t missing = 0;
         bool same = true;
         uint64_t index = 0;
         for (size_t i = 0; i < n; i++) {
-            struct probe *p = &probes[i];
+            struct probe *p = &(*probes)[i];
             /* Spares are asked too, to show whether they answer. */
-            if (!probe_status(p, node_timeout_ms(cli)) || !p->compared) {
+            bool ok = probe_status(p, node_timeout_ms(cli));
+            if (!p->compared) {
+                continue;
+            }
+            if (!ok) {
+                missing++;
                 continue;
             }
             if (answered > 0 && p->st.applied_index != index) {
@@ -1127,16 +1186,14 @@ static bool check_poll(const struct cli *cli, struct probe *probes, size_t n, ui
             index = p->st.applied_index;
             answered++;
         }
-        if (answered == 0) {
-            return false;
-        }
-        if (same) {
-            return true;
+        if (missing == 0 && (answered == 0 || same)) {
+            return answered > 0;
         }
         if (mono_ms() + CLI_CHECK_POLL_MS > deadline_ms) {
-            return false;
+            return answered > 0 && same;
         }
         sleep_ms(CLI_CHECK_POLL_MS);
+        check_refetch(cli, cl, probes);
     }
 }
 
@@ -1148,12 +1205,9 @@ static int run_cluster_check(struct cli *cli, const struct args *a)
     if (rv != EXIT_OK) {
         return rv;
     }
+    check_mark_compared(probes, cl.len);
+    bool converged = check_poll(cli, &cl, &probes, a->wait_s);
     size_t n = cl.len;
-    /* A spare does not replicate the log: it has nothing to compare. */
-    for (size_t i = 0; i < n; i++) {
-        probes[i].compared = cl.nodes[i].role != COALITION_ROLE_SPARE;
-    }
-    bool converged = check_poll(cli, probes, n, a->wait_s);
     struct differ d = {.found = false};
     bool by_verify = false;
     if (converged) {
@@ -1267,7 +1321,7 @@ static int run_cluster_check(struct cli *cli, const struct args *a)
         for (size_t i = 0; i < n; i++) {
             const struct probe *p = &probes[i];
             if (!p->compared) {
-                printf("not compared: node %" PRIu64 " (spare)\n", p->cfg->id);
+                printf("not compared: node %" PRIu64 " (spare: it holds no log)\n", p->cfg->id);
             } else if (!p->answered) {
                 printf("%s: node %" PRIu64 " (%s): %s\n",
                        p->cfg->client_addr[0] == '\0' ? "no client address" : "unreachable",
