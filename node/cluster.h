@@ -84,6 +84,8 @@ struct cluster {
     struct raft_io uv_io; /* raft_uv, wrapped by `io` */
     struct raft_uv_transport transport;
     struct raft_fsm fsm;
+    raft_io_close_cb raft_close_cb; /* raft's, called once (see io_close) */
+    bool io_closed;
     uv_timer_t tick;
     uint64_t id;
     char raft_addr[CONFIG_ADDR_MAX];

@@ -216,9 +216,8 @@ static void on_shutdown_poll(uv_timer_t *t)
 {
     struct node *n = t->data;
     /* Answers under way are delivered first.  Known limitation: a client
-     * that never reads its answers delays this until it goes away (closing
-     * such a connection early crashed libuv/libraft teardown under ASan;
-     * not understood yet, see docs/architecture.md). */
+     * that never reads its answers delays this until it goes away (see
+     * docs/architecture.md, "Durability and crashes"). */
     if (!server_idle(&n->server) || !batcher_idle(&n->batcher)) {
         return;
     }
