@@ -613,9 +613,9 @@ cluster_agrees() {
     if [[ -z $i ]]; then
         read -r i _ <<<"$(running_members)"
     fi
-    # The check answers 3 at once if a node cannot be reached, for instance
-    # one that has just restarted and not yet caught up on the directory of
-    # client addresses: ask again until WAIT_S is over.
+    # The check itself waits up to --wait-s for unreachable or unannounced
+    # nodes; asking again covers the node the check is sent to restarting
+    # meanwhile.
     local deadline=$(($(now_ms) + wait_s * 1000)) left_s
     while :; do
         left_s=$(((deadline - $(now_ms)) / 1000))
