@@ -262,25 +262,6 @@ static int usage_error(const struct cli *cli, const struct command *cmd, const c
     return EXIT_USAGE;
 }
 
-static const char *kind_name(enum coalition_txn_kind kind)
-{
-    switch (kind) {
-    case COALITION_TXN_PARTNER_ADD:
-        return "partner_add";
-    case COALITION_TXN_MEMBER_ADD:
-        return "member_add";
-    case COALITION_TXN_AWARD:
-        return "award";
-    case COALITION_TXN_REDEEM:
-        return "redeem";
-    case COALITION_TXN_REVERSE:
-        return "reverse";
-    case COALITION_TXN_TRANSFER:
-        return "transfer";
-    }
-    return "unknown";
-}
-
 /* ISO-8601 UTC time of a ledger timestamp, to the second. */
 static void format_time(uint64_t time_ms, char out[32])
 {
@@ -505,7 +486,7 @@ static void history_row(const struct coalition_history_item *it, char buf[2][HIS
     format_time(it->time_ms, buf[1]);
     cells[0] = buf[0];
     cells[1] = buf[1];
-    cells[2] = kind_name(it->kind);
+    cells[2] = coalition_txn_kind_name(it->kind);
     cells[3] = or_dash(it->partner);
     cells[4] = or_dash(it->txn_id);
     cells[5] = NULL; /* delta: printed as a signed number */
@@ -568,7 +549,7 @@ static int run_history(struct cli *cli, const struct args *a)
             json_t *o = json_object();
             json_object_set_new(o, "seq", juint(it->seq));
             json_object_set_new(o, "time_ms", juint(it->time_ms));
-            json_object_set_new(o, "kind", json_string(kind_name(it->kind)));
+            json_object_set_new(o, "kind", json_string(coalition_txn_kind_name(it->kind)));
             json_object_set_new(o, "partner", jstr(it->partner));
             json_object_set_new(o, "txn", jstr(it->txn_id));
             json_object_set_new(o, "delta", jint(it->delta));

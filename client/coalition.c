@@ -709,6 +709,24 @@ static int client_missing_result(struct coalition_client *c)
     return client_fail(c, COALITION_E_BAD_FRAME, "response from %s has no result", c->node);
 }
 
+/* Sends `req` and checks the answer: 0 when it has code 0 and the result
+ * `want` (RESULT__NOT_SET: none expected), else the error.  Either way *resp
+ * may hold the answer (NULL if none came): free it with frame_free_response. */
+static int client_request(struct coalition_client *c, Coalition__Request *req,
+                          Coalition__Response__ResultCase want, Coalition__Response **resp)
+{
+    *resp = NULL;
+    int rv = client_call(c, req, resp);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = client_code(c, *resp);
+    if (rv == 0 && want != COALITION__RESPONSE__RESULT__NOT_SET && (*resp)->result_case != want) {
+        rv = client_missing_result(c);
+    }
+    return rv;
+}
+
 int coalition_client_status(struct coalition_client *c, struct coalition_status *out)
 {
     assert(c != NULL && out != NULL);
@@ -718,14 +736,7 @@ int coalition_client_status(struct coalition_client *c, struct coalition_status 
     req.op_case = COALITION__REQUEST__OP_STATUS;
     req.status = &sreq;
     Coalition__Response *resp = NULL;
-    int rv = client_call(c, &req, &resp);
-    if (rv != 0) {
-        return rv;
-    }
-    rv = client_code(c, resp);
-    if (rv == 0 && resp->result_case != COALITION__RESPONSE__RESULT_STATUS) {
-        rv = client_missing_result(c);
-    }
+    int rv = client_request(c, &req, COALITION__RESPONSE__RESULT_STATUS, &resp);
     if (rv == 0) {
         const Coalition__StatusResult *s = resp->status;
         memset(out, 0, sizeof(*out));
@@ -756,14 +767,7 @@ int coalition_client_txn(struct coalition_client *c, const struct coalition_txn 
     req.op_case = COALITION__REQUEST__OP_TXN;
     req.txn = &pb;
     Coalition__Response *resp = NULL;
-    rv = client_call(c, &req, &resp);
-    if (rv != 0) {
-        return rv;
-    }
-    rv = client_code(c, resp);
-    if (rv == 0 && resp->result_case != COALITION__RESPONSE__RESULT_TXN) {
-        rv = client_missing_result(c);
-    }
+    rv = client_request(c, &req, COALITION__RESPONSE__RESULT_TXN, &resp);
     if (rv == 0) {
         txn_result_from_pb(out, resp->txn);
     }
@@ -815,14 +819,7 @@ int coalition_client_balance(struct coalition_client *c, const char *member,
     req.balance = &breq;
     req.consistent = c->consistent;
     Coalition__Response *resp = NULL;
-    rv = client_call(c, &req, &resp);
-    if (rv != 0) {
-        return rv;
-    }
-    rv = client_code(c, resp);
-    if (rv == 0 && resp->result_case != COALITION__RESPONSE__RESULT_BALANCE) {
-        rv = client_missing_result(c);
-    }
+    rv = client_request(c, &req, COALITION__RESPONSE__RESULT_BALANCE, &resp);
     if (rv == 0) {
         out->points = resp->balance->points;
         out->as_of_seq = resp->balance->as_of_seq;
@@ -850,14 +847,7 @@ int coalition_client_history(struct coalition_client *c, const char *member, uin
     req.history = &hreq;
     req.consistent = c->consistent;
     Coalition__Response *resp = NULL;
-    rv = client_call(c, &req, &resp);
-    if (rv != 0) {
-        return rv;
-    }
-    rv = client_code(c, resp);
-    if (rv == 0 && resp->result_case != COALITION__RESPONSE__RESULT_HISTORY) {
-        rv = client_missing_result(c);
-    }
+    rv = client_request(c, &req, COALITION__RESPONSE__RESULT_HISTORY, &resp);
     if (rv == 0 && resp->history->n_items > 0) {
         size_t n = resp->history->n_items;
         struct coalition_history_item *items = calloc(n, sizeof(*items));
@@ -935,14 +925,7 @@ int coalition_client_cluster_status(struct coalition_client *c, struct coalition
     req.op_case = COALITION__REQUEST__OP_CLUSTER_STATUS;
     req.cluster_status = &creq;
     Coalition__Response *resp = NULL;
-    int rv = client_call(c, &req, &resp);
-    if (rv != 0) {
-        return rv;
-    }
-    rv = client_code(c, resp);
-    if (rv == 0 && resp->result_case != COALITION__RESPONSE__RESULT_CLUSTER_STATUS) {
-        rv = client_missing_result(c);
-    }
+    int rv = client_request(c, &req, COALITION__RESPONSE__RESULT_CLUSTER_STATUS, &resp);
     if (rv == 0) {
         const Coalition__ClusterStatusResult *r = resp->cluster_status;
         out->node_id = r->node_id;
@@ -1017,12 +1000,8 @@ int coalition_client_cluster_change(struct coalition_client *c, enum coalition_c
     req.op_case = COALITION__REQUEST__OP_CLUSTER_CHANGE;
     req.cluster_change = &creq;
     Coalition__Response *resp = NULL;
-    rv = client_call(c, &req, &resp);
-    if (rv != 0) {
-        return rv;
-    }
     /* Success is an empty answer with code 0. */
-    rv = client_code(c, resp);
+    rv = client_request(c, &req, COALITION__RESPONSE__RESULT__NOT_SET, &resp);
     frame_free_response(resp);
     return rv;
 }
@@ -1041,14 +1020,7 @@ int coalition_client_entry_hash(struct coalition_client *c, uint64_t seq,
     req.op_case = COALITION__REQUEST__OP_ENTRY_HASH;
     req.entry_hash = &ereq;
     Coalition__Response *resp = NULL;
-    int rv = client_call(c, &req, &resp);
-    if (rv != 0) {
-        return rv;
-    }
-    rv = client_code(c, resp);
-    if (rv == 0 && resp->result_case != COALITION__RESPONSE__RESULT_ENTRY_HASH) {
-        rv = client_missing_result(c);
-    }
+    int rv = client_request(c, &req, COALITION__RESPONSE__RESULT_ENTRY_HASH, &resp);
     if (rv == 0 &&
         (resp->entry_hash->seq != seq || resp->entry_hash->hash.len != COALITION_HASH_LEN)) {
         rv = client_fail(c, COALITION_E_BAD_FRAME,
@@ -1060,6 +1032,25 @@ int coalition_client_entry_hash(struct coalition_client *c, uint64_t seq,
     }
     frame_free_response(resp);
     return rv;
+}
+
+const char *coalition_txn_kind_name(enum coalition_txn_kind kind)
+{
+    switch (kind) {
+    case COALITION_TXN_PARTNER_ADD:
+        return "partner_add";
+    case COALITION_TXN_MEMBER_ADD:
+        return "member_add";
+    case COALITION_TXN_AWARD:
+        return "award";
+    case COALITION_TXN_REDEEM:
+        return "redeem";
+    case COALITION_TXN_REVERSE:
+        return "reverse";
+    case COALITION_TXN_TRANSFER:
+        return "transfer";
+    }
+    return "unknown";
 }
 
 const char *coalition_role_name(enum coalition_role role)

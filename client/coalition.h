@@ -204,6 +204,11 @@ int coalition_client_entry_hash(struct coalition_client *c, uint64_t seq,
 const char *coalition_role_name(enum coalition_role role);
 bool coalition_role_parse(const char *name, enum coalition_role *out);
 
+/* Lower-case name of a transaction kind ("award", "partner_add", ...), as
+ * the CLI's --json output and the load generator's logs spell it;
+ * "unknown" for a value outside the enum.  Static storage. */
+const char *coalition_txn_kind_name(enum coalition_txn_kind kind);
+
 /* Pipelining: queue many transactions, then collect their results in any
  * order.  submit queues the request (nothing is sent until flush or poll)
  * and returns its id in *request_id. */

@@ -162,25 +162,6 @@ static void lg_partner_id(unsigned i, char *out)
     snprintf(out, COALITION_ID_MAX + 1, "P%02u", i);
 }
 
-static const char *lg_kind_name(enum coalition_txn_kind kind)
-{
-    switch (kind) {
-    case COALITION_TXN_PARTNER_ADD:
-        return "partner_add";
-    case COALITION_TXN_MEMBER_ADD:
-        return "member_add";
-    case COALITION_TXN_AWARD:
-        return "award";
-    case COALITION_TXN_REDEEM:
-        return "redeem";
-    case COALITION_TXN_REVERSE:
-        return "reverse";
-    case COALITION_TXN_TRANSFER:
-        return "transfer";
-    }
-    return "unknown";
-}
-
 static void lg_count_code(struct lg_stats *st, int code)
 {
     int i = code < 0 ? -code : code;
@@ -606,15 +587,16 @@ static void lg_load_answer(struct lg_source *src, const struct lg_job *job, int 
             st->duplicates++;
         }
         if (ld->ack != NULL) {
-            fprintf(ld->ack, "%s %s %s %s %" PRId64 " %" PRIu64 "\n", lg_kind_name(job->kind),
-                    job->partner, job->txn_id, job->member, job->points, res->seq);
+            fprintf(ld->ack, "%s %s %s %s %" PRId64 " %" PRIu64 "\n",
+                    coalition_txn_kind_name(job->kind), job->partner, job->txn_id, job->member,
+                    job->points, res->seq);
         }
     } else if (code == COALITION_E_INSUFFICIENT_POINTS) {
         st->rejected++;
     } else {
         if (st->errors < LG_MISMATCH_PRINT_MAX) {
-            fprintf(stderr, "loadgen: %s %s: unexpected %s\n", lg_kind_name(job->kind), job->txn_id,
-                    coalition_errname(code));
+            fprintf(stderr, "loadgen: %s %s: unexpected %s\n", coalition_txn_kind_name(job->kind),
+                    job->txn_id, coalition_errname(code));
         }
         st->errors++;
         return;
@@ -793,8 +775,8 @@ static void lg_setup_answer(struct lg_source *src, const struct lg_job *job, int
         su->existed++; /* a rerun: fine */
     } else {
         if (su->st->errors < LG_MISMATCH_PRINT_MAX) {
-            fprintf(stderr, "loadgen: setup %s %s %s: %s\n", lg_kind_name(job->kind), job->partner,
-                    job->member, coalition_errname(code));
+            fprintf(stderr, "loadgen: setup %s %s %s: %s\n", coalition_txn_kind_name(job->kind),
+                    job->partner, job->member, coalition_errname(code));
         }
         su->st->errors++;
     }
@@ -859,7 +841,7 @@ struct lg_check {
 static enum coalition_txn_kind lg_kind_parse(const char *s)
 {
     for (int k = COALITION_TXN_PARTNER_ADD; k <= COALITION_TXN_TRANSFER; k++) {
-        if (strcmp(s, lg_kind_name((enum coalition_txn_kind)k)) == 0) {
+        if (strcmp(s, coalition_txn_kind_name((enum coalition_txn_kind)k)) == 0) {
             return (enum coalition_txn_kind)k;
         }
     }
@@ -905,9 +887,9 @@ static void lg_check_answer(struct lg_source *src, const struct lg_job *job, int
         fprintf(stderr,
                 "loadgen: LOST OR CHANGED: %s %s %s %s %" PRId64 " acked seq %" PRIu64
                 ", now code %s duplicate %s seq %" PRIu64 "\n",
-                lg_kind_name(job->kind), job->partner, job->txn_id, job->member, job->points,
-                job->expect_seq, coalition_errname(code), res->duplicate ? "true" : "false",
-                res->seq);
+                coalition_txn_kind_name(job->kind), job->partner, job->txn_id, job->member,
+                job->points, job->expect_seq, coalition_errname(code),
+                res->duplicate ? "true" : "false", res->seq);
     }
     ck->mismatched++;
 }
