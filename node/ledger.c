@@ -813,6 +813,20 @@ static int entry_time(struct apply *a, uint64_t seq, uint64_t *time_ms)
     return 0;
 }
 
+/* An admission (partner, member) of an id that exists: the same request
+ * again is a duplicate with the original's seq and time, another one is
+ * ALREADY_EXISTS.  0 or a storage error. */
+static int admin_repeat(struct apply *a, bool same, uint64_t old_seq)
+{
+    if (!same) {
+        a->res->code = COALITION_E_ALREADY_EXISTS;
+        return 0;
+    }
+    a->res->duplicate = true;
+    a->res->seq = old_seq;
+    return entry_time(a, old_seq, &a->res->time_ms);
+}
+
 static int apply_partner_add(struct apply *a)
 {
     const Coalition__Txn *t = a->txn;
@@ -823,13 +837,7 @@ static int apply_partner_add(struct apply *a)
     int rv =
         batch_get_msg(a->b, &k, &coalition__partner_record__descriptor, (ProtobufCMessage **)&old);
     if (rv == 0) {
-        if (strcmp(old->name, t->name) == 0) {
-            a->res->duplicate = true;
-            a->res->seq = old->seq;
-            rv = entry_time(a, old->seq, &a->res->time_ms);
-        } else {
-            a->res->code = COALITION_E_ALREADY_EXISTS;
-        }
+        rv = admin_repeat(a, strcmp(old->name, t->name) == 0, old->seq);
         coalition__partner_record__free_unpacked(old, NULL);
         return rv;
     }
@@ -864,13 +872,7 @@ static int apply_member_add(struct apply *a)
     if (rv == 0) {
         bool same = empty(t->card) ? old->n_cards == 0
                                    : old->n_cards == 1 && strcmp(old->cards[0], t->card) == 0;
-        if (same) {
-            a->res->duplicate = true;
-            a->res->seq = old->seq;
-            rv = entry_time(a, old->seq, &a->res->time_ms);
-        } else {
-            a->res->code = COALITION_E_ALREADY_EXISTS;
-        }
+        rv = admin_repeat(a, same, old->seq);
         coalition__member_record__free_unpacked(old, NULL);
         return rv;
     }
