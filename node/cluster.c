@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "bytes.h"
 #include "errors.h"
 
 #define CLUSTER_TICK_MS           100
@@ -354,23 +355,6 @@ static int dir_reload(struct cluster *c)
 /* ---------------------------------------------------------------------------
  * The state machine */
 
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)v;
-        v >>= 8;
-    }
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
-
 /* Applies one committed entry: a packed Batch.  A batch this node proposed
  * gets its results written into the waiting proposal. */
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
@@ -379,7 +363,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     raft_index index = raft_last_applied(&c->raft) + 1;
     *result = NULL;
     const uint8_t *p8 = buf->base;
-    uint64_t len = buf->len >= ENTRY_HEADER_LEN ? get_u64(p8) : UINT64_MAX;
+    uint64_t len = buf->len >= ENTRY_HEADER_LEN ? bytes_get_be64(p8) : UINT64_MAX;
     Coalition__Batch *b = len <= buf->len - ENTRY_HEADER_LEN
                               ? coalition__batch__unpack(NULL, len, p8 + ENTRY_HEADER_LEN)
                               : NULL;
@@ -526,14 +510,8 @@ static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], 
             }
         }
         uint8_t *p = chunk + used;
-        p[0] = (uint8_t)(klen >> 24);
-        p[1] = (uint8_t)(klen >> 16);
-        p[2] = (uint8_t)(klen >> 8);
-        p[3] = (uint8_t)klen;
-        p[4] = (uint8_t)(vlen >> 24);
-        p[5] = (uint8_t)(vlen >> 16);
-        p[6] = (uint8_t)(vlen >> 8);
-        p[7] = (uint8_t)vlen;
+        bytes_put_be32(p, (uint32_t)klen);
+        bytes_put_be32(p + 4, (uint32_t)vlen);
         memcpy(p + 8, k, klen);
         memcpy(p + 8 + klen, v, vlen);
         used += need;
@@ -549,8 +527,8 @@ static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], 
         free(chunk);
     }
     memcpy(header, SNAPSHOT_MAGIC, 8);
-    put_u64(header + 8, c->snap_index);
-    put_u64(header + 16, count);
+    bytes_put_be64(header + 8, c->snap_index);
+    bytes_put_be64(header + 16, count);
     size_t bytes = 0;
     for (unsigned i = 0; i < *n_bufs; i++) {
         bytes += (*bufs)[i].len;
@@ -634,8 +612,8 @@ static int store_load(struct store *s, const uint8_t *p, size_t len, uint64_t co
             rv = COALITION_E_BAD_FRAME;
             break;
         }
-        size_t klen = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
-        size_t vlen = (size_t)p[4] << 24 | (size_t)p[5] << 16 | (size_t)p[6] << 8 | p[7];
+        size_t klen = bytes_get_be32(p);
+        size_t vlen = bytes_get_be32(p + 4);
         if (len - 8 < klen || len - 8 - klen < vlen) {
             rv = COALITION_E_BAD_FRAME;
             break;
@@ -670,8 +648,8 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
         raft_free(buf->base);
         return RAFT_MALFORMED;
     }
-    uint64_t index = get_u64(p + 8);
-    uint64_t count = get_u64(p + 16);
+    uint64_t index = bytes_get_be64(p + 8);
+    uint64_t count = bytes_get_be64(p + 16);
     struct ledger_head head;
     ledger_get_head(c->ledger, &head);
     if (index > head.applied_index) {
@@ -765,7 +743,7 @@ int cluster_propose(struct cluster *c, Coalition__Batch *batch, struct cluster_p
         return COALITION_E_NOMEM;
     }
     memset(buf.base, 0, total);
-    put_u64(buf.base, len);
+    bytes_put_be64(buf.base, len);
     coalition__batch__pack(batch, (uint8_t *)buf.base + ENTRY_HEADER_LEN);
     p->req.data = c;
     int rv = raft_apply(&c->raft, &p->req, &buf, 1, proposal_done);

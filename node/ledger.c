@@ -23,6 +23,7 @@
 
 #include <sodium.h>
 
+#include "bytes.h"
 #include "errors.h"
 
 #define LEDGER_DIGEST_LEN          16
@@ -69,27 +70,10 @@ static void key_add_str(struct key *k, const char *s)
     key_add(k, s, strlen(s));
 }
 
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--) {
-        p[i] = (uint8_t)(v & 0xff);
-        v >>= 8;
-    }
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) {
-        v = (v << 8) | p[i];
-    }
-    return v;
-}
-
 static void key_add_u64(struct key *k, uint64_t v)
 {
     uint8_t b[8];
-    put_be64(b, v);
+    bytes_put_be64(b, v);
     key_add(k, b, sizeof(b));
 }
 
@@ -259,28 +243,30 @@ int ledger_validate(const Coalition__Txn *t)
 /* ---------------------------------------------------------------------------
  * Typed reads and writes through the batch */
 
+/* Decodes a stored balance (8 bytes, big-endian) and frees `v`. */
+static int decode_i64(void *v, size_t len, int64_t *out)
+{
+    int rv = len == 8 ? 0 : COALITION_E_STORAGE;
+    if (rv == 0) {
+        *out = (int64_t)bytes_get_be64(v);
+    }
+    free(v);
+    return rv;
+}
+
 /* Reads an int64 account balance.  0, STORE_NOT_FOUND or a storage error. */
 static int batch_get_i64(struct store_batch *b, const struct key *k, int64_t *out)
 {
     void *v = NULL;
     size_t len = 0;
     int rv = store_batch_get(b, k->buf, k->len, &v, &len);
-    if (rv != 0) {
-        return rv;
-    }
-    if (len != 8) {
-        free(v);
-        return COALITION_E_STORAGE;
-    }
-    *out = (int64_t)get_be64(v);
-    free(v);
-    return 0;
+    return rv != 0 ? rv : decode_i64(v, len, out);
 }
 
 static void batch_put_i64(struct store_batch *b, const struct key *k, int64_t v)
 {
     uint8_t buf[8];
-    put_be64(buf, (uint64_t)v);
+    bytes_put_be64(buf, (uint64_t)v);
     store_batch_put(b, k->buf, k->len, buf, sizeof(buf));
 }
 
@@ -341,10 +327,10 @@ static int txn_digest(const Coalition__Txn *t, uint8_t out[LEDGER_DIGEST_LEN])
 
 static void head_encode(const struct ledger_head *h, uint8_t out[LEDGER_HEAD_LEN])
 {
-    put_be64(out, h->seq);
+    bytes_put_be64(out, h->seq);
     memcpy(out + 8, h->hash, LEDGER_HASH_LEN);
-    put_be64(out + 8 + LEDGER_HASH_LEN, h->applied_index);
-    put_be64(out + 16 + LEDGER_HASH_LEN, h->time_ms);
+    bytes_put_be64(out + 8 + LEDGER_HASH_LEN, h->applied_index);
+    bytes_put_be64(out + 16 + LEDGER_HASH_LEN, h->time_ms);
 }
 
 static int head_decode(const uint8_t *p, size_t len, struct ledger_head *h)
@@ -352,10 +338,10 @@ static int head_decode(const uint8_t *p, size_t len, struct ledger_head *h)
     if (len != LEDGER_HEAD_LEN) {
         return COALITION_E_STORAGE;
     }
-    h->seq = get_be64(p);
+    h->seq = bytes_get_be64(p);
     memcpy(h->hash, p + 8, LEDGER_HASH_LEN);
-    h->applied_index = get_be64(p + 8 + LEDGER_HASH_LEN);
-    h->time_ms = get_be64(p + 16 + LEDGER_HASH_LEN);
+    h->applied_index = bytes_get_be64(p + 8 + LEDGER_HASH_LEN);
+    h->time_ms = bytes_get_be64(p + 16 + LEDGER_HASH_LEN);
     return 0;
 }
 
@@ -1003,7 +989,7 @@ static int apply_spend(struct apply *a, bool transfer)
      * keyed by their origin so they are still spent oldest first. */
     for (size_t i = 0; transfer && rv == 0 && i < n_uses; i++) {
         assert(uses[i]->lot_key.len >= 16);
-        uint64_t origin = get_be64(uses[i]->lot_key.data + uses[i]->lot_key.len - 16);
+        uint64_t origin = bytes_get_be64(uses[i]->lot_key.data + uses[i]->lot_key.len - 16);
         struct key lk;
         lot_key_make(&lk, t->member_to, origin, a->res->seq);
         rv = lot_add(a, &lk, uses[i]->issuer, uses[i]->earned_ms, uses[i]->points);
@@ -1415,16 +1401,7 @@ int ledger_balance(struct ledger *l, const char *member, int64_t *points)
     if (rv == STORE_NOT_FOUND) {
         return COALITION_E_UNKNOWN_MEMBER;
     }
-    if (rv != 0) {
-        return rv;
-    }
-    if (len != 8) {
-        free(v);
-        return COALITION_E_STORAGE;
-    }
-    *points = (int64_t)get_be64(v);
-    free(v);
-    return 0;
+    return rv != 0 ? rv : decode_i64(v, len, points);
 }
 
 /* Fills a history item from an entry as seen by `member`. */
@@ -1495,7 +1472,7 @@ int ledger_history(struct ledger *l, const char *member, uint32_t limit,
             size_t klen = 0;
             const uint8_t *kp = store_iter_key(it, &klen);
             struct key ek;
-            key_entry(&ek, get_be64(kp + klen - 8));
+            key_entry(&ek, bytes_get_be64(kp + klen - 8));
             void *v = NULL;
             size_t vlen = 0;
             rv = store_get(l->store, snap, ek.buf, ek.len, &v, &vlen);
@@ -1666,7 +1643,7 @@ static int verify_entries(struct verifier *v)
         size_t klen = 0, vlen = 0;
         const uint8_t *kp = store_iter_key(it, &klen);
         const uint8_t *vp = store_iter_value(it, &vlen);
-        uint64_t seq = klen == 9 ? get_be64(kp + 1) : 0;
+        uint64_t seq = klen == 9 ? bytes_get_be64(kp + 1) : 0;
         if (seq != expect) {
             rv = verify_fail(v, expect, "entry sequence has a gap or a bad key");
             break;
@@ -1743,7 +1720,7 @@ static int verify_accounts(struct verifier *v, uint64_t *nonzero_members)
         }
         memcpy(name, kp + 1, klen - 1);
         name[klen - 1] = '\0';
-        int64_t bal = (int64_t)get_be64(vp);
+        int64_t bal = (int64_t)bytes_get_be64(vp);
         size_t slot = sums_slot(&v->sums, name);
         int64_t expect = 0;
         if (v->sums.names[slot] != NULL) {
@@ -1809,7 +1786,7 @@ static int verify_lots(struct verifier *v, uint64_t nonzero_members)
             size_t blen = 0;
             rv = store_get(v->store, v->snap, ak.buf, ak.len, &bv, &blen);
             if (rv == 0 && blen == 8) {
-                bal = (int64_t)get_be64(bv);
+                bal = (int64_t)bytes_get_be64(bv);
             }
             free(bv);
             if (rv != 0 || bal != sum) {
@@ -1870,8 +1847,8 @@ static int verify_digest(struct verifier *v)
         const void *kp = store_iter_key(it, &klen);
         const void *vp = store_iter_value(it, &vlen);
         uint8_t lens[16];
-        put_be64(lens, klen);
-        put_be64(lens + 8, vlen);
+        bytes_put_be64(lens, klen);
+        bytes_put_be64(lens + 8, vlen);
         crypto_generichash_update(&v->digest, lens, sizeof(lens));
         crypto_generichash_update(&v->digest, kp, klen);
         crypto_generichash_update(&v->digest, vp, vlen);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "errors.h"
 #include "frame.h"
 #include "outbuf.h"
@@ -93,10 +94,7 @@ static void conn_send(struct conn *c, const Coalition__Response *resp)
         conn_close(c);
         return;
     }
-    p[0] = (uint8_t)(len >> 24);
-    p[1] = (uint8_t)(len >> 16);
-    p[2] = (uint8_t)(len >> 8);
-    p[3] = (uint8_t)len;
+    bytes_put_be32(p, (uint32_t)len);
     coalition__response__pack(resp, p + FRAME_HEADER_LEN);
     outbuf_commit(&c->out, FRAME_HEADER_LEN + len);
     conn_flush(c);

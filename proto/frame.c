@@ -3,6 +3,8 @@
  * whose buffer is bounded by the payload limit.  No I/O lives here. */
 #include "frame.h"
 
+#include "bytes.h"
+
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,19 +16,6 @@
 
 _Static_assert(FRAME_HEADER_LEN == 4, "the header is one big-endian uint32");
 _Static_assert(FRAME_PAYLOAD_MAX <= UINT32_MAX, "the payload length must fit the header");
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | (uint32_t)p[3];
-}
 
 /* Packs any message into header + payload.  An empty message would give a
  * zero-length payload, which every decoder rejects as BAD_FRAME, so it is
@@ -47,7 +36,7 @@ static int frame_pack_message(const ProtobufCMessage *msg, uint8_t **out, size_t
     if (buf == NULL) {
         return COALITION_E_NOMEM;
     }
-    put_be32(buf, (uint32_t)payload_len);
+    bytes_put_be32(buf, (uint32_t)payload_len);
     size_t packed = protobuf_c_message_pack(msg, buf + FRAME_HEADER_LEN);
     assert(packed == payload_len);
     (void)packed;
@@ -168,7 +157,7 @@ int frame_decoder_next(struct frame_decoder *d, const uint8_t **payload, size_t 
         return 0;
     }
     const uint8_t *p = d->buf + d->start;
-    uint32_t n = get_be32(p);
+    uint32_t n = bytes_get_be32(p);
     if (n == 0) {
         return COALITION_E_BAD_FRAME;
     }
