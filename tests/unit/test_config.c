@@ -2,9 +2,7 @@
  * directory (a full file, comments and whitespace, every rejection with its
  * file:line:key message), command-line style overrides with config_set,
  * address and peer-list parsing, and the whole-configuration check. */
-#define _XOPEN_SOURCE 700 /* nftw */
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +16,8 @@
 
 #include <cmocka.h>
 
+#include "tmpdir.h"
+
 #include "config.h"
 
 /* A temporary directory for INI files, a configuration with defaults and an
@@ -29,25 +29,11 @@ struct config_fixture {
     char err[1024];
 };
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int setup(void **state)
 {
     struct config_fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    const char *tmp = getenv("TMPDIR");
-    if (tmp == NULL || tmp[0] == '\0') {
-        tmp = "/tmp";
-    }
-    int n = snprintf(f->dir, sizeof(f->dir), "%s/test_config.XXXXXX", tmp);
-    assert_true(n > 0 && (size_t)n < sizeof(f->dir));
-    assert_non_null(mkdtemp(f->dir));
+    assert_int_equal(tmpdir_make(f->dir, sizeof(f->dir), "test_config"), 0);
     config_defaults(&f->c);
     *state = f;
     return 0;
@@ -56,9 +42,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct config_fixture *f = *state;
-    if (nftw(f->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT) {
-        fprintf(stderr, "cannot remove %s\n", f->dir);
-    }
+    tmpdir_remove(f->dir);
     free(f);
     return 0;
 }

@@ -6,9 +6,7 @@
  * verify and its detection of tampering, determinism across replicas,
  * history, durability across reopen, and a seeded random run checked against
  * an in-test model of balances and lots. */
-#define _XOPEN_SOURCE 700 /* nftw */
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +20,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "tmpdir.h"
 #include <sodium.h>
 
 #include "errors.h"
@@ -38,21 +38,6 @@ struct ledger_fixture {
     struct ledger *l;
     uint64_t index;
 };
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void remove_tree(const char *dir)
-{
-    if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT) {
-        fprintf(stderr, "cannot remove %s\n", dir);
-    }
-}
 
 /* Opens a store and a ledger in `dir`. */
 static void open_ledger(const char *dir, struct store **s, struct ledger **l)
@@ -91,13 +76,7 @@ static int setup(void **state)
 {
     struct ledger_fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    const char *tmp = getenv("TMPDIR");
-    if (tmp == NULL || tmp[0] == '\0') {
-        tmp = "/tmp";
-    }
-    int n = snprintf(f->dir, sizeof(f->dir), "%s/test_ledger.XXXXXX", tmp);
-    assert_true(n > 0 && (size_t)n < sizeof(f->dir) - 32);
-    assert_non_null(mkdtemp(f->dir));
+    assert_int_equal(tmpdir_make(f->dir, sizeof(f->dir) - 32, "test_ledger"), 0);
     open_ledger(f->dir, &f->s, &f->l);
     *state = f;
     return 0;
@@ -107,7 +86,7 @@ static int teardown(void **state)
 {
     struct ledger_fixture *f = *state;
     close_ledger(f->s, f->l);
-    remove_tree(f->dir);
+    tmpdir_remove(f->dir);
     free(f);
     return 0;
 }
@@ -1642,7 +1621,7 @@ static void test_ledger_is_deterministic(void **state)
     }
     /* The same batches at another time: another chain. */
     close_ledger(other[2].s, other[2].l);
-    remove_tree(other[2].dir);
+    tmpdir_remove(other[2].dir);
     assert_int_equal(mkdir(other[2].dir, 0700), 0);
     open_ledger(other[2].dir, &other[2].s, &other[2].l);
     seed(&other[2]);

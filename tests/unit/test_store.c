@@ -4,9 +4,7 @@
  * iterators (forward, backward, bounded, over pending writes, on a snapshot),
  * snapshot isolation, durability across close and reopen, and the
  * STORE_NOT_FOUND convention. */
-#define _XOPEN_SOURCE 700 /* nftw */
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "tmpdir.h"
+
 #include "errors.h"
 #include "store.h"
 
@@ -28,21 +28,6 @@ struct store_fixture {
     char dir[PATH_MAX];
     struct store *s;
 };
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void remove_tree(const char *dir)
-{
-    if (nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT) {
-        fprintf(stderr, "cannot remove %s\n", dir);
-    }
-}
 
 static void fixture_open(struct store_fixture *f)
 {
@@ -67,13 +52,7 @@ static int setup(void **state)
 {
     struct store_fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
-    const char *tmp = getenv("TMPDIR");
-    if (tmp == NULL || tmp[0] == '\0') {
-        tmp = "/tmp";
-    }
-    int n = snprintf(f->dir, sizeof(f->dir), "%s/test_store.XXXXXX", tmp);
-    assert_true(n > 0 && (size_t)n < sizeof(f->dir));
-    assert_non_null(mkdtemp(f->dir));
+    assert_int_equal(tmpdir_make(f->dir, sizeof(f->dir), "test_store"), 0);
     fixture_open(f);
     *state = f;
     return 0;
@@ -83,7 +62,7 @@ static int teardown(void **state)
 {
     struct store_fixture *f = *state;
     store_close(f->s);
-    remove_tree(f->dir);
+    tmpdir_remove(f->dir);
     free(f);
     return 0;
 }
