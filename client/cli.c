@@ -1,8 +1,9 @@
 /* The `coalition` command-line tool: one libcoalition call per invocation
  * (the `cluster` commands ask every node of the configuration), printed as
- * short human lines or, with --json, as exactly one JSON object on stdout.
- * Exit status: 0 ok, 1 rejected by the ledger, 2 usage error, 3 node
- * unreachable or timed out. */
+ * short human lines or, with --json, as exactly one JSON object on stdout
+ * (settlement and report also as CSV).  It also reads program and rules
+ * files (JSON) into the library's structs.  Exit status: 0 ok, 1 rejected by
+ * the ledger, 2 usage error, 3 node unreachable or timed out. */
 #include <assert.h>
 #include <errno.h>
 #include <getopt.h>
@@ -17,6 +18,7 @@
 #include <jansson.h>
 
 #include "coalition.h"
+#include "date.h"
 
 enum {
     EXIT_OK = 0,
@@ -32,7 +34,9 @@ enum {
 /* A membership change is answered once it is committed; making a node a
  * voter first lets it catch up with the log, which can take a while. */
 #define CLI_CLUSTER_CHANGE_TIMEOUT_MS_DEFAULT 30000
-#define CLI_HEX_LEN                           (2 * COALITION_HASH_LEN + 1)
+/* Settlement and KPI reports read every entry of their window. */
+#define CLI_REPORT_TIMEOUT_MS_DEFAULT 60000
+#define CLI_HEX_LEN                   (2 * COALITION_HASH_LEN + 1)
 /* The cluster commands ask every node in turn: each gets a short timeout
  * (unless --timeout-ms is given) so that a dead node does not stall them. */
 #define CLI_NODE_TIMEOUT_MS_DEFAULT 1000
@@ -59,6 +63,20 @@ enum opt_index {
     OPT_CLIENT,
     OPT_ROLE,
     OPT_WAIT_S,
+    OPT_PURCHASE_CENTS,
+    OPT_PAID_POINTS_CENTS,
+    OPT_CATEGORY,
+    OPT_TIMEOUT_S,
+    OPT_HOLD,
+    OPT_AT,
+    OPT_WITHIN,
+    OPT_FILE,
+    OPT_OLD,
+    OPT_PHONE,
+    OPT_EMAIL,
+    OPT_INTO,
+    OPT_ALL, /* a flag */
+    OPT_CSV, /* a flag */
     OPT_COUNT
 };
 
@@ -82,11 +100,25 @@ static const char *const opt_names[OPT_COUNT] = {
     [OPT_CLIENT] = "client",
     [OPT_ROLE] = "role",
     [OPT_WAIT_S] = "wait-s",
+    [OPT_PURCHASE_CENTS] = "purchase-cents",
+    [OPT_PAID_POINTS_CENTS] = "paid-points-cents",
+    [OPT_CATEGORY] = "category",
+    [OPT_TIMEOUT_S] = "timeout-s",
+    [OPT_HOLD] = "hold",
+    [OPT_AT] = "at",
+    [OPT_WITHIN] = "within",
+    [OPT_FILE] = "file",
+    [OPT_OLD] = "old",
+    [OPT_PHONE] = "phone",
+    [OPT_EMAIL] = "email",
+    [OPT_INTO] = "into",
+    [OPT_ALL] = "all",
+    [OPT_CSV] = "csv",
 };
 _Static_assert(OPT_COUNT <= 32, "options are bits of an unsigned");
 
 /* Options that take no value; a->v[] holds "1" when one is given. */
-#define FLAG_OPTS BIT(OPT_CONSISTENT)
+#define FLAG_OPTS (BIT(OPT_CONSISTENT) | BIT(OPT_ALL) | BIT(OPT_CSV))
 
 /* getopt_long values of the global options (also accepted after a command)
  * and the base of the command options. */
@@ -104,6 +136,17 @@ struct cli {
     struct coalition_client *client;
 };
 
+/* A program or rules file as read by `program set` and `rules set`: the
+ * structs borrow their strings from `doc`, which is owned (json_decref). */
+struct rules_file {
+    json_t *doc;
+    struct coalition_program program;
+    struct coalition_category_rate categories[COALITION_CATEGORIES_MAX];
+    struct coalition_campaign campaigns[COALITION_CAMPAIGNS_MAX];
+    struct coalition_rules rules;
+    struct coalition_tier tiers[COALITION_TIERS_MAX];
+};
+
 struct args {
     const char *v[OPT_COUNT]; /* borrowed from argv; NULL when not given */
     int64_t points;           /* --points, 0 when not given */
@@ -111,6 +154,16 @@ struct args {
     uint64_t node_id;         /* cluster commands: --id, 0 when not given */
     enum coalition_role role; /* --role, standby when not given */
     uint32_t wait_s;          /* --wait-s, CLI_CHECK_WAIT_S_DEFAULT when not given */
+    int64_t purchase_cents;   /* --purchase-cents, 0 when not given */
+    int64_t paid_points_cents;
+    uint32_t timeout_s;   /* --timeout-s, 0 when not given */
+    uint32_t within_days; /* --within */
+    /* Dates of the commands whose --at, --from and --to are dates (struct
+     * command's date_opts); 0 when not given. */
+    uint64_t at_ms;
+    uint64_t from_ms;
+    uint64_t to_ms;
+    struct rules_file file; /* --file of program set, rules set */
 };
 
 struct command {
@@ -121,6 +174,11 @@ struct command {
     int (*run)(struct cli *cli, const struct args *a);
     const char *synopsis;
     const char *help;
+    unsigned date_opts; /* options among --at, --from, --to that are dates here */
+    /* Checks that go beyond allowed and required (one option of a pair, a
+     * file to read), before any connection is made; NULL if none.  Returns
+     * 0 or the exit status of the usage error it reported. */
+    int (*check)(struct cli *cli, const struct command *cmd, struct args *a);
 };
 
 /* ------------------------------------------------------------------------
@@ -165,11 +223,13 @@ static json_t *jhash(const uint8_t hash[COALITION_HASH_LEN])
     return json_string(hex);
 }
 
-/* Prints `obj` (consumed) as the one JSON object of stdout. */
+/* Prints `obj` (consumed) as the one JSON object of stdout.  The only reals
+ * are percentages with one decimal: 15 significant digits print them as
+ * written ("33.3", not "33.299999999999997"). */
 static void json_print(json_t *obj)
 {
     assert(obj != NULL);
-    char *s = json_dumps(obj, JSON_COMPACT);
+    char *s = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(15));
     if (s != NULL) {
         fputs(s, stdout);
         fputc('\n', stdout);
@@ -262,14 +322,100 @@ static int usage_error(const struct cli *cli, const struct command *cmd, const c
     return EXIT_USAGE;
 }
 
-/* ISO-8601 UTC time of a ledger timestamp, to the second. */
-static void format_time(uint64_t time_ms, char out[32])
+/* A time as ISO 8601 UTC text in JSON, or null for 0 (none). */
+static json_t *jdate(uint64_t ms)
 {
-    time_t secs = (time_t)(time_ms / 1000);
-    struct tm tm;
-    if (gmtime_r(&secs, &tm) == NULL || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
-        snprintf(out, 32, "%" PRIu64, time_ms);
+    if (ms == 0) {
+        return json_null();
     }
+    char text[DATE_TEXT_LEN];
+    date_format(ms, text);
+    return json_string(text);
+}
+
+/* A string in JSON, or null for "" (none). */
+static json_t *jstr_or_null(const char *s)
+{
+    return s[0] != '\0' ? jstr(s) : json_null();
+}
+
+/* ------------------------------------------------------------------------
+ * Money and rates: integers only.  Point values are in thousandths of a cent
+ * (mc); a currency unit is 100 cents = 100000 mc. */
+
+enum { MONEY_TEXT_LEN = 32 };
+
+/* `cents` as currency units with two decimals ("-12.34"). */
+static void format_cents(int64_t cents, char out[MONEY_TEXT_LEN])
+{
+    uint64_t mag = cents < 0 ? (uint64_t)(-(cents + 1)) + 1 : (uint64_t)cents;
+    snprintf(out, MONEY_TEXT_LEN, "%s%" PRIu64 ".%02u", cents < 0 ? "-" : "", mag / 100,
+             (unsigned)(mag % 100));
+}
+
+/* `mc` thousandths of a cent as currency units with two decimals, rounded to
+ * the nearest cent, halves away from zero (1500 mc is "0.02", -1500 mc is
+ * "-0.02"); exact integer arithmetic, never "-0.00". */
+static void format_mc(int64_t mc, char out[MONEY_TEXT_LEN])
+{
+    uint64_t mag = mc < 0 ? (uint64_t)(-(mc + 1)) + 1 : (uint64_t)mc;
+    uint64_t cents = mag / 1000 + (mag % 1000 >= 500 ? 1 : 0);
+    snprintf(out, MONEY_TEXT_LEN, "%s%" PRIu64 ".%02u", mc < 0 && cents > 0 ? "-" : "", cents / 100,
+             (unsigned)(cents % 100));
+}
+
+/* num / den as tenths of a percent (permille), rounded half up; false when
+ * den is 0 or less (no rate).  Exact for operands below 2^53; larger ones
+ * are scaled down first (a relative error below 2^-49, far below the printed
+ * precision). */
+static bool rate_permille(int64_t num, int64_t den, int64_t *out)
+{
+    if (den <= 0) {
+        return false;
+    }
+    bool neg = num < 0;
+    uint64_t n = neg ? (uint64_t)(-(num + 1)) + 1 : (uint64_t)num;
+    uint64_t d = (uint64_t)den;
+    while (n >= ((uint64_t)1 << 53) || d >= ((uint64_t)1 << 53)) {
+        n >>= 4;
+        d >>= 4;
+    }
+    if (d == 0) {
+        return false;
+    }
+    uint64_t q = n / d;
+    uint64_t r = n % d;
+    /* r < d < 2^53, so r * 1000 + d / 2 stays below 2^63 */
+    uint64_t permille = q * 1000 + (r * 1000 + d / 2) / d;
+    *out = neg ? -(int64_t)permille : (int64_t)permille;
+    return true;
+}
+
+static bool rate_of_counts(uint64_t num, uint64_t den, int64_t *out)
+{
+    if (num > (uint64_t)INT64_MAX || den > (uint64_t)INT64_MAX) {
+        num >>= 1;
+        den >>= 1;
+    }
+    return rate_permille((int64_t)num, (int64_t)den, out);
+}
+
+/* A rate as "33.3%" or "n/a". */
+static void format_rate(bool have, int64_t permille, char out[MONEY_TEXT_LEN])
+{
+    if (!have) {
+        snprintf(out, MONEY_TEXT_LEN, "n/a");
+        return;
+    }
+    uint64_t mag = permille < 0 ? (uint64_t)(-(permille + 1)) + 1 : (uint64_t)permille;
+    snprintf(out, MONEY_TEXT_LEN, "%s%" PRIu64 ".%u%%", permille < 0 ? "-" : "", mag / 10,
+             (unsigned)(mag % 10));
+}
+
+/* A rate in JSON: a percentage with one decimal, or null. */
+static json_t *jrate(bool have, int64_t permille)
+{
+    return have ? json_real((double)permille / 10.0) : json_null();
 }
 
 /* ------------------------------------------------------------------------
@@ -356,6 +502,34 @@ static int run_status(struct cli *cli, const struct args *a)
     return EXIT_OK;
 }
 
+/* Prints the result of write `txn_id`: the points and, for a purchase
+ * award, the rule that set them. */
+static int print_txn_result(const struct cli *cli, const char *txn_id,
+                            const struct coalition_txn_result *r)
+{
+    if (cli->json) {
+        json_t *obj = json_object();
+        json_object_set_new(obj, "txn", jstr(txn_id));
+        json_object_set_new(obj, "seq", juint(r->seq));
+        json_object_set_new(obj, "duplicate", json_boolean(r->duplicate));
+        json_object_set_new(obj, "points", jint(r->points));
+        json_object_set_new(obj, "time_ms", juint(r->time_ms));
+        json_object_set_new(obj, "rule", jstr(r->rule));
+        json_print(obj);
+        return EXIT_OK;
+    }
+    if (r->duplicate) {
+        printf("duplicate: txn %s already applied as seq %" PRIu64, txn_id, r->seq);
+    } else {
+        printf("ok: txn %s seq %" PRIu64 " points %" PRId64, txn_id, r->seq, r->points);
+    }
+    if (r->rule[0] != '\0') {
+        printf(" (rule %s)", r->rule);
+    }
+    putchar('\n');
+    return EXIT_OK;
+}
+
 /* Submits one transaction and prints its result. */
 static int submit_txn(struct cli *cli, const struct coalition_txn *t)
 {
@@ -364,20 +538,7 @@ static int submit_txn(struct cli *cli, const struct coalition_txn *t)
     if (rv != 0) {
         return report_error(cli, rv, error_message(cli, rv));
     }
-    if (cli->json) {
-        json_t *obj = json_object();
-        json_object_set_new(obj, "txn", jstr(t->txn_id));
-        json_object_set_new(obj, "seq", juint(r.seq));
-        json_object_set_new(obj, "duplicate", json_boolean(r.duplicate));
-        json_object_set_new(obj, "points", jint(r.points));
-        json_object_set_new(obj, "time_ms", juint(r.time_ms));
-        json_print(obj);
-    } else if (r.duplicate) {
-        printf("duplicate: txn %s already applied as seq %" PRIu64 "\n", t->txn_id, r.seq);
-    } else {
-        printf("ok: txn %s seq %" PRIu64 " points %" PRId64 "\n", t->txn_id, r.seq, r.points);
-    }
-    return EXIT_OK;
+    return print_txn_result(cli, t->txn_id, &r);
 }
 
 static int run_partner_add(struct cli *cli, const struct args *a)
@@ -417,9 +578,22 @@ static int run_award_redeem(struct cli *cli, const struct args *a, enum coalitio
     return submit_txn(cli, &t);
 }
 
+/* An award of --points, or of what --purchase-cents earns under the
+ * partner's program (check_award: exactly one of the two). */
 static int run_award(struct cli *cli, const struct args *a)
 {
-    return run_award_redeem(cli, a, COALITION_TXN_AWARD);
+    struct coalition_txn t = {
+        .kind = COALITION_TXN_AWARD,
+        .partner = a->v[OPT_PARTNER],
+        .member = a->v[OPT_MEMBER],
+        .txn_id = a->v[OPT_TXN],
+        .reason = a->v[OPT_REASON],
+        .points = a->points,
+        .purchase_cents = a->purchase_cents,
+        .paid_points_cents = a->paid_points_cents,
+        .category = a->v[OPT_CATEGORY],
+    };
+    return submit_txn(cli, &t);
 }
 
 static int run_redeem(struct cli *cli, const struct args *a)
@@ -459,7 +633,7 @@ static int run_balance(struct cli *cli, const struct args *a)
     const char *member = a->v[OPT_MEMBER];
     struct coalition_balance b;
     coalition_client_set_consistent(cli->client, a->v[OPT_CONSISTENT] != NULL);
-    int rv = coalition_client_balance(cli->client, member, &b);
+    int rv = coalition_client_balance_at(cli->client, member, a->at_ms, &b);
     if (rv != 0) {
         return report_error(cli, rv, error_message(cli, rv));
     }
@@ -468,10 +642,32 @@ static int run_balance(struct cli *cli, const struct args *a)
         json_object_set_new(obj, "member", jstr(member));
         json_object_set_new(obj, "points", jint(b.points));
         json_object_set_new(obj, "as_of_seq", juint(b.as_of_seq));
+        json_object_set_new(obj, "held", jint(b.held));
+        json_object_set_new(obj, "locked", jint(b.locked));
+        json_object_set_new(obj, "tier", jstr_or_null(b.tier));
+        json_object_set_new(obj, "next_tier", jstr_or_null(b.next_tier));
+        json_object_set_new(obj, "to_next_tier",
+                            b.next_tier[0] != '\0' ? jint(b.to_next_tier) : json_null());
+        json_object_set_new(obj, "earned_12m", jint(b.earned_12m));
+        json_object_set_new(obj, "at", jdate(b.at_ms));
         json_print(obj);
+        return EXIT_OK;
+    }
+    printf("member %s: %" PRId64 " points (as of seq %" PRIu64 ")\n", member, b.points,
+           b.as_of_seq);
+    printf("held:       %" PRId64 "\n", b.held);
+    printf("locked:     %" PRId64 "\n", b.locked);
+    printf("tier:       %s (earned in 12 months: %" PRId64 ")\n",
+           b.tier[0] != '\0' ? b.tier : "none", b.earned_12m);
+    if (b.next_tier[0] != '\0') {
+        printf("next tier:  %s in %" PRId64 " points\n", b.next_tier, b.to_next_tier);
     } else {
-        printf("member %s: %" PRId64 " points (as of seq %" PRIu64 ")\n", member, b.points,
-               b.as_of_seq);
+        printf("next tier:  none\n");
+    }
+    if (b.at_ms != 0) {
+        char at[DATE_TEXT_LEN];
+        date_format(b.at_ms, at);
+        printf("at:         %s\n", at);
     }
     return EXIT_OK;
 }
@@ -482,8 +678,9 @@ enum { HIST_COLS = 8, HIST_CELL = 32 };
 static void history_row(const struct coalition_history_item *it, char buf[2][HIST_CELL],
                         const char *cells[HIST_COLS])
 {
+    _Static_assert(HIST_CELL >= DATE_TEXT_LEN, "a history cell holds a date");
     snprintf(buf[0], HIST_CELL, "%" PRIu64, it->seq);
-    format_time(it->time_ms, buf[1]);
+    date_format(it->time_ms, buf[1]);
     cells[0] = buf[0];
     cells[1] = buf[1];
     cells[2] = coalition_txn_kind_name(it->kind);
@@ -609,6 +806,838 @@ static int run_verify(struct cli *cli, const struct args *a)
         return report_error(cli, rv, error_message(cli, rv));
     }
     return EXIT_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * Tables and CSV for the rules commands */
+
+enum { CELL_LEN = 72 }; /* an id (64 bytes), a number or a date */
+
+/* A table of text cells printed with aligned columns: numbers right-aligned
+ * (bit c of `right`), the rest left, the last column unpadded. */
+struct table {
+    size_t cols;
+    size_t rows;
+    const char *const *heads;
+    unsigned right;
+    char (*cells)[CELL_LEN]; /* rows * cols; owned */
+};
+
+static bool table_init(struct table *t, size_t cols, const char *const *heads, unsigned right,
+                       size_t rows)
+{
+    assert(cols > 0 && cols <= 32);
+    t->cols = cols;
+    t->rows = rows;
+    t->heads = heads;
+    t->right = right;
+    t->cells = calloc(rows > 0 ? rows * cols : 1, sizeof(*t->cells));
+    return t->cells != NULL;
+}
+
+static void table_free(struct table *t)
+{
+    free(t->cells);
+    t->cells = NULL;
+}
+
+static void table_set(struct table *t, size_t row, size_t col, const char *fmt, ...)
+{
+    assert(row < t->rows && col < t->cols);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->cells[row * t->cols + col], CELL_LEN, fmt, ap);
+    va_end(ap);
+}
+
+static void table_print_row(const struct table *t, const int *width, const char *const *cells)
+{
+    for (size_t c = 0; c < t->cols; c++) {
+        bool last = c + 1 == t->cols;
+        const char *sep = last ? "\n" : "  ";
+        if (t->right & BIT(c)) {
+            printf("%*s%s", width[c], cells[c], sep);
+        } else if (last) {
+            printf("%s%s", cells[c], sep);
+        } else {
+            printf("%-*s%s", width[c], cells[c], sep);
+        }
+    }
+}
+
+static void table_print(const struct table *t)
+{
+    int width[32];
+    for (size_t c = 0; c < t->cols; c++) {
+        width[c] = (int)strlen(t->heads[c]);
+        for (size_t r = 0; r < t->rows; r++) {
+            int len = (int)strlen(t->cells[r * t->cols + c]);
+            if (len > width[c]) {
+                width[c] = len;
+            }
+        }
+    }
+    table_print_row(t, width, t->heads);
+    const char *cells[32];
+    for (size_t r = 0; r < t->rows; r++) {
+        for (size_t c = 0; c < t->cols; c++) {
+            cells[c] = t->cells[r * t->cols + c];
+        }
+        table_print_row(t, width, cells);
+    }
+}
+
+/* One CSV field (RFC 4180): quoted when it holds a comma, a quote or a line
+ * break, quotes doubled. */
+static void csv_field(const char *s, bool last)
+{
+    if (strpbrk(s, ",\"\r\n") == NULL) {
+        fputs(s, stdout);
+    } else {
+        putchar('"');
+        for (const char *p = s; *p != '\0'; p++) {
+            if (*p == '"') {
+                putchar('"');
+            }
+            putchar(*p);
+        }
+        putchar('"');
+    }
+    putchar(last ? '\n' : ',');
+}
+
+/* A table as CSV: its heads (lower case for CSV tables) as the header line,
+ * then its rows. */
+static void table_print_csv(const struct table *t)
+{
+    for (size_t c = 0; c < t->cols; c++) {
+        csv_field(t->heads[c], c + 1 == t->cols);
+    }
+    for (size_t r = 0; r < t->rows; r++) {
+        for (size_t c = 0; c < t->cols; c++) {
+            csv_field(t->cells[r * t->cols + c], c + 1 == t->cols);
+        }
+    }
+}
+
+static int report_nomem(const struct cli *cli)
+{
+    return report_error(cli, COALITION_E_NOMEM, coalition_strerror(COALITION_E_NOMEM));
+}
+
+/* ------------------------------------------------------------------------
+ * Holds, expiring points, programs and rules, cards and identity */
+
+static int run_hold(struct cli *cli, const struct args *a)
+{
+    struct coalition_txn t = {
+        .kind = COALITION_TXN_HOLD,
+        .partner = a->v[OPT_PARTNER],
+        .member = a->v[OPT_MEMBER],
+        .txn_id = a->v[OPT_TXN],
+        .reason = a->v[OPT_REASON],
+        .points = a->points,
+        .timeout_s = a->timeout_s,
+    };
+    return submit_txn(cli, &t);
+}
+
+static int run_capture(struct cli *cli, const struct args *a)
+{
+    struct coalition_txn t = {
+        .kind = COALITION_TXN_CAPTURE, /* points 0: all that is held */
+        .partner = a->v[OPT_PARTNER],
+        .of_txn = a->v[OPT_HOLD],
+        .txn_id = a->v[OPT_TXN],
+        .reason = a->v[OPT_REASON],
+        .points = a->points,
+    };
+    return submit_txn(cli, &t);
+}
+
+static int run_release(struct cli *cli, const struct args *a)
+{
+    struct coalition_txn t = {
+        .kind = COALITION_TXN_RELEASE,
+        .partner = a->v[OPT_PARTNER],
+        .of_txn = a->v[OPT_HOLD],
+        .txn_id = a->v[OPT_TXN],
+        .reason = a->v[OPT_REASON],
+    };
+    return submit_txn(cli, &t);
+}
+
+static int run_expiring(struct cli *cli, const struct args *a)
+{
+    const char *member = a->v[OPT_MEMBER];
+    struct coalition_expiring e;
+    coalition_client_set_consistent(cli->client, a->v[OPT_CONSISTENT] != NULL);
+    int rv = coalition_client_expiring(cli->client, member, a->within_days, a->at_ms, &e);
+    if (rv != 0) {
+        return report_error(cli, rv, error_message(cli, rv));
+    }
+    int64_t total = 0;
+    for (size_t i = 0; i < e.len; i++) {
+        total += e.lots[i].points; /* each at most 10^12: no overflow in any real list */
+    }
+    char at[DATE_TEXT_LEN];
+    date_format(e.at_ms, at);
+    if (cli->json) {
+        json_t *obj = json_object();
+        json_t *lots = json_array();
+        json_object_set_new(obj, "member", jstr(member));
+        json_object_set_new(obj, "within_days", juint(a->within_days));
+        json_object_set_new(obj, "at", jdate(e.at_ms));
+        json_object_set_new(obj, "total", jint(total));
+        for (size_t i = 0; i < e.len; i++) {
+            json_t *o = json_object();
+            json_object_set_new(o, "issuer", jstr(e.lots[i].issuer));
+            json_object_set_new(o, "points", jint(e.lots[i].points));
+            json_object_set_new(o, "earned", jdate(e.lots[i].earned_ms));
+            json_object_set_new(o, "expires", jdate(e.lots[i].expires_ms));
+            json_array_append_new(lots, o);
+        }
+        json_object_set_new(obj, "lots", lots);
+        json_print(obj);
+        coalition_expiring_free(&e);
+        return EXIT_OK;
+    }
+    if (e.len == 0) {
+        printf("member %s: no points expire within %" PRIu32 " days of %s\n", member,
+               a->within_days, at);
+        coalition_expiring_free(&e);
+        return EXIT_OK;
+    }
+    static const char *const heads[] = {"ISSUER", "POINTS", "EARNED (UTC)", "EXPIRES (UTC)"};
+    struct table t;
+    if (!table_init(&t, 4, heads, BIT(1), e.len)) {
+        coalition_expiring_free(&e);
+        return report_nomem(cli);
+    }
+    for (size_t i = 0; i < e.len; i++) {
+        char earned[DATE_TEXT_LEN];
+        char expires[DATE_TEXT_LEN];
+        date_format(e.lots[i].earned_ms, earned);
+        date_format(e.lots[i].expires_ms, expires);
+        table_set(&t, i, 0, "%s", e.lots[i].issuer);
+        table_set(&t, i, 1, "%" PRId64, e.lots[i].points);
+        table_set(&t, i, 2, "%s", earned);
+        table_set(&t, i, 3, "%s", expires);
+    }
+    printf("member %s: %" PRId64 " points expire within %" PRIu32 " days of %s\n", member, total,
+           a->within_days, at);
+    table_print(&t);
+    table_free(&t);
+    coalition_expiring_free(&e);
+    return EXIT_OK;
+}
+
+static int run_program_set(struct cli *cli, const struct args *a)
+{
+    struct coalition_txn t = {
+        .kind = COALITION_TXN_PROGRAM_SET,
+        .partner = a->v[OPT_PARTNER],
+        .txn_id = a->v[OPT_TXN],
+        .reason = a->v[OPT_REASON],
+        .program = &a->file.program,
+    };
+    return submit_txn(cli, &t);
+}
+
+static int run_rules_set(struct cli *cli, const struct args *a)
+{
+    struct coalition_txn t = {
+        .kind = COALITION_TXN_RULES_SET,
+        .partner = a->v[OPT_PARTNER],
+        .txn_id = a->v[OPT_TXN],
+        .reason = a->v[OPT_REASON],
+        .rules = &a->file.rules,
+    };
+    return submit_txn(cli, &t);
+}
+
+static int run_card_add(struct cli *cli, const struct args *a)
+{
+    struct coalition_txn t = {
+        .kind = COALITION_TXN_CARD_ADD,
+        .partner = a->v[OPT_PARTNER],
+        .member = a->v[OPT_MEMBER],
+        .card = a->v[OPT_CARD],
+        .txn_id = a->v[OPT_TXN],
+    };
+    return submit_txn(cli, &t);
+}
+
+static int run_card_replace(struct cli *cli, const struct args *a)
+{
+    struct coalition_txn t = {
+        .kind = COALITION_TXN_CARD_REPLACE,
+        .partner = a->v[OPT_PARTNER],
+        .member = a->v[OPT_MEMBER],
+        .old_card = a->v[OPT_OLD],
+        .card = a->v[OPT_CARD],
+        .txn_id = a->v[OPT_TXN],
+    };
+    return submit_txn(cli, &t);
+}
+
+static int run_merge(struct cli *cli, const struct args *a)
+{
+    struct coalition_txn t = {
+        .kind = COALITION_TXN_MERGE, /* member is absorbed by member_to */
+        .partner = a->v[OPT_PARTNER],
+        .member = a->v[OPT_MEMBER],
+        .member_to = a->v[OPT_INTO],
+        .txn_id = a->v[OPT_TXN],
+        .reason = a->v[OPT_REASON],
+    };
+    return submit_txn(cli, &t);
+}
+
+static int run_erase(struct cli *cli, const struct args *a)
+{
+    struct coalition_txn t = {
+        .kind = COALITION_TXN_ERASE,
+        .partner = a->v[OPT_PARTNER],
+        .member = a->v[OPT_MEMBER],
+        .txn_id = a->v[OPT_TXN],
+        .reason = a->v[OPT_REASON],
+    };
+    return submit_txn(cli, &t);
+}
+
+static int run_identify(struct cli *cli, const struct args *a)
+{
+    struct coalition_txn_result r;
+    int rv = coalition_client_identify(cli->client, a->v[OPT_MEMBER], a->v[OPT_PHONE],
+                                       a->v[OPT_EMAIL], a->v[OPT_TXN], &r);
+    if (rv != 0) {
+        return report_error(cli, rv, error_message(cli, rv));
+    }
+    return print_txn_result(cli, a->v[OPT_TXN], &r);
+}
+
+static int run_lookup(struct cli *cli, const struct args *a)
+{
+    char member[COALITION_ID_MAX + 1];
+    coalition_client_set_consistent(cli->client, a->v[OPT_CONSISTENT] != NULL);
+    int rv = coalition_client_lookup(cli->client, a->v[OPT_CARD], a->v[OPT_PHONE], a->v[OPT_EMAIL],
+                                     member);
+    if (rv != 0) {
+        return report_error(cli, rv, error_message(cli, rv));
+    }
+    if (cli->json) {
+        json_t *obj = json_object();
+        json_object_set_new(obj, "member", jstr(member));
+        json_print(obj);
+    } else {
+        printf("member %s\n", member);
+    }
+    return EXIT_OK;
+}
+
+/* ------------------------------------------------------------------------
+ * Settlement and KPI reports */
+
+/* What one partner pays another once their flows both ways are netted. */
+struct payment {
+    const char *payer; /* borrowed from the flows */
+    const char *payee;
+    int64_t value_mc; /* > 0 */
+};
+
+/* The value of flow issuer -> redeemer (0 if there is none). */
+static int64_t flow_value(const struct coalition_settlement *s, const char *issuer,
+                          const char *redeemer)
+{
+    for (size_t i = 0; i < s->n_flows; i++) {
+        if (strcmp(s->flows[i].issuer, issuer) == 0 &&
+            strcmp(s->flows[i].redeemer, redeemer) == 0) {
+            return s->flows[i].value_mc;
+        }
+    }
+    return 0;
+}
+
+/* Nets the flows of every pair of partners: for A and B, A owes B the value
+ * of A's points redeemed at B, and B owes A the other way; the difference
+ * is paid by whoever owes more.  Pairs that are even are left out.  Fills
+ * *out (malloc'd, at most n_flows entries, the caller frees) in the order
+ * of the flows.  Returns 0, NOMEM or OVERFLOW. */
+static int settlement_payments(const struct coalition_settlement *s, struct payment **out,
+                               size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    struct payment *p = calloc(s->n_flows > 0 ? s->n_flows : 1, sizeof(*p));
+    if (p == NULL) {
+        return COALITION_E_NOMEM;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_flows; i++) {
+        const struct coalition_flow *f = &s->flows[i];
+        if (strcmp(f->issuer, f->redeemer) == 0) {
+            continue; /* a partner's own points redeemed at itself: nobody pays */
+        }
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++) {
+            seen = strcmp(s->flows[j].issuer, f->redeemer) == 0 &&
+                   strcmp(s->flows[j].redeemer, f->issuer) == 0;
+        }
+        if (seen) {
+            continue; /* the pair was netted at its first flow */
+        }
+        int64_t net = 0;
+        if (__builtin_sub_overflow(f->value_mc, flow_value(s, f->redeemer, f->issuer), &net) ||
+            net == INT64_MIN) {
+            free(p);
+            return COALITION_E_OVERFLOW;
+        }
+        if (net == 0) {
+            continue;
+        }
+        p[n].payer = net > 0 ? f->issuer : f->redeemer;
+        p[n].payee = net > 0 ? f->redeemer : f->issuer;
+        p[n].value_mc = net > 0 ? net : -net;
+        n++;
+    }
+    *out = p;
+    *n_out = n;
+    return 0;
+}
+
+static json_t *json_flows(const struct coalition_flow *flows, size_t n)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "issuer", jstr(flows[i].issuer));
+        json_object_set_new(o, "redeemer", jstr(flows[i].redeemer));
+        json_object_set_new(o, "points", jint(flows[i].points));
+        json_object_set_new(o, "value_mc", jint(flows[i].value_mc));
+        json_array_append_new(arr, o);
+    }
+    return arr;
+}
+
+/* Flows as a table: issuer, redeemer, points, value_mc (CSV only), value. */
+static bool flows_table(struct table *t, const struct coalition_flow *flows, size_t n, bool csv)
+{
+    static const char *const heads[] = {"ISSUER", "REDEEMER", "POINTS", "VALUE"};
+    static const char *const csv_heads[] = {"issuer", "redeemer", "points", "value_mc", "value"};
+    if (!table_init(t, csv ? 5 : 4, csv ? csv_heads : heads, csv ? 0 : BIT(2) | BIT(3), n)) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char value[MONEY_TEXT_LEN];
+        format_mc(flows[i].value_mc, value);
+        size_t c = 0;
+        table_set(t, i, c++, "%s", flows[i].issuer);
+        table_set(t, i, c++, "%s", flows[i].redeemer);
+        table_set(t, i, c++, "%" PRId64, flows[i].points);
+        if (csv) {
+            table_set(t, i, c++, "%" PRId64, flows[i].value_mc);
+        }
+        table_set(t, i, c++, "%s", value);
+    }
+    return true;
+}
+
+/* Partner positions as a table; in CSV every figure, in text the window's. */
+static bool positions_table(struct table *t, const struct coalition_settlement *s, bool csv)
+{
+    static const char *const heads[] = {"PARTNER",    "ISSUED",      "REDEEMED AT",
+                                        "EXPIRED",    "OUTSTANDING", "LIABILITY",
+                                        "RECEIVABLE", "PAYABLE",     "NET"};
+    static const char *const csv_heads[] = {
+        "partner",     "issued",       "redeemed_at",    "expired",
+        "outstanding", "liability_mc", "receivable_mc",  "payable_mc",
+        "net_mc",      "issued_total", "redeemed_total", "expired_total",
+        "liability",   "receivable",   "payable",        "net"};
+    size_t cols = csv ? sizeof(csv_heads) / sizeof(csv_heads[0]) : sizeof(heads) / sizeof(heads[0]);
+    if (!table_init(t, cols, csv ? csv_heads : heads, csv ? 0 : ~BIT(0), s->n_partners)) {
+        return false;
+    }
+    for (size_t i = 0; i < s->n_partners; i++) {
+        const struct coalition_position *p = &s->partners[i];
+        char money[4][MONEY_TEXT_LEN];
+        format_mc(p->liability_mc, money[0]);
+        format_mc(p->receivable_mc, money[1]);
+        format_mc(p->payable_mc, money[2]);
+        format_mc(p->net_mc, money[3]);
+        size_t c = 0;
+        table_set(t, i, c++, "%s", p->partner);
+        table_set(t, i, c++, "%" PRId64, p->issued);
+        table_set(t, i, c++, "%" PRId64, p->redeemed_at);
+        table_set(t, i, c++, "%" PRId64, p->expired);
+        table_set(t, i, c++, "%" PRId64, p->outstanding);
+        if (csv) {
+            table_set(t, i, c++, "%" PRId64, p->liability_mc);
+            table_set(t, i, c++, "%" PRId64, p->receivable_mc);
+            table_set(t, i, c++, "%" PRId64, p->payable_mc);
+            table_set(t, i, c++, "%" PRId64, p->net_mc);
+            table_set(t, i, c++, "%" PRId64, p->issued_total);
+            table_set(t, i, c++, "%" PRId64, p->redeemed_total);
+            table_set(t, i, c++, "%" PRId64, p->expired_total);
+        }
+        for (size_t m = 0; m < 4; m++) {
+            table_set(t, i, c++, "%s", money[m]);
+        }
+    }
+    return true;
+}
+
+static void settlement_print_json(const struct coalition_settlement *s, const struct payment *pay,
+                                  size_t n_pay)
+{
+    json_t *obj = json_object();
+    json_object_set_new(obj, "from", jdate(s->from_ms));
+    json_object_set_new(obj, "to", jdate(s->to_ms));
+    json_object_set_new(obj, "from_ms", juint(s->from_ms));
+    json_object_set_new(obj, "to_ms", juint(s->to_ms));
+    json_object_set_new(obj, "through_seq", juint(s->through_seq));
+    json_object_set_new(obj, "flows", json_flows(s->flows, s->n_flows));
+    json_t *partners = json_array();
+    for (size_t i = 0; i < s->n_partners; i++) {
+        const struct coalition_position *p = &s->partners[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "partner", jstr(p->partner));
+        json_object_set_new(o, "issued", jint(p->issued));
+        json_object_set_new(o, "redeemed_at", jint(p->redeemed_at));
+        json_object_set_new(o, "expired", jint(p->expired));
+        json_object_set_new(o, "outstanding", jint(p->outstanding));
+        json_object_set_new(o, "liability_mc", jint(p->liability_mc));
+        json_object_set_new(o, "receivable_mc", jint(p->receivable_mc));
+        json_object_set_new(o, "payable_mc", jint(p->payable_mc));
+        json_object_set_new(o, "net_mc", jint(p->net_mc));
+        json_object_set_new(o, "issued_total", jint(p->issued_total));
+        json_object_set_new(o, "redeemed_total", jint(p->redeemed_total));
+        json_object_set_new(o, "expired_total", jint(p->expired_total));
+        json_array_append_new(partners, o);
+    }
+    json_object_set_new(obj, "partners", partners);
+    json_t *payments = json_array();
+    for (size_t i = 0; i < n_pay; i++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "payer", jstr(pay[i].payer));
+        json_object_set_new(o, "payee", jstr(pay[i].payee));
+        json_object_set_new(o, "value_mc", jint(pay[i].value_mc));
+        json_array_append_new(payments, o);
+    }
+    json_object_set_new(obj, "payments", payments);
+    json_print(obj);
+}
+
+static int settlement_print_text(const struct cli *cli, const struct coalition_settlement *s,
+                                 const struct payment *pay, size_t n_pay)
+{
+    char from[DATE_TEXT_LEN];
+    char to[DATE_TEXT_LEN];
+    date_format(s->from_ms, from);
+    date_format(s->to_ms, to);
+    struct table flows;
+    struct table positions;
+    if (!flows_table(&flows, s->flows, s->n_flows, false)) {
+        return report_nomem(cli);
+    }
+    if (!positions_table(&positions, s, false)) {
+        table_free(&flows);
+        return report_nomem(cli);
+    }
+    printf("settlement from %s to %s (through seq %" PRIu64 ")\n", from, to, s->through_seq);
+    printf("\nflows (points of ISSUER redeemed at REDEEMER; VALUE owed by issuer)\n");
+    if (s->n_flows == 0) {
+        printf("none\n");
+    } else {
+        table_print(&flows);
+    }
+    printf("\npartners\n");
+    if (s->n_partners == 0) {
+        printf("none\n");
+    } else {
+        table_print(&positions);
+    }
+    printf("\npayments (flows between each pair netted)\n");
+    if (n_pay == 0) {
+        printf("none\n");
+    }
+    for (size_t i = 0; i < n_pay; i++) {
+        char value[MONEY_TEXT_LEN];
+        format_mc(pay[i].value_mc, value);
+        printf("%s pays %s %s\n", pay[i].payer, pay[i].payee, value);
+    }
+    table_free(&flows);
+    table_free(&positions);
+    return EXIT_OK;
+}
+
+static int settlement_print_csv(const struct cli *cli, const struct coalition_settlement *s)
+{
+    struct table flows;
+    struct table positions;
+    if (!flows_table(&flows, s->flows, s->n_flows, true)) {
+        return report_nomem(cli);
+    }
+    if (!positions_table(&positions, s, true)) {
+        table_free(&flows);
+        return report_nomem(cli);
+    }
+    table_print_csv(&flows);
+    putchar('\n');
+    table_print_csv(&positions);
+    table_free(&flows);
+    table_free(&positions);
+    return EXIT_OK;
+}
+
+static int run_settlement(struct cli *cli, const struct args *a)
+{
+    struct coalition_settlement s;
+    coalition_client_set_consistent(cli->client, a->v[OPT_CONSISTENT] != NULL);
+    int rv = coalition_client_settlement(cli->client, a->from_ms, a->to_ms, &s);
+    if (rv != 0) {
+        return report_error(cli, rv, error_message(cli, rv));
+    }
+    struct payment *pay = NULL;
+    size_t n_pay = 0;
+    rv = settlement_payments(&s, &pay, &n_pay);
+    if (rv != 0) {
+        coalition_settlement_free(&s);
+        return report_error(cli, rv, "netting the flows between partners failed");
+    }
+    int status = EXIT_OK;
+    if (cli->json) {
+        settlement_print_json(&s, pay, n_pay);
+    } else if (a->v[OPT_CSV] != NULL) {
+        status = settlement_print_csv(cli, &s);
+    } else {
+        status = settlement_print_text(cli, &s, pay, n_pay);
+    }
+    free(pay);
+    coalition_settlement_free(&s);
+    return status;
+}
+
+/* Derived KPIs of a report. */
+struct kpis {
+    bool have_repeat, have_retention, have_breakage, have_aov;
+    int64_t repeat_permille;    /* repeat_purchasers / purchasers */
+    int64_t retention_permille; /* retained_members / previous_active */
+    int64_t breakage_permille;  /* points_expired / points_issued */
+    int64_t aov_cents;          /* purchase_cents / purchases, rounded half up */
+};
+
+static void report_kpis(const struct coalition_report *r, struct kpis *k)
+{
+    k->have_repeat = rate_of_counts(r->repeat_purchasers, r->purchasers, &k->repeat_permille);
+    k->have_retention =
+        rate_of_counts(r->retained_members, r->previous_active, &k->retention_permille);
+    k->have_breakage = rate_permille(r->points_expired, r->points_issued, &k->breakage_permille);
+    k->have_aov = r->purchases > 0 && r->purchases <= (uint64_t)INT64_MAX;
+    k->aov_cents = 0;
+    if (k->have_aov) {
+        int64_t n = (int64_t)r->purchases;
+        int64_t q = r->purchase_cents / n;
+        int64_t rem = r->purchase_cents % n;
+        /* round half away from zero without overflow: compare 2*|rem| with n */
+        uint64_t arem = rem < 0 ? (uint64_t)(-rem) : (uint64_t)rem;
+        if (arem >= (uint64_t)n - arem) {
+            q += r->purchase_cents < 0 ? -1 : 1;
+        }
+        k->aov_cents = q;
+    }
+}
+
+static const char *const report_csv_heads[] = {"partner",
+                                               "from",
+                                               "to",
+                                               "through_seq",
+                                               "active_members",
+                                               "purchasers",
+                                               "repeat_purchasers",
+                                               "repeat_rate_pct",
+                                               "retained_members",
+                                               "previous_active",
+                                               "retention_rate_pct",
+                                               "purchases",
+                                               "purchase_cents",
+                                               "average_order_cents",
+                                               "points_issued",
+                                               "points_redeemed",
+                                               "points_expired",
+                                               "breakage_rate_pct",
+                                               "outstanding",
+                                               "liability_mc"};
+
+static void report_print_json(const struct coalition_report *r, const struct kpis *k)
+{
+    json_t *obj = json_object();
+    json_object_set_new(obj, "partner", jstr_or_null(r->partner));
+    json_object_set_new(obj, "from", jdate(r->from_ms));
+    json_object_set_new(obj, "to", jdate(r->to_ms));
+    json_object_set_new(obj, "from_ms", juint(r->from_ms));
+    json_object_set_new(obj, "to_ms", juint(r->to_ms));
+    json_object_set_new(obj, "through_seq", juint(r->through_seq));
+    json_object_set_new(obj, "active_members", juint(r->active_members));
+    json_object_set_new(obj, "purchasers", juint(r->purchasers));
+    json_object_set_new(obj, "repeat_purchasers", juint(r->repeat_purchasers));
+    json_object_set_new(obj, "repeat_rate_pct", jrate(k->have_repeat, k->repeat_permille));
+    json_object_set_new(obj, "retained_members", juint(r->retained_members));
+    json_object_set_new(obj, "previous_active", juint(r->previous_active));
+    json_object_set_new(obj, "retention_rate_pct", jrate(k->have_retention, k->retention_permille));
+    json_object_set_new(obj, "purchases", juint(r->purchases));
+    json_object_set_new(obj, "purchase_cents", jint(r->purchase_cents));
+    json_object_set_new(obj, "average_order_cents", k->have_aov ? jint(k->aov_cents) : json_null());
+    json_object_set_new(obj, "points_issued", jint(r->points_issued));
+    json_object_set_new(obj, "points_redeemed", jint(r->points_redeemed));
+    json_object_set_new(obj, "points_expired", jint(r->points_expired));
+    json_object_set_new(obj, "breakage_rate_pct", jrate(k->have_breakage, k->breakage_permille));
+    json_object_set_new(obj, "outstanding", jint(r->outstanding));
+    json_object_set_new(obj, "liability_mc", jint(r->liability_mc));
+    json_object_set_new(obj, "top_flows", json_flows(r->top_flows, r->n_top_flows));
+    json_print(obj);
+}
+
+static int report_print_csv(const struct cli *cli, const struct coalition_report *r,
+                            const struct kpis *k)
+{
+    enum { N = sizeof(report_csv_heads) / sizeof(report_csv_heads[0]) };
+    struct table t;
+    struct table flows;
+    if (!table_init(&t, N, report_csv_heads, 0, 1)) {
+        return report_nomem(cli);
+    }
+    if (!flows_table(&flows, r->top_flows, r->n_top_flows, true)) {
+        table_free(&t);
+        return report_nomem(cli);
+    }
+    char from[DATE_TEXT_LEN];
+    char to[DATE_TEXT_LEN];
+    char rates[3][MONEY_TEXT_LEN];
+    date_format(r->from_ms, from);
+    date_format(r->to_ms, to);
+    /* CSV rates without the % sign; empty when there is no rate. */
+    const struct {
+        bool have;
+        int64_t permille;
+    } rv[3] = {{k->have_repeat, k->repeat_permille},
+               {k->have_retention, k->retention_permille},
+               {k->have_breakage, k->breakage_permille}};
+    for (size_t i = 0; i < 3; i++) {
+        rates[i][0] = '\0';
+        if (rv[i].have) {
+            format_rate(true, rv[i].permille, rates[i]);
+            rates[i][strlen(rates[i]) - 1] = '\0';
+        }
+    }
+    size_t c = 0;
+    table_set(&t, 0, c++, "%s", r->partner);
+    table_set(&t, 0, c++, "%s", from);
+    table_set(&t, 0, c++, "%s", to);
+    table_set(&t, 0, c++, "%" PRIu64, r->through_seq);
+    table_set(&t, 0, c++, "%" PRIu64, r->active_members);
+    table_set(&t, 0, c++, "%" PRIu64, r->purchasers);
+    table_set(&t, 0, c++, "%" PRIu64, r->repeat_purchasers);
+    table_set(&t, 0, c++, "%s", rates[0]);
+    table_set(&t, 0, c++, "%" PRIu64, r->retained_members);
+    table_set(&t, 0, c++, "%" PRIu64, r->previous_active);
+    table_set(&t, 0, c++, "%s", rates[1]);
+    table_set(&t, 0, c++, "%" PRIu64, r->purchases);
+    table_set(&t, 0, c++, "%" PRId64, r->purchase_cents);
+    if (k->have_aov) {
+        table_set(&t, 0, c++, "%" PRId64, k->aov_cents);
+    } else {
+        table_set(&t, 0, c++, "%s", "");
+    }
+    table_set(&t, 0, c++, "%" PRId64, r->points_issued);
+    table_set(&t, 0, c++, "%" PRId64, r->points_redeemed);
+    table_set(&t, 0, c++, "%" PRId64, r->points_expired);
+    table_set(&t, 0, c++, "%s", rates[2]);
+    table_set(&t, 0, c++, "%" PRId64, r->outstanding);
+    table_set(&t, 0, c++, "%" PRId64, r->liability_mc);
+    assert(c == N);
+    table_print_csv(&t);
+    putchar('\n');
+    table_print_csv(&flows);
+    table_free(&t);
+    table_free(&flows);
+    return EXIT_OK;
+}
+
+static int report_print_text(const struct cli *cli, const struct coalition_report *r,
+                             const struct kpis *k)
+{
+    struct table flows;
+    if (!flows_table(&flows, r->top_flows, r->n_top_flows, false)) {
+        return report_nomem(cli);
+    }
+    char from[DATE_TEXT_LEN];
+    char to[DATE_TEXT_LEN];
+    date_format(r->from_ms, from);
+    date_format(r->to_ms, to);
+    char rate[MONEY_TEXT_LEN];
+    char money[MONEY_TEXT_LEN];
+    if (r->partner[0] != '\0') {
+        printf("report for partner %s", r->partner);
+    } else {
+        printf("report for the whole coalition");
+    }
+    printf(" from %s to %s (through seq %" PRIu64 ")\n", from, to, r->through_seq);
+    printf("active members:        %" PRIu64 "\n", r->active_members);
+    format_rate(k->have_repeat, k->repeat_permille, rate);
+    printf("repeat-purchase rate:  %s (%" PRIu64 " of %" PRIu64 " purchasers)\n", rate,
+           r->repeat_purchasers, r->purchasers);
+    format_rate(k->have_retention, k->retention_permille, rate);
+    printf("retention rate:        %s (%" PRIu64 " of %" PRIu64
+           " members active in the window before)\n",
+           rate, r->retained_members, r->previous_active);
+    if (k->have_aov) {
+        format_cents(k->aov_cents, money);
+    } else {
+        snprintf(money, sizeof(money), "n/a");
+    }
+    char total[MONEY_TEXT_LEN];
+    format_cents(r->purchase_cents, total);
+    printf("average order value:   %s (%" PRIu64 " purchases, %s in all)\n", money, r->purchases,
+           total);
+    printf("points issued:         %" PRId64 "\n", r->points_issued);
+    printf("points redeemed:       %" PRId64 "\n", r->points_redeemed);
+    printf("points expired:        %" PRId64 "\n", r->points_expired);
+    format_rate(k->have_breakage, k->breakage_permille, rate);
+    printf("breakage rate:         %s\n", rate);
+    printf("outstanding points:    %" PRId64 "\n", r->outstanding);
+    format_mc(r->liability_mc, money);
+    printf("liability:             %s\n", money);
+    printf("\ntop flows\n");
+    if (r->n_top_flows == 0) {
+        printf("none\n");
+    } else {
+        table_print(&flows);
+    }
+    table_free(&flows);
+    return EXIT_OK;
+}
+
+static int run_report(struct cli *cli, const struct args *a)
+{
+    struct coalition_report r;
+    coalition_client_set_consistent(cli->client, a->v[OPT_CONSISTENT] != NULL);
+    int rv = coalition_client_report(cli->client, a->v[OPT_PARTNER], a->from_ms, a->to_ms, &r);
+    if (rv != 0) {
+        return report_error(cli, rv, error_message(cli, rv));
+    }
+    struct kpis k;
+    report_kpis(&r, &k);
+    int status = EXIT_OK;
+    if (cli->json) {
+        report_print_json(&r, &k);
+    } else if (a->v[OPT_CSV] != NULL) {
+        status = report_print_csv(cli, &r, &k);
+    } else {
+        status = report_print_text(cli, &r, &k);
+    }
+    coalition_report_free(&r);
+    return status;
 }
 
 /* ------------------------------------------------------------------------
@@ -1362,58 +2391,493 @@ static int run_cluster_remove(struct cli *cli, const struct args *a)
     return cluster_change(cli, COALITION_CLUSTER_REMOVE, a);
 }
 
+/* ------------------------------------------------------------------------
+ * Program and rules files (JSON), read before any connection is made */
+
+/* Where a file is being read, for messages that name the file and the key. */
+struct file_ctx {
+    const char *path;
+    char err[256];
+};
+
+static bool file_fail(struct file_ctx *fc, const char *fmt, ...)
+{
+    char msg[200];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    snprintf(fc->err, sizeof(fc->err), "%s: %s", fc->path, msg);
+    return false;
+}
+
+/* Every key of `obj` (at `where`, "" for the top level) is one of `keys`. */
+static bool file_known_keys(struct file_ctx *fc, json_t *obj, const char *where,
+                            const char *const *keys, size_t n)
+{
+    const char *key;
+    json_t *value;
+    json_object_foreach(obj, key, value)
+    {
+        (void)value;
+        bool known = false;
+        for (size_t i = 0; i < n && !known; i++) {
+            known = strcmp(key, keys[i]) == 0;
+        }
+        if (!known) {
+            return file_fail(fc, "unknown key '%s%s'", where, key);
+        }
+    }
+    return true;
+}
+
+/* Reads integer `key` of `obj` in [min, max] into *out; leaves *out as it
+ * is when the key is absent, unless it is `required`. */
+static bool file_int(struct file_ctx *fc, json_t *obj, const char *where, const char *key,
+                     bool required, int64_t min, int64_t max, int64_t *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL) {
+        return required ? file_fail(fc, "missing key '%s%s'", where, key) : true;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+        return file_fail(fc, "'%s%s' must be a whole number from %" PRId64 " to %" PRId64, where,
+                         key, min, max);
+    }
+    *out = (int64_t)json_integer_value(v);
+    return true;
+}
+
+static bool file_u32(struct file_ctx *fc, json_t *obj, const char *where, const char *key,
+                     uint32_t *out)
+{
+    int64_t v = *out;
+    if (!file_int(fc, obj, where, key, false, 0, UINT32_MAX, &v)) {
+        return false;
+    }
+    *out = (uint32_t)v;
+    return true;
+}
+
+static bool file_u64(struct file_ctx *fc, json_t *obj, const char *where, const char *key,
+                     uint64_t *out)
+{
+    int64_t v = (int64_t)*out;
+    if (!file_int(fc, obj, where, key, false, 0, INT64_MAX, &v)) {
+        return false;
+    }
+    *out = (uint64_t)v;
+    return true;
+}
+
+/* Reads string `key` of `obj` (borrowed from the document) into *out. */
+static bool file_text(struct file_ctx *fc, json_t *obj, const char *where, const char *key,
+                      bool required, const char **out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL) {
+        return required ? file_fail(fc, "missing key '%s%s'", where, key) : true;
+    }
+    if (!json_is_string(v)) {
+        return file_fail(fc, "'%s%s' must be a string", where, key);
+    }
+    if (strlen(json_string_value(v)) > COALITION_ID_MAX) {
+        return file_fail(fc, "'%s%s' is longer than %d bytes", where, key, COALITION_ID_MAX);
+    }
+    *out = json_string_value(v);
+    return true;
+}
+
+static bool file_date(struct file_ctx *fc, json_t *obj, const char *where, const char *key,
+                      uint64_t *out)
+{
+    json_t *v = json_object_get(obj, key);
+    if (v == NULL) {
+        return file_fail(fc, "missing key '%s%s'", where, key);
+    }
+    if (!json_is_string(v) || date_parse(json_string_value(v), out) != 0) {
+        return file_fail(fc,
+                         "'%s%s' must be a date: \"YYYY-MM-DD\" or \"YYYY-MM-DDTHH:MM:SS[.mmm]Z\"",
+                         where, key);
+    }
+    return true;
+}
+
+/* Opens `path` as a JSON object.  Returns it (owned) or NULL with fc->err. */
+static json_t *file_load(struct file_ctx *fc)
+{
+    json_error_t jerr;
+    json_t *doc = json_load_file(fc->path, JSON_REJECT_DUPLICATES, &jerr);
+    if (doc == NULL) {
+        if (jerr.line > 0) {
+            file_fail(fc, "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+        } else {
+            file_fail(fc, "%s", jerr.text);
+        }
+        return NULL;
+    }
+    if (!json_is_object(doc)) {
+        file_fail(fc, "not a JSON object");
+        json_decref(doc);
+        return NULL;
+    }
+    return doc;
+}
+
+static bool program_campaign_read(struct file_ctx *fc, json_t *obj, size_t i,
+                                  struct coalition_campaign *c)
+{
+    static const char *const keys[] = {"id",           "start",   "end", "multiplier_pct",
+                                       "bonus_points", "category"};
+    char where[48];
+    snprintf(where, sizeof(where), "campaigns[%zu].", i);
+    if (!json_is_object(obj)) {
+        return file_fail(fc, "campaigns[%zu] must be an object", i);
+    }
+    return file_known_keys(fc, obj, where, keys, sizeof(keys) / sizeof(keys[0])) &&
+           file_text(fc, obj, where, "id", true, &c->id) &&
+           file_date(fc, obj, where, "start", &c->start_ms) &&
+           file_date(fc, obj, where, "end", &c->end_ms) &&
+           file_u32(fc, obj, where, "multiplier_pct", &c->multiplier_pct) &&
+           file_int(fc, obj, where, "bonus_points", false, 0, INT64_MAX, &c->bonus_points) &&
+           file_text(fc, obj, where, "category", false, &c->category);
+}
+
+/* Reads a program file (docs/protocol.md) into f->program. */
+static bool program_read(struct file_ctx *fc, struct rules_file *f)
+{
+    static const char *const keys[] = {"point_value_mc", "base_rate_milli",    "categories",
+                                       "campaigns",      "min_purchase_cents", "lock_days"};
+    json_t *doc = f->doc;
+    struct coalition_program *p = &f->program;
+    if (!file_known_keys(fc, doc, "", keys, sizeof(keys) / sizeof(keys[0])) ||
+        !file_u64(fc, doc, "", "point_value_mc", &p->point_value_mc) ||
+        !file_u64(fc, doc, "", "base_rate_milli", &p->base_rate_milli) ||
+        !file_int(fc, doc, "", "min_purchase_cents", false, 0, INT64_MAX, &p->min_purchase_cents) ||
+        !file_u32(fc, doc, "", "lock_days", &p->lock_days)) {
+        return false;
+    }
+    json_t *cats = json_object_get(doc, "categories");
+    if (cats != NULL) {
+        if (!json_is_object(cats)) {
+            return file_fail(fc, "'categories' must be an object of category: multiplier_pct");
+        }
+        if (json_object_size(cats) > COALITION_CATEGORIES_MAX) {
+            return file_fail(fc, "at most %d categories", COALITION_CATEGORIES_MAX);
+        }
+        const char *name;
+        json_t *pct;
+        json_object_foreach(cats, name, pct)
+        {
+            struct coalition_category_rate *c = &f->categories[p->n_categories];
+            if (strlen(name) > COALITION_ID_MAX) {
+                return file_fail(fc, "category '%s' is longer than %d bytes", name,
+                                 COALITION_ID_MAX);
+            }
+            c->category = name;
+            if (!file_u32(fc, cats, "categories.", name, &c->multiplier_pct)) {
+                return false;
+            }
+            p->n_categories++;
+        }
+        p->categories = f->categories;
+    }
+    json_t *camps = json_object_get(doc, "campaigns");
+    if (camps != NULL) {
+        if (!json_is_array(camps)) {
+            return file_fail(fc, "'campaigns' must be an array");
+        }
+        if (json_array_size(camps) > COALITION_CAMPAIGNS_MAX) {
+            return file_fail(fc, "at most %d campaigns", COALITION_CAMPAIGNS_MAX);
+        }
+        for (size_t i = 0; i < json_array_size(camps); i++) {
+            if (!program_campaign_read(fc, json_array_get(camps, i), i, &f->campaigns[i])) {
+                return false;
+            }
+            p->n_campaigns++;
+        }
+        p->campaigns = f->campaigns;
+    }
+    return true;
+}
+
+/* Reads a rules file (docs/protocol.md) into f->rules. */
+static bool rules_read(struct file_ctx *fc, struct rules_file *f)
+{
+    static const char *const keys[] = {"tiers", "expiry_months", "hold_timeout_s"};
+    static const char *const tier_keys[] = {"name", "threshold", "multiplier_pct"};
+    json_t *doc = f->doc;
+    struct coalition_rules *r = &f->rules;
+    if (!file_known_keys(fc, doc, "", keys, sizeof(keys) / sizeof(keys[0])) ||
+        !file_u32(fc, doc, "", "expiry_months", &r->expiry_months) ||
+        !file_u32(fc, doc, "", "hold_timeout_s", &r->hold_timeout_s)) {
+        return false;
+    }
+    json_t *tiers = json_object_get(doc, "tiers");
+    if (tiers == NULL) {
+        return true;
+    }
+    if (!json_is_array(tiers)) {
+        return file_fail(fc, "'tiers' must be an array");
+    }
+    if (json_array_size(tiers) > COALITION_TIERS_MAX) {
+        return file_fail(fc, "at most %d tiers", COALITION_TIERS_MAX);
+    }
+    for (size_t i = 0; i < json_array_size(tiers); i++) {
+        json_t *obj = json_array_get(tiers, i);
+        struct coalition_tier *t = &f->tiers[i];
+        char where[32];
+        snprintf(where, sizeof(where), "tiers[%zu].", i);
+        if (!json_is_object(obj)) {
+            return file_fail(fc, "tiers[%zu] must be an object", i);
+        }
+        t->multiplier_pct = 100;
+        if (!file_known_keys(fc, obj, where, tier_keys, sizeof(tier_keys) / sizeof(tier_keys[0])) ||
+            !file_text(fc, obj, where, "name", true, &t->name) ||
+            !file_int(fc, obj, where, "threshold", true, 0, INT64_MAX, &t->threshold) ||
+            !file_u32(fc, obj, where, "multiplier_pct", &t->multiplier_pct)) {
+            return false;
+        }
+        r->n_tiers++;
+    }
+    r->tiers = f->tiers;
+    return true;
+}
+
+/* `program set` and `rules set`: reads --file into a->file. */
+static int check_file(struct cli *cli, const struct command *cmd, struct args *a)
+{
+    struct file_ctx fc = {.path = a->v[OPT_FILE], .err = ""};
+    a->file.doc = file_load(&fc);
+    if (a->file.doc == NULL) {
+        return usage_error(cli, cmd, "%s", fc.err);
+    }
+    bool ok = cmd->run == run_program_set ? program_read(&fc, &a->file) : rules_read(&fc, &a->file);
+    if (!ok) {
+        json_decref(a->file.doc);
+        a->file.doc = NULL;
+        return usage_error(cli, cmd, "%s", fc.err);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Checks of option combinations */
+
+static bool given(const struct args *a, enum opt_index i)
+{
+    return a->v[i] != NULL;
+}
+
+/* award: exactly one of --points and --purchase-cents; the purchase's
+ * details only with a purchase. */
+static int check_award(struct cli *cli, const struct command *cmd, struct args *a)
+{
+    if (given(a, OPT_POINTS) == given(a, OPT_PURCHASE_CENTS)) {
+        return usage_error(cli, cmd, "give exactly one of --points and --purchase-cents");
+    }
+    if (!given(a, OPT_PURCHASE_CENTS) &&
+        (given(a, OPT_PAID_POINTS_CENTS) || given(a, OPT_CATEGORY))) {
+        return usage_error(cli, cmd, "--paid-points-cents and --category go with --purchase-cents");
+    }
+    return 0;
+}
+
+static int check_lookup(struct cli *cli, const struct command *cmd, struct args *a)
+{
+    if ((int)given(a, OPT_CARD) + (int)given(a, OPT_PHONE) + (int)given(a, OPT_EMAIL) != 1) {
+        return usage_error(cli, cmd, "give exactly one of --card, --phone and --email");
+    }
+    return 0;
+}
+
+static int check_identify(struct cli *cli, const struct command *cmd, struct args *a)
+{
+    if (!given(a, OPT_PHONE) && !given(a, OPT_EMAIL)) {
+        return usage_error(cli, cmd, "give --phone, --email or both");
+    }
+    return 0;
+}
+
+/* settlement and report: one output format. */
+static int check_csv(struct cli *cli, const struct command *cmd, struct args *a)
+{
+    if (cli->json && given(a, OPT_CSV)) {
+        return usage_error(cli, cmd, "give --json or --csv, not both");
+    }
+    return 0;
+}
+
+static int check_report(struct cli *cli, const struct command *cmd, struct args *a)
+{
+    if (given(a, OPT_PARTNER) == given(a, OPT_ALL)) {
+        return usage_error(cli, cmd, "give exactly one of --partner and --all");
+    }
+    return check_csv(cli, cmd, a);
+}
+
 #define WRITE_OPTS (BIT(OPT_PARTNER) | BIT(OPT_TXN))
 
 static const struct command commands[] = {
     {"status", NULL, 0, 0, run_status, "status",
      "Shows the node: id, raft state (leader, follower, candidate, unavailable),\n"
      "membership (voter, standby, spare, none), the leader it knows, applied\n"
-     "sequence and index, last log index, chain head hash.\n"},
+     "sequence and index, last log index, chain head hash.\n",
+     0, NULL},
     {"partner", "add", BIT(OPT_ID) | BIT(OPT_NAME) | BIT(OPT_TXN), BIT(OPT_ID) | BIT(OPT_NAME),
      run_partner_add, "partner add --id P --name NAME [--txn ID]",
      "Admits partner P to the coalition.  --txn defaults to P, so repeating the\n"
-     "same command is answered as a duplicate.\n"},
+     "same command is answered as a duplicate.\n",
+     0, NULL},
     {"member", "add", BIT(OPT_ID) | BIT(OPT_CARD) | BIT(OPT_TXN) | BIT(OPT_PARTNER), BIT(OPT_ID),
      run_member_add, "member add --id M [--card CARD] [--partner P] [--txn ID]",
      "Enrolls member M, optionally with a card number.  --partner names the\n"
-     "enrolling partner; --txn defaults to M.\n"},
-    {"award", NULL, WRITE_OPTS | BIT(OPT_MEMBER) | BIT(OPT_POINTS) | BIT(OPT_REASON),
-     WRITE_OPTS | BIT(OPT_MEMBER) | BIT(OPT_POINTS), run_award,
-     "award --partner P --member M --points N --txn ID [--reason TEXT]",
-     "Partner P awards N points to member M.  Retrying with the same --txn is\n"
-     "safe: the node answers with the original sequence number.\n"},
+     "enrolling partner; --txn defaults to M.\n",
+     0, NULL},
+    {"award", NULL,
+     WRITE_OPTS | BIT(OPT_MEMBER) | BIT(OPT_POINTS) | BIT(OPT_REASON) | BIT(OPT_PURCHASE_CENTS) |
+         BIT(OPT_PAID_POINTS_CENTS) | BIT(OPT_CATEGORY),
+     WRITE_OPTS | BIT(OPT_MEMBER), run_award,
+     "award --partner P --member M --txn ID (--points N | --purchase-cents N\n"
+     "        [--paid-points-cents N] [--category C]) [--reason TEXT]",
+     "Partner P awards points to member M: N points, or what a purchase of N\n"
+     "cents earns under P's program (the part paid with points earns nothing;\n"
+     "--category selects a category rate and campaigns).  Shows the points and,\n"
+     "for a purchase, the rule that set them.  Retrying with the same --txn is\n"
+     "safe: the node answers with the original sequence number.\n",
+     0, check_award},
     {"redeem", NULL, WRITE_OPTS | BIT(OPT_MEMBER) | BIT(OPT_POINTS) | BIT(OPT_REASON),
      WRITE_OPTS | BIT(OPT_MEMBER) | BIT(OPT_POINTS), run_redeem,
      "redeem --partner P --member M --points N --txn ID [--reason TEXT]",
-     "Member M spends N points at partner P.\n"},
+     "Member M spends N points at partner P.\n", 0, NULL},
     {"reverse", NULL, WRITE_OPTS | BIT(OPT_OF) | BIT(OPT_POINTS) | BIT(OPT_REASON),
      WRITE_OPTS | BIT(OPT_OF), run_reverse,
      "reverse --partner P --of TXN --txn ID [--points N] [--reason TEXT]",
      "Partner P reverses its own award or redemption TXN (a refund).  Without\n"
-     "--points, all that is left of TXN is reversed.\n"},
+     "--points, all that is left of TXN is reversed.\n",
+     0, NULL},
     {"transfer", NULL, WRITE_OPTS | BIT(OPT_FROM) | BIT(OPT_TO) | BIT(OPT_POINTS) | BIT(OPT_REASON),
      WRITE_OPTS | BIT(OPT_FROM) | BIT(OPT_TO) | BIT(OPT_POINTS), run_transfer,
      "transfer --partner P --from M1 --to M2 --points N --txn ID [--reason TEXT]",
-     "Member M1 gives N points to member M2, submitted by partner P.\n"},
-    {"balance", NULL, BIT(OPT_MEMBER) | BIT(OPT_CONSISTENT), BIT(OPT_MEMBER), run_balance,
-     "balance --member M [--consistent]",
-     "Shows the points member M can spend.  The node asked answers from its own\n"
+     "Member M1 gives N points to member M2, submitted by partner P.\n", 0, NULL},
+    {"balance", NULL, BIT(OPT_MEMBER) | BIT(OPT_CONSISTENT) | BIT(OPT_AT), BIT(OPT_MEMBER),
+     run_balance, "balance --member M [--at DATE] [--consistent]",
+     "Shows the points member M can spend now (or at DATE: expiry and locks\n"
+     "evaluated then), the points held and still locked, the tier and the\n"
+     "points to earn for the next one.  The node asked answers from its own\n"
      "state, which may lag the leader; with --consistent the leader answers\n"
      "after a raft barrier (a follower forwards the read), so every write\n"
-     "acknowledged before is seen.\n"},
+     "acknowledged before is seen.  DATE: YYYY-MM-DD or\n"
+     "YYYY-MM-DDTHH:MM:SS[.mmm]Z (UTC).\n",
+     BIT(OPT_AT), NULL},
     {"history", NULL, BIT(OPT_MEMBER) | BIT(OPT_LIMIT) | BIT(OPT_CONSISTENT), BIT(OPT_MEMBER),
      run_history, "history --member M [--limit N] [--consistent]",
      "Lists the entries that touched member M, newest first (default 20, at\n"
-     "most 1000).  --consistent as for balance.\n"},
+     "most 1000).  --consistent as for balance.\n",
+     0, NULL},
+    {"hold", NULL,
+     WRITE_OPTS | BIT(OPT_MEMBER) | BIT(OPT_POINTS) | BIT(OPT_TIMEOUT_S) | BIT(OPT_REASON),
+     WRITE_OPTS | BIT(OPT_MEMBER) | BIT(OPT_POINTS), run_hold,
+     "hold --partner P --member M --points N --txn ID [--timeout-s S] [--reason TEXT]",
+     "Partner P reserves N points of member M (the first step of a redemption\n"
+     "at the till).  The hold ends by capture or release, or after S seconds\n"
+     "(default: the coalition's hold timeout), when the points go back.\n",
+     0, NULL},
+    {"capture", NULL, WRITE_OPTS | BIT(OPT_HOLD) | BIT(OPT_POINTS) | BIT(OPT_REASON),
+     WRITE_OPTS | BIT(OPT_HOLD), run_capture,
+     "capture --partner P --hold TXN --txn ID [--points N] [--reason TEXT]",
+     "Partner P redeems N points of its hold TXN (default: all of it); the\n"
+     "rest goes back to the member.\n",
+     0, NULL},
+    {"release", NULL, WRITE_OPTS | BIT(OPT_HOLD) | BIT(OPT_REASON), WRITE_OPTS | BIT(OPT_HOLD),
+     run_release, "release --partner P --hold TXN --txn ID [--reason TEXT]",
+     "Partner P gives the points of its hold TXN back to the member.\n", 0, NULL},
+    {"expiring", NULL, BIT(OPT_MEMBER) | BIT(OPT_WITHIN) | BIT(OPT_AT) | BIT(OPT_CONSISTENT),
+     BIT(OPT_MEMBER) | BIT(OPT_WITHIN), run_expiring,
+     "expiring --member M --within DAYS [--at DATE] [--consistent]",
+     "Lists member M's points that expire within DAYS days of now (or of\n"
+     "DATE), soonest first: issuer, points, when earned, when they expire.\n",
+     BIT(OPT_AT), NULL},
+    {"program", "set", WRITE_OPTS | BIT(OPT_FILE) | BIT(OPT_REASON), WRITE_OPTS | BIT(OPT_FILE),
+     run_program_set, "program set --partner P --txn ID --file program.json [--reason TEXT]",
+     "Replaces partner P's earning program with the one in the file (JSON, see\n"
+     "docs/protocol.md): point value, base rate, category rates, campaigns,\n"
+     "minimum purchase, lock days.  Unknown keys are an error.\n",
+     0, check_file},
+    {"rules", "set", BIT(OPT_PARTNER) | BIT(OPT_TXN) | BIT(OPT_FILE) | BIT(OPT_REASON),
+     BIT(OPT_TXN) | BIT(OPT_FILE), run_rules_set,
+     "rules set --txn ID --file rules.json [--partner P] [--reason TEXT]",
+     "Replaces the coalition rules with those in the file (JSON, see\n"
+     "docs/protocol.md): tiers, expiry in months, default hold timeout.\n"
+     "Unknown keys are an error.\n",
+     0, check_file},
+    {"card", "add", BIT(OPT_MEMBER) | BIT(OPT_CARD) | BIT(OPT_TXN) | BIT(OPT_PARTNER),
+     BIT(OPT_MEMBER) | BIT(OPT_CARD) | BIT(OPT_TXN), run_card_add,
+     "card add --member M --card CARD --txn ID [--partner P]", "Links another card to member M.\n",
+     0, NULL},
+    {"card", "replace",
+     BIT(OPT_MEMBER) | BIT(OPT_OLD) | BIT(OPT_CARD) | BIT(OPT_TXN) | BIT(OPT_PARTNER),
+     BIT(OPT_MEMBER) | BIT(OPT_OLD) | BIT(OPT_CARD) | BIT(OPT_TXN), run_card_replace,
+     "card replace --member M --old CARD1 --card CARD2 --txn ID [--partner P]",
+     "Replaces member M's card CARD1 (lost, say) with CARD2; the balance\n"
+     "stays with the member.\n",
+     0, NULL},
+    {"identify", NULL, BIT(OPT_MEMBER) | BIT(OPT_PHONE) | BIT(OPT_EMAIL) | BIT(OPT_TXN),
+     BIT(OPT_MEMBER) | BIT(OPT_TXN), run_identify,
+     "identify --member M [--phone PHONE] [--email EMAIL] --txn ID",
+     "Makes member M findable by phone number and/or email.  The node hashes\n"
+     "them with the coalition identity key; the raw values never enter the\n"
+     "ledger.\n",
+     0, check_identify},
+    {"lookup", NULL, BIT(OPT_CARD) | BIT(OPT_PHONE) | BIT(OPT_EMAIL) | BIT(OPT_CONSISTENT), 0,
+     run_lookup, "lookup (--card CARD | --phone PHONE | --email EMAIL) [--consistent]",
+     "Finds the member with this card, phone number or email.\n", 0, check_lookup},
+    {"merge", NULL,
+     BIT(OPT_MEMBER) | BIT(OPT_INTO) | BIT(OPT_TXN) | BIT(OPT_PARTNER) | BIT(OPT_REASON),
+     BIT(OPT_MEMBER) | BIT(OPT_INTO) | BIT(OPT_TXN), run_merge,
+     "merge --member A --into B --txn ID [--partner P] [--reason TEXT]",
+     "Merges member A into member B: B keeps A's points, cards and history;\n"
+     "A is closed.\n",
+     0, NULL},
+    {"erase", NULL, BIT(OPT_MEMBER) | BIT(OPT_TXN) | BIT(OPT_PARTNER) | BIT(OPT_REASON),
+     BIT(OPT_MEMBER) | BIT(OPT_TXN), run_erase,
+     "erase --member M --txn ID [--partner P] [--reason TEXT]",
+     "Erases member M's personal data (cards, phone and email keys) and closes\n"
+     "the account.\n",
+     0, NULL},
+    {"settlement", NULL, BIT(OPT_FROM) | BIT(OPT_TO) | BIT(OPT_CSV) | BIT(OPT_CONSISTENT),
+     BIT(OPT_FROM) | BIT(OPT_TO), run_settlement,
+     "settlement --from DATE --to DATE [--csv] [--consistent]",
+     "Who owes whom for the entries from DATE (inclusive) to DATE (exclusive):\n"
+     "the flow matrix (points of an issuer redeemed at another partner and\n"
+     "their value), each partner's issued, redeemed, expired and outstanding\n"
+     "points, liability, receivable, payable and net, and the payment\n"
+     "between each pair of partners.  Money in currency units with 2\n"
+     "decimals; --json and --csv give the exact thousandths of a cent (mc).\n",
+     BIT(OPT_FROM) | BIT(OPT_TO), check_csv},
+    {"report", NULL,
+     BIT(OPT_PARTNER) | BIT(OPT_ALL) | BIT(OPT_FROM) | BIT(OPT_TO) | BIT(OPT_CSV) |
+         BIT(OPT_CONSISTENT),
+     BIT(OPT_FROM) | BIT(OPT_TO), run_report,
+     "report (--partner P | --all) --from DATE --to DATE [--csv] [--consistent]",
+     "Program KPIs of partner P (or of the whole coalition) for the entries\n"
+     "from DATE (inclusive) to DATE (exclusive): active members, repeat-purchase\n"
+     "rate, retention rate (against the window of equal length before),\n"
+     "average order value, points issued, redeemed and expired, breakage rate,\n"
+     "outstanding points, liability, top flows.  A rate is n/a when there is\n"
+     "nothing to divide by.\n",
+     BIT(OPT_FROM) | BIT(OPT_TO), check_report},
     {"verify", NULL, 0, 0, run_verify, "verify",
      "Asks the node to replay and check its whole ledger: hash chain, double\n"
-     "entry, balances.  Exit status 1 if it finds a broken entry.\n"},
+     "entry, balances.  Exit status 1 if it finds a broken entry.\n",
+     0, NULL},
     {"cluster", "status", 0, 0, run_cluster_status, "cluster status",
      "Asks the node for the raft configuration (the leader's, if the node knows\n"
      "the leader), then every node with a client address for its status (1 s\n"
      "each unless --timeout-ms is given): id, addresses, role (voter, standby,\n"
      "spare), state (leader, follower, candidate, unavailable, or\n"
-     "unreachable), applied index and sequence.\n"},
+     "unreachable), applied index and sequence.\n",
+     0, NULL},
     {"cluster", "check", BIT(OPT_WAIT_S), 0, run_cluster_check, "cluster check [--wait-s S]",
      "Checks that the nodes of the configuration hold the same ledger.  Polls\n"
      "every node until they report one applied index (up to S seconds, default\n"
@@ -1421,18 +2885,20 @@ static const struct command commands[] = {
      "digest); if they never converge, compares the hash of the last entry\n"
      "they all have.  Spares hold no log and are not compared.  Exit status 0\n"
      "if they agree, 1 if a node differs (named, with the first entry where it\n"
-     "does), 3 if a node cannot be asked.\n"},
+     "does), 3 if a node cannot be asked.\n",
+     0, NULL},
     {"cluster", "add", BIT(OPT_ID) | BIT(OPT_RAFT) | BIT(OPT_CLIENT) | BIT(OPT_ROLE),
      BIT(OPT_ID) | BIT(OPT_RAFT), run_cluster_add,
      "cluster add --id N --raft HOST:PORT [--client HOST:PORT] [--role R]",
      "Adds node N, reachable by its peers at the raft address, with role R\n"
      "(voter, standby or spare; default standby).  The leader makes the change\n"
-     "(a follower forwards it); \"ok\" once it is made.\n"},
+     "(a follower forwards it); \"ok\" once it is made.\n",
+     0, NULL},
     {"cluster", "assign", BIT(OPT_ID) | BIT(OPT_ROLE), BIT(OPT_ID) | BIT(OPT_ROLE),
      run_cluster_assign, "cluster assign --id N --role R",
-     "Gives node N the role R: voter, standby or spare.\n"},
+     "Gives node N the role R: voter, standby or spare.\n", 0, NULL},
     {"cluster", "remove", BIT(OPT_ID), BIT(OPT_ID), run_cluster_remove, "cluster remove --id N",
-     "Removes node N from the configuration.\n"},
+     "Removes node N from the configuration.\n", 0, NULL},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -1605,6 +3071,44 @@ static int parse_command(struct cli *cli, const struct command *cmd, int argc, c
                            a->v[OPT_WAIT_S], CLI_CHECK_WAIT_S_MAX);
     }
     a->wait_s = (uint32_t)wait_s;
+    if (given(a, OPT_PURCHASE_CENTS) &&
+        !parse_int64(a->v[OPT_PURCHASE_CENTS], &a->purchase_cents)) {
+        return usage_error(cli, cmd, "--purchase-cents '%s' is not a whole number",
+                           a->v[OPT_PURCHASE_CENTS]);
+    }
+    if (given(a, OPT_PAID_POINTS_CENTS) &&
+        !parse_int64(a->v[OPT_PAID_POINTS_CENTS], &a->paid_points_cents)) {
+        return usage_error(cli, cmd, "--paid-points-cents '%s' is not a whole number",
+                           a->v[OPT_PAID_POINTS_CENTS]);
+    }
+    const struct {
+        enum opt_index opt;
+        uint32_t *out;
+    } u32s[] = {{OPT_TIMEOUT_S, &a->timeout_s}, {OPT_WITHIN, &a->within_days}};
+    for (size_t i = 0; i < sizeof(u32s) / sizeof(u32s[0]); i++) {
+        uint64_t v = 0;
+        if (given(a, u32s[i].opt) && !parse_uint(a->v[u32s[i].opt], UINT32_MAX, &v)) {
+            return usage_error(cli, cmd, "--%s '%s' is not a whole number from 0 to %" PRIu32,
+                               opt_names[u32s[i].opt], a->v[u32s[i].opt], UINT32_MAX);
+        }
+        *u32s[i].out = (uint32_t)v;
+    }
+    const struct {
+        enum opt_index opt;
+        uint64_t *out;
+    } dates[] = {{OPT_AT, &a->at_ms}, {OPT_FROM, &a->from_ms}, {OPT_TO, &a->to_ms}};
+    for (size_t i = 0; i < sizeof(dates) / sizeof(dates[0]); i++) {
+        enum opt_index o = dates[i].opt;
+        if ((cmd->date_opts & BIT(o)) && given(a, o) && date_parse(a->v[o], dates[i].out) != 0) {
+            return usage_error(cli, cmd,
+                               "--%s '%s' is not a date (YYYY-MM-DD or "
+                               "YYYY-MM-DDTHH:MM:SS[.mmm]Z, UTC)",
+                               opt_names[o], a->v[o]);
+        }
+    }
+    if (cmd->check != NULL) {
+        return cmd->check(cli, cmd, a);
+    }
     return 0;
 }
 
@@ -1681,20 +3185,23 @@ static int run_command(struct cli *cli, int argc, char **argv)
         } else if (cmd->run == run_cluster_add || cmd->run == run_cluster_assign ||
                    cmd->run == run_cluster_remove) {
             timeout_ms = CLI_CLUSTER_CHANGE_TIMEOUT_MS_DEFAULT;
+        } else if (cmd->run == run_settlement || cmd->run == run_report) {
+            timeout_ms = CLI_REPORT_TIMEOUT_MS_DEFAULT;
         }
     }
     rv = coalition_client_create(cli->node, timeout_ms, &cli->client);
     if (rv == COALITION_E_INVALID_ARGUMENT) {
-        return usage_error(cli, NULL, "--node '%s' is not HOST:PORT", cli->node);
-    }
-    if (rv != 0) {
+        rv = usage_error(cli, NULL, "--node '%s' is not HOST:PORT", cli->node);
+    } else if (rv != 0) {
         char msg[320];
         snprintf(msg, sizeof(msg), "%s (%s)", coalition_strerror(rv), cli->node);
-        return report_error(cli, rv, msg);
+        rv = report_error(cli, rv, msg);
+    } else {
+        rv = cmd->run(cli, &a);
+        coalition_client_destroy(cli->client);
+        cli->client = NULL;
     }
-    rv = cmd->run(cli, &a);
-    coalition_client_destroy(cli->client);
-    cli->client = NULL;
+    json_decref(a.file.doc);
     return rv;
 }
 

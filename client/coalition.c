@@ -34,10 +34,29 @@
 #define CLIENT_ADDRS_MAX 64
 
 _Static_assert(COALITION_HASH_LEN == 32, "hashes are BLAKE2b-256");
-_Static_assert((int)COALITION_TXN_TRANSFER == (int)COALITION__TXN_KIND__TXN_TRANSFER,
-               "public txn kinds mirror coalition.TxnKind");
-_Static_assert((int)COALITION_TXN_PARTNER_ADD == (int)COALITION__TXN_KIND__TXN_PARTNER_ADD,
-               "public txn kinds mirror coalition.TxnKind");
+#define CLIENT_KIND_MIRRORS_(name)                                                                 \
+    _Static_assert((int)COALITION_TXN_##name == (int)COALITION__TXN_KIND__TXN_##name,              \
+                   "public txn kinds mirror coalition.TxnKind: " #name);
+CLIENT_KIND_MIRRORS_(PARTNER_ADD)
+CLIENT_KIND_MIRRORS_(MEMBER_ADD)
+CLIENT_KIND_MIRRORS_(AWARD)
+CLIENT_KIND_MIRRORS_(REDEEM)
+CLIENT_KIND_MIRRORS_(REVERSE)
+CLIENT_KIND_MIRRORS_(TRANSFER)
+CLIENT_KIND_MIRRORS_(PROGRAM_SET)
+CLIENT_KIND_MIRRORS_(RULES_SET)
+CLIENT_KIND_MIRRORS_(HOLD)
+CLIENT_KIND_MIRRORS_(CAPTURE)
+CLIENT_KIND_MIRRORS_(RELEASE)
+CLIENT_KIND_MIRRORS_(CARD_ADD)
+CLIENT_KIND_MIRRORS_(CARD_REPLACE)
+CLIENT_KIND_MIRRORS_(IDENTIFY)
+CLIENT_KIND_MIRRORS_(MERGE)
+CLIENT_KIND_MIRRORS_(ERASE)
+CLIENT_KIND_MIRRORS_(EXPIRE)
+CLIENT_KIND_MIRRORS_(HOLD_TIMEOUT)
+CLIENT_KIND_MIRRORS_(TIER_REVIEW)
+#undef CLIENT_KIND_MIRRORS_
 _Static_assert((int)COALITION_ROLE_STANDBY == (int)COALITION__NODE_ROLE__ROLE_STANDBY &&
                    (int)COALITION_ROLE_VOTER == (int)COALITION__NODE_ROLE__ROLE_VOTER &&
                    (int)COALITION_ROLE_SPARE == (int)COALITION__NODE_ROLE__ROLE_SPARE,
@@ -633,10 +652,10 @@ static int client_call(struct coalition_client *c, Coalition__Request *req,
     }
     if (rv == 0) {
         /* Only a write has a transaction id to retry with. */
-        return client_fail(
-            c, COALITION_E_TIMEOUT, "no answer from %s within %d ms%s", c->node, c->timeout_ms,
-            req->op_case == COALITION__REQUEST__OP_TXN ? "; retry with the same transaction id"
-                                                       : "");
+        bool write = req->op_case == COALITION__REQUEST__OP_TXN ||
+                     req->op_case == COALITION__REQUEST__OP_IDENTIFY;
+        return client_fail(c, COALITION_E_TIMEOUT, "no answer from %s within %d ms%s", c->node,
+                           c->timeout_ms, write ? "; retry with the same transaction id" : "");
     }
     assert((*out)->id == id);
     return 0;
@@ -657,11 +676,134 @@ static char *str_or_empty(const char *s)
     return (char *)(s != NULL ? s : "");
 }
 
-/* Validates what can be checked locally and fills `pb` with borrowed
- * strings from `t`. */
-static int txn_to_pb(struct coalition_client *c, const struct coalition_txn *t, Coalition__Txn *pb)
+/* A Txn in protobuf form with room for a program or rules.  Its strings and
+ * arrays are borrowed from the coalition_txn it was made from: valid only
+ * while that is, which is long enough to pack it. */
+struct txn_pb {
+    Coalition__Txn txn;
+    Coalition__Program program;
+    Coalition__Rules rules;
+    Coalition__CategoryRate cats[COALITION_CATEGORIES_MAX];
+    Coalition__CategoryRate *cat_ptrs[COALITION_CATEGORIES_MAX];
+    Coalition__Campaign camps[COALITION_CAMPAIGNS_MAX];
+    Coalition__Campaign *camp_ptrs[COALITION_CAMPAIGNS_MAX];
+    Coalition__Tier tiers[COALITION_TIERS_MAX];
+    Coalition__Tier *tier_ptrs[COALITION_TIERS_MAX];
+};
+
+/* Checks the length of id number `i` of a program or rules (`field`). */
+static int check_id_at(struct coalition_client *c, const char *field, size_t i, const char *s)
 {
-    if (t->kind < COALITION_TXN_PARTNER_ADD || t->kind > COALITION_TXN_TRANSFER) {
+    if (s != NULL && strlen(s) > COALITION_ID_MAX) {
+        return client_fail(c, COALITION_E_INVALID_ARGUMENT, "%s %zu is longer than %d bytes", field,
+                           i, COALITION_ID_MAX);
+    }
+    return 0;
+}
+
+/* Fills pb->program from `p` (borrowed). */
+static int program_to_pb(struct coalition_client *c, const struct coalition_program *p,
+                         struct txn_pb *pb)
+{
+    if (p->n_categories > COALITION_CATEGORIES_MAX || p->n_campaigns > COALITION_CAMPAIGNS_MAX) {
+        return client_fail(c, COALITION_E_INVALID_ARGUMENT,
+                           "a program has at most %d categories and %d campaigns",
+                           COALITION_CATEGORIES_MAX, COALITION_CAMPAIGNS_MAX);
+    }
+    if ((p->n_categories > 0 && p->categories == NULL) ||
+        (p->n_campaigns > 0 && p->campaigns == NULL)) {
+        return client_fail(c, COALITION_E_INVALID_ARGUMENT, "program arrays missing");
+    }
+    Coalition__Program *pr = &pb->program;
+    coalition__program__init(pr);
+    pr->point_value_mc = p->point_value_mc;
+    pr->base_rate_milli = p->base_rate_milli;
+    pr->min_purchase_cents = p->min_purchase_cents;
+    pr->lock_days = p->lock_days;
+    for (size_t i = 0; i < p->n_categories; i++) {
+        const struct coalition_category_rate *src = &p->categories[i];
+        int rv = check_id_at(c, "category", i, src->category);
+        if (rv != 0) {
+            return rv;
+        }
+        coalition__category_rate__init(&pb->cats[i]);
+        pb->cats[i].category = str_or_empty(src->category);
+        pb->cats[i].multiplier_pct = src->multiplier_pct;
+        pb->cat_ptrs[i] = &pb->cats[i];
+    }
+    pr->n_categories = p->n_categories;
+    pr->categories = p->n_categories > 0 ? pb->cat_ptrs : NULL;
+    for (size_t i = 0; i < p->n_campaigns; i++) {
+        const struct coalition_campaign *src = &p->campaigns[i];
+        int rv = check_id_at(c, "campaign id", i, src->id);
+        if (rv == 0) {
+            rv = check_id_at(c, "campaign category", i, src->category);
+        }
+        if (rv != 0) {
+            return rv;
+        }
+        Coalition__Campaign *dst = &pb->camps[i];
+        coalition__campaign__init(dst);
+        dst->id = str_or_empty(src->id);
+        dst->start_ms = src->start_ms;
+        dst->end_ms = src->end_ms;
+        dst->multiplier_pct = src->multiplier_pct;
+        dst->bonus_points = src->bonus_points;
+        dst->category = str_or_empty(src->category);
+        pb->camp_ptrs[i] = dst;
+    }
+    pr->n_campaigns = p->n_campaigns;
+    pr->campaigns = p->n_campaigns > 0 ? pb->camp_ptrs : NULL;
+    return 0;
+}
+
+/* Fills pb->rules from `r` (borrowed). */
+static int rules_to_pb(struct coalition_client *c, const struct coalition_rules *r,
+                       struct txn_pb *pb)
+{
+    if (r->n_tiers > COALITION_TIERS_MAX) {
+        return client_fail(c, COALITION_E_INVALID_ARGUMENT, "the rules have at most %d tiers",
+                           COALITION_TIERS_MAX);
+    }
+    if (r->n_tiers > 0 && r->tiers == NULL) {
+        return client_fail(c, COALITION_E_INVALID_ARGUMENT, "rules tiers missing");
+    }
+    Coalition__Rules *ru = &pb->rules;
+    coalition__rules__init(ru);
+    ru->expiry_months = r->expiry_months;
+    ru->hold_timeout_s = r->hold_timeout_s;
+    for (size_t i = 0; i < r->n_tiers; i++) {
+        int rv = check_id_at(c, "tier name", i, r->tiers[i].name);
+        if (rv != 0) {
+            return rv;
+        }
+        coalition__tier__init(&pb->tiers[i]);
+        pb->tiers[i].name = str_or_empty(r->tiers[i].name);
+        pb->tiers[i].threshold = r->tiers[i].threshold;
+        pb->tiers[i].multiplier_pct = r->tiers[i].multiplier_pct;
+        pb->tier_ptrs[i] = &pb->tiers[i];
+    }
+    ru->n_tiers = r->n_tiers;
+    ru->tiers = r->n_tiers > 0 ? pb->tier_ptrs : NULL;
+    return 0;
+}
+
+/* Validates what can be checked locally and fills `pb` with borrowed
+ * strings from `t`.  Kinds a client cannot submit as a Txn are refused:
+ * IDENTIFY (coalition_client_identify sends raw values that only the node
+ * hashes) and the kinds the leader schedules. */
+static int txn_to_pb(struct coalition_client *c, const struct coalition_txn *t, struct txn_pb *pb)
+{
+    if (t->kind == COALITION_TXN_IDENTIFY) {
+        return client_fail(c, COALITION_E_INVALID_ARGUMENT,
+                           "identify is sent with coalition_client_identify, not as a Txn");
+    }
+    if (t->kind >= COALITION_TXN_EXPIRE && t->kind <= COALITION_TXN_TIER_REVIEW) {
+        return client_fail(c, COALITION_E_INVALID_ARGUMENT,
+                           "%s entries are scheduled by the leader, not submitted",
+                           coalition_txn_kind_name(t->kind));
+    }
+    if (t->kind < COALITION_TXN_PARTNER_ADD || t->kind > COALITION_TXN_ERASE) {
         return client_fail(c, COALITION_E_INVALID_ARGUMENT, "unknown transaction kind %d",
                            (int)t->kind);
     }
@@ -673,6 +815,7 @@ static int txn_to_pb(struct coalition_client *c, const struct coalition_txn *t, 
         {"partner", t->partner, COALITION_ID_MAX},   {"txn id", t->txn_id, COALITION_ID_MAX},
         {"member", t->member, COALITION_ID_MAX},     {"member_to", t->member_to, COALITION_ID_MAX},
         {"of_txn", t->of_txn, COALITION_ID_MAX},     {"card", t->card, COALITION_ID_MAX},
+        {"old_card", t->old_card, COALITION_ID_MAX}, {"category", t->category, COALITION_ID_MAX},
         {"reason", t->reason, COALITION_REASON_MAX}, {"name", t->name, COALITION_REASON_MAX},
     };
     for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
@@ -681,17 +824,37 @@ static int txn_to_pb(struct coalition_client *c, const struct coalition_txn *t, 
             return rv;
         }
     }
-    coalition__txn__init(pb);
-    pb->kind = (Coalition__TxnKind)t->kind;
-    pb->partner = str_or_empty(t->partner);
-    pb->txn_id = str_or_empty(t->txn_id);
-    pb->member = str_or_empty(t->member);
-    pb->member_to = str_or_empty(t->member_to);
-    pb->of_txn = str_or_empty(t->of_txn);
-    pb->reason = str_or_empty(t->reason);
-    pb->name = str_or_empty(t->name);
-    pb->card = str_or_empty(t->card);
-    pb->points = t->points;
+    Coalition__Txn *tx = &pb->txn;
+    coalition__txn__init(tx);
+    if (t->program != NULL) {
+        int rv = program_to_pb(c, t->program, pb);
+        if (rv != 0) {
+            return rv;
+        }
+        tx->program = &pb->program;
+    }
+    if (t->rules != NULL) {
+        int rv = rules_to_pb(c, t->rules, pb);
+        if (rv != 0) {
+            return rv;
+        }
+        tx->rules = &pb->rules;
+    }
+    tx->kind = (Coalition__TxnKind)t->kind;
+    tx->partner = str_or_empty(t->partner);
+    tx->txn_id = str_or_empty(t->txn_id);
+    tx->member = str_or_empty(t->member);
+    tx->member_to = str_or_empty(t->member_to);
+    tx->of_txn = str_or_empty(t->of_txn);
+    tx->reason = str_or_empty(t->reason);
+    tx->name = str_or_empty(t->name);
+    tx->card = str_or_empty(t->card);
+    tx->old_card = str_or_empty(t->old_card);
+    tx->points = t->points;
+    tx->purchase_cents = t->purchase_cents;
+    tx->paid_points_cents = t->paid_points_cents;
+    tx->category = str_or_empty(t->category);
+    tx->timeout_s = t->timeout_s;
     return 0;
 }
 
@@ -701,6 +864,7 @@ static void txn_result_from_pb(struct coalition_txn_result *out, const Coalition
     out->duplicate = r->duplicate != 0;
     out->points = r->points;
     out->time_ms = r->time_ms;
+    copy_str(out->rule, sizeof(out->rule), r->rule);
 }
 
 /* A successful response without the result the request asked for. */
@@ -758,14 +922,14 @@ int coalition_client_txn(struct coalition_client *c, const struct coalition_txn 
 {
     assert(c != NULL && txn != NULL && out != NULL);
     client_begin(c);
-    Coalition__Txn pb;
+    struct txn_pb pb;
     int rv = txn_to_pb(c, txn, &pb);
     if (rv != 0) {
         return rv;
     }
     Coalition__Request req = COALITION__REQUEST__INIT;
     req.op_case = COALITION__REQUEST__OP_TXN;
-    req.txn = &pb;
+    req.txn = &pb.txn;
     Coalition__Response *resp = NULL;
     rv = client_request(c, &req, COALITION__RESPONSE__RESULT_TXN, &resp);
     if (rv == 0) {
@@ -806,6 +970,12 @@ int coalition_client_redeem(struct coalition_client *c, const char *partner, con
 int coalition_client_balance(struct coalition_client *c, const char *member,
                              struct coalition_balance *out)
 {
+    return coalition_client_balance_at(c, member, 0, out);
+}
+
+int coalition_client_balance_at(struct coalition_client *c, const char *member, uint64_t at_ms,
+                                struct coalition_balance *out)
+{
     assert(c != NULL && out != NULL);
     client_begin(c);
     int rv = check_len(c, "member", member, COALITION_ID_MAX);
@@ -814,6 +984,7 @@ int coalition_client_balance(struct coalition_client *c, const char *member,
     }
     Coalition__BalanceRequest breq = COALITION__BALANCE_REQUEST__INIT;
     breq.member = str_or_empty(member);
+    breq.at_ms = at_ms;
     Coalition__Request req = COALITION__REQUEST__INIT;
     req.op_case = COALITION__REQUEST__OP_BALANCE;
     req.balance = &breq;
@@ -821,11 +992,331 @@ int coalition_client_balance(struct coalition_client *c, const char *member,
     Coalition__Response *resp = NULL;
     rv = client_request(c, &req, COALITION__RESPONSE__RESULT_BALANCE, &resp);
     if (rv == 0) {
-        out->points = resp->balance->points;
-        out->as_of_seq = resp->balance->as_of_seq;
+        const Coalition__BalanceResult *b = resp->balance;
+        memset(out, 0, sizeof(*out));
+        out->points = b->points;
+        out->as_of_seq = b->as_of_seq;
+        out->held = b->held;
+        out->locked = b->locked;
+        copy_str(out->tier, sizeof(out->tier), b->tier);
+        copy_str(out->next_tier, sizeof(out->next_tier), b->next_tier);
+        out->to_next_tier = b->to_next_tier;
+        out->earned_12m = b->earned_12m;
+        out->at_ms = b->at_ms;
     }
     frame_free_response(resp);
     return rv;
+}
+
+int coalition_client_expiring(struct coalition_client *c, const char *member, uint32_t within_days,
+                              uint64_t at_ms, struct coalition_expiring *out)
+{
+    assert(c != NULL && out != NULL);
+    client_begin(c);
+    memset(out, 0, sizeof(*out));
+    int rv = check_len(c, "member", member, COALITION_ID_MAX);
+    if (rv != 0) {
+        return rv;
+    }
+    Coalition__ExpiringRequest ereq = COALITION__EXPIRING_REQUEST__INIT;
+    ereq.member = str_or_empty(member);
+    ereq.within_days = within_days;
+    ereq.at_ms = at_ms;
+    Coalition__Request req = COALITION__REQUEST__INIT;
+    req.op_case = COALITION__REQUEST__OP_EXPIRING;
+    req.expiring = &ereq;
+    req.consistent = c->consistent;
+    Coalition__Response *resp = NULL;
+    rv = client_request(c, &req, COALITION__RESPONSE__RESULT_EXPIRING, &resp);
+    if (rv == 0) {
+        const Coalition__ExpiringResult *r = resp->expiring;
+        out->at_ms = r->at_ms;
+        if (r->n_lots > 0) {
+            out->lots = calloc(r->n_lots, sizeof(*out->lots));
+            if (out->lots == NULL) {
+                rv = client_fail(c, COALITION_E_NOMEM, "out of memory");
+            } else {
+                out->len = r->n_lots;
+                for (size_t i = 0; i < r->n_lots; i++) {
+                    const Coalition__ExpiringLot *src = r->lots[i];
+                    struct coalition_expiring_lot *dst = &out->lots[i];
+                    copy_str(dst->issuer, sizeof(dst->issuer), src->issuer);
+                    dst->points = src->points;
+                    dst->earned_ms = src->earned_ms;
+                    dst->expires_ms = src->expires_ms;
+                }
+            }
+        }
+    }
+    frame_free_response(resp);
+    assert(rv != 0 || out->len == 0 || out->lots != NULL);
+    return rv;
+}
+
+void coalition_expiring_free(struct coalition_expiring *e)
+{
+    if (e == NULL) {
+        return;
+    }
+    free(e->lots);
+    e->lots = NULL;
+    e->len = 0;
+}
+
+static bool nonempty(const char *s)
+{
+    return s != NULL && s[0] != '\0';
+}
+
+int coalition_client_lookup(struct coalition_client *c, const char *card, const char *phone,
+                            const char *email, char member[COALITION_ID_MAX + 1])
+{
+    assert(c != NULL && member != NULL);
+    client_begin(c);
+    member[0] = '\0';
+    if ((int)nonempty(card) + (int)nonempty(phone) + (int)nonempty(email) != 1) {
+        return client_fail(c, COALITION_E_INVALID_ARGUMENT,
+                           "a lookup takes exactly one of card, phone and email");
+    }
+    int rv = check_len(c, "card", card, COALITION_ID_MAX);
+    if (rv == 0) {
+        rv = check_len(c, "phone", phone, COALITION_CONTACT_MAX);
+    }
+    if (rv == 0) {
+        rv = check_len(c, "email", email, COALITION_CONTACT_MAX);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    Coalition__LookupRequest lreq = COALITION__LOOKUP_REQUEST__INIT;
+    lreq.card = str_or_empty(card);
+    lreq.phone = str_or_empty(phone);
+    lreq.email = str_or_empty(email);
+    Coalition__Request req = COALITION__REQUEST__INIT;
+    req.op_case = COALITION__REQUEST__OP_LOOKUP;
+    req.lookup = &lreq;
+    req.consistent = c->consistent;
+    Coalition__Response *resp = NULL;
+    rv = client_request(c, &req, COALITION__RESPONSE__RESULT_LOOKUP, &resp);
+    if (rv == 0 && !nonempty(resp->lookup->member)) {
+        rv = client_missing_result(c);
+    }
+    if (rv == 0) {
+        copy_str(member, COALITION_ID_MAX + 1, resp->lookup->member);
+    }
+    frame_free_response(resp);
+    return rv;
+}
+
+int coalition_client_identify(struct coalition_client *c, const char *member, const char *phone,
+                              const char *email, const char *txn_id,
+                              struct coalition_txn_result *out)
+{
+    assert(c != NULL && out != NULL);
+    client_begin(c);
+    if (!nonempty(phone) && !nonempty(email)) {
+        return client_fail(c, COALITION_E_INVALID_ARGUMENT,
+                           "identify needs a phone number or an email address");
+    }
+    int rv = check_len(c, "member", member, COALITION_ID_MAX);
+    if (rv == 0) {
+        rv = check_len(c, "txn id", txn_id, COALITION_ID_MAX);
+    }
+    if (rv == 0) {
+        rv = check_len(c, "phone", phone, COALITION_CONTACT_MAX);
+    }
+    if (rv == 0) {
+        rv = check_len(c, "email", email, COALITION_CONTACT_MAX);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    Coalition__IdentifyRequest ireq = COALITION__IDENTIFY_REQUEST__INIT;
+    ireq.member = str_or_empty(member);
+    ireq.phone = str_or_empty(phone);
+    ireq.email = str_or_empty(email);
+    ireq.txn_id = str_or_empty(txn_id);
+    Coalition__Request req = COALITION__REQUEST__INIT;
+    req.op_case = COALITION__REQUEST__OP_IDENTIFY;
+    req.identify = &ireq;
+    Coalition__Response *resp = NULL;
+    rv = client_request(c, &req, COALITION__RESPONSE__RESULT_TXN, &resp);
+    if (rv == 0) {
+        txn_result_from_pb(out, resp->txn);
+    }
+    frame_free_response(resp);
+    return rv;
+}
+
+static void flow_from_pb(struct coalition_flow *dst, const Coalition__SettlementFlow *src)
+{
+    copy_str(dst->issuer, sizeof(dst->issuer), src->issuer);
+    copy_str(dst->redeemer, sizeof(dst->redeemer), src->redeemer);
+    dst->points = src->points;
+    dst->value_mc = src->value_mc;
+}
+
+/* A malloc'd copy of `n` flows (NULL for none).  Returns 0 or NOMEM. */
+static int flows_from_pb(struct coalition_client *c, Coalition__SettlementFlow *const *src,
+                         size_t n, struct coalition_flow **out)
+{
+    *out = NULL;
+    if (n == 0) {
+        return 0;
+    }
+    struct coalition_flow *flows = calloc(n, sizeof(*flows));
+    if (flows == NULL) {
+        return client_fail(c, COALITION_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        flow_from_pb(&flows[i], src[i]);
+    }
+    *out = flows;
+    return 0;
+}
+
+/* A window [from_ms, to_ms) must hold at least one instant. */
+static int check_window(struct coalition_client *c, uint64_t from_ms, uint64_t to_ms)
+{
+    if (from_ms >= to_ms) {
+        return client_fail(c, COALITION_E_INVALID_ARGUMENT,
+                           "the window must end after it starts (from %" PRIu64 " to %" PRIu64
+                           " ms)",
+                           from_ms, to_ms);
+    }
+    return 0;
+}
+
+int coalition_client_settlement(struct coalition_client *c, uint64_t from_ms, uint64_t to_ms,
+                                struct coalition_settlement *out)
+{
+    assert(c != NULL && out != NULL);
+    client_begin(c);
+    memset(out, 0, sizeof(*out));
+    int rv = check_window(c, from_ms, to_ms);
+    if (rv != 0) {
+        return rv;
+    }
+    Coalition__SettlementRequest sreq = COALITION__SETTLEMENT_REQUEST__INIT;
+    sreq.from_ms = from_ms;
+    sreq.to_ms = to_ms;
+    Coalition__Request req = COALITION__REQUEST__INIT;
+    req.op_case = COALITION__REQUEST__OP_SETTLEMENT;
+    req.settlement = &sreq;
+    req.consistent = c->consistent;
+    Coalition__Response *resp = NULL;
+    rv = client_request(c, &req, COALITION__RESPONSE__RESULT_SETTLEMENT, &resp);
+    if (rv == 0) {
+        const Coalition__SettlementResult *r = resp->settlement;
+        out->from_ms = r->from_ms;
+        out->to_ms = r->to_ms;
+        out->through_seq = r->through_seq;
+        rv = flows_from_pb(c, r->flows, r->n_flows, &out->flows);
+        if (rv == 0) {
+            out->n_flows = r->n_flows;
+        }
+        if (rv == 0 && r->n_partners > 0) {
+            out->partners = calloc(r->n_partners, sizeof(*out->partners));
+            if (out->partners == NULL) {
+                rv = client_fail(c, COALITION_E_NOMEM, "out of memory");
+            }
+        }
+        for (size_t i = 0; rv == 0 && i < r->n_partners; i++) {
+            const Coalition__PartnerPosition *src = r->partners[i];
+            struct coalition_position *dst = &out->partners[i];
+            copy_str(dst->partner, sizeof(dst->partner), src->partner);
+            dst->issued = src->issued;
+            dst->redeemed_at = src->redeemed_at;
+            dst->expired = src->expired;
+            dst->outstanding = src->outstanding;
+            dst->liability_mc = src->liability_mc;
+            dst->receivable_mc = src->receivable_mc;
+            dst->payable_mc = src->payable_mc;
+            dst->net_mc = src->net_mc;
+            dst->issued_total = src->issued_total;
+            dst->redeemed_total = src->redeemed_total;
+            dst->expired_total = src->expired_total;
+            out->n_partners = i + 1;
+        }
+        if (rv != 0) {
+            coalition_settlement_free(out);
+        }
+    }
+    frame_free_response(resp);
+    return rv;
+}
+
+void coalition_settlement_free(struct coalition_settlement *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    free(s->flows);
+    free(s->partners);
+    s->flows = NULL;
+    s->partners = NULL;
+    s->n_flows = 0;
+    s->n_partners = 0;
+}
+
+int coalition_client_report(struct coalition_client *c, const char *partner, uint64_t from_ms,
+                            uint64_t to_ms, struct coalition_report *out)
+{
+    assert(c != NULL && out != NULL);
+    client_begin(c);
+    memset(out, 0, sizeof(*out));
+    int rv = check_len(c, "partner", partner, COALITION_ID_MAX);
+    if (rv == 0) {
+        rv = check_window(c, from_ms, to_ms);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    Coalition__ReportRequest rreq = COALITION__REPORT_REQUEST__INIT;
+    rreq.partner = str_or_empty(partner);
+    rreq.from_ms = from_ms;
+    rreq.to_ms = to_ms;
+    Coalition__Request req = COALITION__REQUEST__INIT;
+    req.op_case = COALITION__REQUEST__OP_REPORT;
+    req.report = &rreq;
+    req.consistent = c->consistent;
+    Coalition__Response *resp = NULL;
+    rv = client_request(c, &req, COALITION__RESPONSE__RESULT_REPORT, &resp);
+    if (rv == 0) {
+        const Coalition__ReportResult *r = resp->report;
+        copy_str(out->partner, sizeof(out->partner), r->partner);
+        out->from_ms = r->from_ms;
+        out->to_ms = r->to_ms;
+        out->through_seq = r->through_seq;
+        out->active_members = r->active_members;
+        out->purchasers = r->purchasers;
+        out->repeat_purchasers = r->repeat_purchasers;
+        out->retained_members = r->retained_members;
+        out->previous_active = r->previous_active;
+        out->purchases = r->purchases;
+        out->purchase_cents = r->purchase_cents;
+        out->points_issued = r->points_issued;
+        out->points_redeemed = r->points_redeemed;
+        out->points_expired = r->points_expired;
+        out->outstanding = r->outstanding;
+        out->liability_mc = r->liability_mc;
+        rv = flows_from_pb(c, r->top_flows, r->n_top_flows, &out->top_flows);
+        if (rv == 0) {
+            out->n_top_flows = r->n_top_flows;
+        }
+    }
+    frame_free_response(resp);
+    return rv;
+}
+
+void coalition_report_free(struct coalition_report *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    free(r->top_flows);
+    r->top_flows = NULL;
+    r->n_top_flows = 0;
 }
 
 int coalition_client_history(struct coalition_client *c, const char *member, uint32_t limit,
@@ -1049,6 +1540,32 @@ const char *coalition_txn_kind_name(enum coalition_txn_kind kind)
         return "reverse";
     case COALITION_TXN_TRANSFER:
         return "transfer";
+    case COALITION_TXN_PROGRAM_SET:
+        return "program_set";
+    case COALITION_TXN_RULES_SET:
+        return "rules_set";
+    case COALITION_TXN_HOLD:
+        return "hold";
+    case COALITION_TXN_CAPTURE:
+        return "capture";
+    case COALITION_TXN_RELEASE:
+        return "release";
+    case COALITION_TXN_CARD_ADD:
+        return "card_add";
+    case COALITION_TXN_CARD_REPLACE:
+        return "card_replace";
+    case COALITION_TXN_IDENTIFY:
+        return "identify";
+    case COALITION_TXN_MERGE:
+        return "merge";
+    case COALITION_TXN_ERASE:
+        return "erase";
+    case COALITION_TXN_EXPIRE:
+        return "expire";
+    case COALITION_TXN_HOLD_TIMEOUT:
+        return "hold_timeout";
+    case COALITION_TXN_TIER_REVIEW:
+        return "tier_review";
     }
     return "unknown";
 }
@@ -1085,14 +1602,14 @@ int coalition_client_submit(struct coalition_client *c, const struct coalition_t
 {
     assert(c != NULL && txn != NULL && request_id != NULL);
     client_begin(c);
-    Coalition__Txn pb;
+    struct txn_pb pb;
     int rv = txn_to_pb(c, txn, &pb);
     if (rv != 0) {
         return rv;
     }
     Coalition__Request req = COALITION__REQUEST__INIT;
     req.op_case = COALITION__REQUEST__OP_TXN;
-    req.txn = &pb;
+    req.txn = &pb.txn;
     return client_queue(c, &req, request_id);
 }
 

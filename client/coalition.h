@@ -12,11 +12,19 @@
 
 #include "errors.h"
 
-#define COALITION_ID_MAX       64  /* bytes in a partner, member, card or txn id */
-#define COALITION_REASON_MAX   200 /* bytes in a reason text */
-#define COALITION_POINTS_MAX   1000000000000LL
-#define COALITION_HASH_LEN     32
-#define COALITION_DEFAULT_NODE "127.0.0.1:7400"
+/* Bytes in a partner, member, card or txn id, and in a category, campaign
+ * id or tier name. */
+#define COALITION_ID_MAX      64
+#define COALITION_REASON_MAX  200 /* bytes in a reason text */
+#define COALITION_RULE_MAX    223 /* bytes in a TxnResult rule: "category:C,campaign:ID,tier:T" */
+#define COALITION_CONTACT_MAX 254 /* bytes in a phone number or email address */
+/* Entries in a program or rules the library sends at most (the node's limits). */
+#define COALITION_CATEGORIES_MAX 32
+#define COALITION_CAMPAIGNS_MAX  32
+#define COALITION_TIERS_MAX      8
+#define COALITION_POINTS_MAX     1000000000000LL
+#define COALITION_HASH_LEN       32
+#define COALITION_DEFAULT_NODE   "127.0.0.1:7400"
 
 struct coalition_client;
 
@@ -28,22 +36,88 @@ enum coalition_txn_kind {
     COALITION_TXN_REDEEM = 4,
     COALITION_TXN_REVERSE = 5,
     COALITION_TXN_TRANSFER = 6,
+    COALITION_TXN_PROGRAM_SET = 7,   /* partner replaces its earning program */
+    COALITION_TXN_RULES_SET = 8,     /* admin: replaces the coalition rules */
+    COALITION_TXN_HOLD = 9,          /* partner reserves points of a member */
+    COALITION_TXN_CAPTURE = 10,      /* partner redeems (part of) its hold of_txn */
+    COALITION_TXN_RELEASE = 11,      /* partner gives its hold of_txn back */
+    COALITION_TXN_CARD_ADD = 12,     /* admin: member gets another card */
+    COALITION_TXN_CARD_REPLACE = 13, /* admin: member's old_card becomes card */
+    COALITION_TXN_IDENTIFY = 14,     /* submitted with coalition_client_identify only */
+    COALITION_TXN_MERGE = 15,        /* admin: member is merged into member_to */
+    COALITION_TXN_ERASE = 16,        /* admin: member's cards and lookup keys erased */
+    /* Scheduled by the leader; seen in history, never submitted. */
+    COALITION_TXN_EXPIRE = 17,
+    COALITION_TXN_HOLD_TIMEOUT = 18,
+    COALITION_TXN_TIER_REVIEW = 19,
 };
 
-/* A transaction to submit.  Strings are borrowed for the duration of the
- * call; unused ones may be NULL.  See the CLI (docs/protocol.md) for which
- * fields each kind needs. */
+/* A partner's earning program (coalition.Program).  Money in cents, rates
+ * and multipliers in fixed point; strings and arrays are borrowed for the
+ * duration of the call. */
+struct coalition_category_rate {
+    const char *category;
+    uint32_t multiplier_pct; /* 100 = x1 */
+};
+
+/* Active from start_ms (inclusive) to end_ms (exclusive), for one category
+ * or (NULL or "") every purchase. */
+struct coalition_campaign {
+    const char *id;
+    uint64_t start_ms;
+    uint64_t end_ms;
+    uint32_t multiplier_pct; /* 0 or 100: no multiplier */
+    int64_t bonus_points;
+    const char *category;
+};
+
+struct coalition_program {
+    uint64_t point_value_mc;  /* settlement value: thousandths of a cent per point */
+    uint64_t base_rate_milli; /* points per currency unit (100 cents), x1000 */
+    const struct coalition_category_rate *categories; /* n_categories of them */
+    size_t n_categories;                              /* at most COALITION_CATEGORIES_MAX */
+    const struct coalition_campaign *campaigns;       /* n_campaigns of them */
+    size_t n_campaigns;                               /* at most COALITION_CAMPAIGNS_MAX */
+    int64_t min_purchase_cents;                       /* smaller purchases earn nothing */
+    uint32_t lock_days; /* awarded points unlock after this many days */
+};
+
+struct coalition_tier {
+    const char *name;
+    int64_t threshold;       /* points earned in the rolling 12 months */
+    uint32_t multiplier_pct; /* on points earned from purchases; 100 = x1 */
+};
+
+/* The coalition-wide rules (coalition.Rules). */
+struct coalition_rules {
+    const struct coalition_tier *tiers; /* ascending thresholds; n_tiers of them */
+    size_t n_tiers;                     /* at most COALITION_TIERS_MAX */
+    uint32_t expiry_months;             /* 0: points never expire */
+    uint32_t hold_timeout_s;            /* default hold timeout (0: the node's, 900) */
+};
+
+/* A transaction to submit.  Strings (and program, rules) are borrowed for the
+ * duration of the call; unused ones may be NULL, unused numbers 0.  See
+ * docs/protocol.md for which fields each kind needs. */
 struct coalition_txn {
     enum coalition_txn_kind kind;
     const char *partner;
     const char *txn_id;
     const char *member;
-    const char *member_to;
-    const char *of_txn;
+    const char *member_to; /* TRANSFER destination; MERGE: the surviving member */
+    const char *of_txn;    /* REVERSE: the original; CAPTURE, RELEASE: the hold */
     const char *reason;
     const char *name;
-    const char *card;
-    int64_t points;
+    const char *card;     /* MEMBER_ADD, CARD_ADD; CARD_REPLACE: the new card */
+    const char *old_card; /* CARD_REPLACE */
+    int64_t points;       /* REVERSE, CAPTURE: 0 means all that is left */
+    /* Purchase-based AWARD: points 0, the node computes them. */
+    int64_t purchase_cents;
+    int64_t paid_points_cents; /* part of the purchase paid with points */
+    const char *category;
+    uint32_t timeout_s;                      /* HOLD: 0 means the coalition's default */
+    const struct coalition_program *program; /* PROGRAM_SET */
+    const struct coalition_rules *rules;     /* RULES_SET */
 };
 
 struct coalition_txn_result {
@@ -51,6 +125,10 @@ struct coalition_txn_result {
     bool duplicate;   /* true if this txn id was already applied */
     int64_t points;   /* points moved by the entry */
     uint64_t time_ms; /* time stamped when the entry was ordered */
+    /* Purchase AWARD: the rule that set the points ("base", "category:C",
+     * "campaign:ID", with ",tier:T" when a tier multiplier applied); "" for
+     * other kinds.  Truncated to COALITION_RULE_MAX bytes. */
+    char rule[COALITION_RULE_MAX + 1];
 };
 
 /* Strings in the status are truncated to fit; the node sends short words. */
@@ -100,8 +178,86 @@ struct coalition_cluster {
 };
 
 struct coalition_balance {
-    int64_t points;
+    int64_t points; /* spendable now: unlocked, unexpired, not held */
     uint64_t as_of_seq;
+    int64_t held;                         /* reserved by open holds */
+    int64_t locked;                       /* pending: not unlocked yet */
+    char tier[COALITION_ID_MAX + 1];      /* "" below every tier */
+    char next_tier[COALITION_ID_MAX + 1]; /* "" at the top */
+    int64_t to_next_tier;                 /* points to earn to reach next_tier */
+    int64_t earned_12m;                   /* earned in the rolling 12 months */
+    uint64_t at_ms;                       /* the time the balance was computed for */
+};
+
+/* A lot of points that expires soon. */
+struct coalition_expiring_lot {
+    char issuer[COALITION_ID_MAX + 1]; /* the partner whose points they are */
+    int64_t points;
+    uint64_t earned_ms;
+    uint64_t expires_ms;
+};
+
+struct coalition_expiring {
+    uint64_t at_ms; /* the time the node looked from */
+    size_t len;
+    struct coalition_expiring_lot *lots; /* soonest first; owned, see _free */
+};
+
+/* Points of `issuer`'s redeemed at `redeemer` in a settlement window. */
+struct coalition_flow {
+    char issuer[COALITION_ID_MAX + 1];
+    char redeemer[COALITION_ID_MAX + 1];
+    int64_t points;   /* net of reversals */
+    int64_t value_mc; /* owed by issuer to redeemer, thousandths of a cent */
+};
+
+/* One partner's settlement figures (coalition.PartnerPosition). */
+struct coalition_position {
+    char partner[COALITION_ID_MAX + 1];
+    int64_t issued;        /* in the window, net of reversals */
+    int64_t redeemed_at;   /* redeemed at this partner, any issuer */
+    int64_t expired;       /* this issuer's breakage in the window */
+    int64_t outstanding;   /* this issuer's points held by members at to_ms */
+    int64_t liability_mc;  /* outstanding x point value at to_ms */
+    int64_t receivable_mc; /* owed to this partner by other issuers */
+    int64_t payable_mc;    /* owed by this partner to other redeemers */
+    int64_t net_mc;        /* receivable - payable (> 0: is paid) */
+    int64_t issued_total;  /* from the start through to_ms */
+    int64_t redeemed_total;
+    int64_t expired_total;
+};
+
+/* Settlement over the entries with from_ms <= time < to_ms. */
+struct coalition_settlement {
+    uint64_t from_ms;
+    uint64_t to_ms;
+    uint64_t through_seq; /* last entry inside the window */
+    size_t n_flows;
+    struct coalition_flow *flows; /* issuer, redeemer order; owned */
+    size_t n_partners;
+    struct coalition_position *partners; /* partner order; owned */
+};
+
+/* Program KPIs for one partner or the whole coalition (coalition.ReportResult). */
+struct coalition_report {
+    char partner[COALITION_ID_MAX + 1]; /* "" for the whole coalition */
+    uint64_t from_ms;
+    uint64_t to_ms;
+    uint64_t through_seq;
+    uint64_t active_members;    /* with a purchase or redemption */
+    uint64_t purchasers;        /* with a purchase award */
+    uint64_t repeat_purchasers; /* ... with two or more */
+    uint64_t retained_members;  /* active in the previous window and in this one */
+    uint64_t previous_active;   /* active in the previous window of equal length */
+    uint64_t purchases;
+    int64_t purchase_cents;
+    int64_t points_issued;
+    int64_t points_redeemed;
+    int64_t points_expired;
+    int64_t outstanding; /* at to_ms */
+    int64_t liability_mc;
+    size_t n_top_flows;
+    struct coalition_flow *top_flows; /* largest cross-partner flows first; owned */
 };
 
 struct coalition_history_item {
@@ -153,11 +309,12 @@ const char *coalition_client_node(const struct coalition_client *c);
  * none (or no answer came).  Valid until the next call on `c`. */
 const char *coalition_client_leader_hint(const struct coalition_client *c);
 
-/* Makes later balance and history calls consistent (true) or not (false,
- * the default).  A consistent read is answered by the leader after a raft
- * barrier (a follower forwards it), so it sees every write acknowledged
- * before it was sent; a plain read is answered by the node asked, from its
- * own applied state, which may lag the leader. */
+/* Makes later reads (balance, history, expiring, lookup, settlement,
+ * report) consistent (true) or not (false, the default).  A consistent read
+ * is answered by the leader after a raft barrier (a follower forwards it), so
+ * it sees every write acknowledged before it was sent; a plain read is
+ * answered by the node asked, from its own applied state, which may lag the
+ * leader. */
 void coalition_client_set_consistent(struct coalition_client *c, bool consistent);
 
 /* Synchronous calls: send one request and wait for its answer. */
@@ -169,8 +326,45 @@ int coalition_client_award(struct coalition_client *c, const char *partner, cons
                            struct coalition_txn_result *out);
 int coalition_client_redeem(struct coalition_client *c, const char *partner, const char *member,
                             int64_t points, const char *txn_id, struct coalition_txn_result *out);
+/* Balance of `member` now.  Same as coalition_client_balance_at with at_ms 0. */
 int coalition_client_balance(struct coalition_client *c, const char *member,
                              struct coalition_balance *out);
+/* Balance of `member` with expiry and locks evaluated at at_ms (ms since the
+ * epoch; 0: now, as the node's clock says).  out->at_ms is the time used. */
+int coalition_client_balance_at(struct coalition_client *c, const char *member, uint64_t at_ms,
+                                struct coalition_balance *out);
+/* Lots of `member` that expire within `within_days` days of at_ms (0: now),
+ * soonest first.  On success *out holds lots the caller releases with
+ * coalition_expiring_free. */
+int coalition_client_expiring(struct coalition_client *c, const char *member, uint32_t within_days,
+                              uint64_t at_ms, struct coalition_expiring *out);
+void coalition_expiring_free(struct coalition_expiring *e);
+/* Finds the member with card `card`, or phone `phone`, or email `email`:
+ * exactly one of the three is non-NULL and non-empty (INVALID_ARGUMENT
+ * otherwise, nothing sent).  The node hashes a phone or email with the
+ * coalition identity key (IDENTITY_UNAVAILABLE if it has none).  On success
+ * `member` (caller's buffer) holds the id. */
+int coalition_client_lookup(struct coalition_client *c, const char *card, const char *phone,
+                            const char *email, char member[COALITION_ID_MAX + 1]);
+/* Sets the lookup keys of `member` to its phone and email (at least one
+ * non-empty).  Sent as Request.identify, not as a Txn: the node hashes the
+ * raw values into a TXN_IDENTIFY before anything is ordered, so they never
+ * enter the ledger.  A write: after TIMEOUT or UNREACHABLE retry with the same
+ * txn_id. */
+int coalition_client_identify(struct coalition_client *c, const char *member, const char *phone,
+                              const char *email, const char *txn_id,
+                              struct coalition_txn_result *out);
+/* The settlement statement over [from_ms, to_ms).  On success *out holds
+ * flows and positions the caller releases with coalition_settlement_free. */
+int coalition_client_settlement(struct coalition_client *c, uint64_t from_ms, uint64_t to_ms,
+                                struct coalition_settlement *out);
+void coalition_settlement_free(struct coalition_settlement *s);
+/* KPIs of `partner` (NULL or "": the whole coalition) over [from_ms,
+ * to_ms).  On success *out holds top flows the caller releases with
+ * coalition_report_free. */
+int coalition_client_report(struct coalition_client *c, const char *partner, uint64_t from_ms,
+                            uint64_t to_ms, struct coalition_report *out);
+void coalition_report_free(struct coalition_report *r);
 /* On success *out holds items the caller releases with
  * coalition_history_free.  limit 0 means the node's default (20). */
 int coalition_client_history(struct coalition_client *c, const char *member, uint32_t limit,
@@ -204,9 +398,10 @@ int coalition_client_entry_hash(struct coalition_client *c, uint64_t seq,
 const char *coalition_role_name(enum coalition_role role);
 bool coalition_role_parse(const char *name, enum coalition_role *out);
 
-/* Lower-case name of a transaction kind ("award", "partner_add", ...), as
- * the CLI's --json output and the load generator's logs spell it;
- * "unknown" for a value outside the enum.  Static storage. */
+/* Lower-case name of a transaction kind ("award", "partner_add",
+ * "program_set", "hold_timeout", ...: the TxnKind name without TXN_), as the
+ * CLI's --json output and the load generator's logs spell it; "unknown" for
+ * a value outside the enum.  Static storage. */
 const char *coalition_txn_kind_name(enum coalition_txn_kind kind);
 
 /* Pipelining: queue many transactions, then collect their results in any
