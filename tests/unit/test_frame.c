@@ -188,6 +188,20 @@ static bool fake_answer(int fd, const Coalition__Request *req)
     Coalition__EntryHashResult entry = COALITION__ENTRY_HASH_RESULT__INIT;
     static uint8_t entry_hash[COALITION_HASH_LEN];
     static char change_msg[512];
+    static char echo[512];
+    Coalition__ExpiringResult expiring = COALITION__EXPIRING_RESULT__INIT;
+    Coalition__ExpiringLot lots[2] = {COALITION__EXPIRING_LOT__INIT, COALITION__EXPIRING_LOT__INIT};
+    Coalition__ExpiringLot *lot_ptrs[2] = {&lots[0], &lots[1]};
+    Coalition__LookupResult lookup = COALITION__LOOKUP_RESULT__INIT;
+    Coalition__SettlementResult settle = COALITION__SETTLEMENT_RESULT__INIT;
+    Coalition__SettlementFlow flows[3] = {COALITION__SETTLEMENT_FLOW__INIT,
+                                          COALITION__SETTLEMENT_FLOW__INIT,
+                                          COALITION__SETTLEMENT_FLOW__INIT};
+    Coalition__SettlementFlow *flow_ptrs[3] = {&flows[0], &flows[1], &flows[2]};
+    Coalition__PartnerPosition pos[2] = {COALITION__PARTNER_POSITION__INIT,
+                                         COALITION__PARTNER_POSITION__INIT};
+    Coalition__PartnerPosition *pos_ptrs[2] = {&pos[0], &pos[1]};
+    Coalition__ReportResult report = COALITION__REPORT_RESULT__INIT;
 
     switch (req->op_case) {
     case COALITION__REQUEST__OP_STATUS:
@@ -223,6 +237,14 @@ static bool fake_answer(int fd, const Coalition__Request *req)
         balance.points = 900;
         /* A consistent read is told apart by its sequence number. */
         balance.as_of_seq = req->consistent ? 1057 : 57;
+        balance.held = 50;
+        balance.locked = 20;
+        balance.tier = "Silver";
+        balance.next_tier = "Gold";
+        balance.to_next_tier = 800;
+        balance.earned_12m = 4200;
+        /* The time asked for comes back, "now" when none was. */
+        balance.at_ms = req->balance->at_ms != 0 ? req->balance->at_ms : 1700000000000ULL;
         resp.result_case = COALITION__RESPONSE__RESULT_BALANCE;
         resp.balance = &balance;
         break;
@@ -254,6 +276,125 @@ static bool fake_answer(int fd, const Coalition__Request *req)
         resp.result_case = COALITION__RESPONSE__RESULT_VERIFY;
         resp.verify = &verify;
         break;
+    case COALITION__REQUEST__OP_EXPIRING:
+        if (strcmp(req->expiring->member, "M") != 0 && strcmp(req->expiring->member, "none") != 0) {
+            resp.code = COALITION_E_UNKNOWN_MEMBER;
+            resp.message = "no member";
+            break;
+        }
+        /* Lots echo the request: points are within_days and within_days + 1. */
+        lots[0].issuer = "P1";
+        lots[0].points = req->expiring->within_days;
+        lots[0].earned_ms = 1000;
+        lots[0].expires_ms = 2000;
+        lots[1].issuer = "P2";
+        lots[1].points = (int64_t)req->expiring->within_days + 1;
+        lots[1].earned_ms = 1500;
+        lots[1].expires_ms = 3000;
+        expiring.member = req->expiring->member;
+        expiring.n_lots = strcmp(req->expiring->member, "M") == 0 ? 2 : 0;
+        expiring.lots = lot_ptrs;
+        expiring.at_ms = req->expiring->at_ms != 0 ? req->expiring->at_ms : 1700000000000ULL;
+        resp.result_case = COALITION__RESPONSE__RESULT_EXPIRING;
+        resp.expiring = &expiring;
+        break;
+    case COALITION__REQUEST__OP_LOOKUP: {
+        const Coalition__LookupRequest *l = req->lookup;
+        if (strcmp(l->card, "lost") == 0) {
+            resp.code = COALITION_E_UNKNOWN_CARD;
+            resp.message = "no such card";
+            break;
+        }
+        /* The member names what was asked; "blank" gets an empty answer. */
+        snprintf(echo, sizeof(echo), "%s%s%s", l->card, l->phone, l->email);
+        lookup.member = strcmp(echo, "blank") == 0 ? "" : echo;
+        resp.result_case = COALITION__RESPONSE__RESULT_LOOKUP;
+        resp.lookup = &lookup;
+        break;
+    }
+    case COALITION__REQUEST__OP_IDENTIFY: {
+        const Coalition__IdentifyRequest *id = req->identify;
+        if (strcmp(id->member, "slow") == 0) {
+            sleep_ms(400);
+        }
+        /* The rule echoes what arrived, so that the test can check the wire. */
+        snprintf(echo, sizeof(echo), "%s|%s|%s", id->member, id->phone, id->email);
+        txn.txn_id = id->txn_id;
+        txn.seq = 300;
+        txn.time_ms = 1700000000001ULL;
+        txn.rule = echo;
+        resp.result_case = COALITION__RESPONSE__RESULT_TXN;
+        resp.txn = &txn;
+        break;
+    }
+    case COALITION__REQUEST__OP_SETTLEMENT:
+        settle.from_ms = req->settlement->from_ms;
+        settle.to_ms = req->settlement->to_ms;
+        settle.through_seq = 77;
+        flows[0].issuer = "books";
+        flows[0].redeemer = "coffee";
+        flows[0].points = 50;
+        flows[0].value_mc = 50000;
+        flows[1].issuer = "coffee";
+        flows[1].redeemer = "books";
+        flows[1].points = 200;
+        flows[1].value_mc = 250000;
+        flows[2].issuer = "coffee";
+        flows[2].redeemer = "coffee";
+        flows[2].points = 10;
+        flows[2].value_mc = 12500;
+        pos[0].partner = "books";
+        pos[0].issued = 100;
+        pos[0].redeemed_at = 200;
+        pos[0].expired = 3;
+        pos[0].outstanding = 47;
+        pos[0].liability_mc = 47000;
+        pos[0].receivable_mc = 250000;
+        pos[0].payable_mc = 50000;
+        pos[0].net_mc = 200000;
+        pos[0].issued_total = 1000;
+        pos[0].redeemed_total = 900;
+        pos[0].expired_total = 30;
+        pos[1].partner = "coffee";
+        pos[1].net_mc = -200000;
+        settle.n_flows = 3;
+        settle.flows = flow_ptrs;
+        settle.n_partners = 2;
+        settle.partners = pos_ptrs;
+        resp.result_case = COALITION__RESPONSE__RESULT_SETTLEMENT;
+        resp.settlement = &settle;
+        break;
+    case COALITION__REQUEST__OP_REPORT:
+        if (strcmp(req->report->partner, "nobody") == 0) {
+            resp.code = COALITION_E_UNKNOWN_PARTNER;
+            resp.message = "no partner 'nobody'";
+            break;
+        }
+        report.partner = req->report->partner;
+        report.from_ms = req->report->from_ms;
+        report.to_ms = req->report->to_ms;
+        report.through_seq = 78;
+        report.active_members = 12;
+        report.purchasers = 9;
+        report.repeat_purchasers = 3;
+        report.retained_members = 4;
+        report.previous_active = 8;
+        report.purchases = 15;
+        report.purchase_cents = 123456;
+        report.points_issued = 5000;
+        report.points_redeemed = 1200;
+        report.points_expired = 40;
+        report.outstanding = 3800;
+        report.liability_mc = 3800000;
+        flows[0].issuer = "coffee";
+        flows[0].redeemer = "books";
+        flows[0].points = 200;
+        flows[0].value_mc = 250000;
+        report.n_top_flows = req->report->partner[0] == '\0' ? 1 : 0;
+        report.top_flows = flow_ptrs;
+        resp.result_case = COALITION__RESPONSE__RESULT_REPORT;
+        resp.report = &report;
+        break;
     case COALITION__REQUEST__OP_TXN:
         if (req->txn->points > 1000) {
             resp.code = COALITION_E_INSUFFICIENT_POINTS;
@@ -265,6 +406,12 @@ static bool fake_answer(int fd, const Coalition__Request *req)
         txn.points = req->txn->points;
         txn.duplicate = strcmp(req->txn->txn_id, "dup") == 0;
         txn.time_ms = 1700000000000ULL;
+        if (req->txn->purchase_cents > 0) {
+            /* A purchase award: points and rule as the node would set them. */
+            txn.points = req->txn->purchase_cents / 100;
+            snprintf(echo, sizeof(echo), "category:%s,tier:Silver", req->txn->category);
+            txn.rule = echo;
+        }
         resp.result_case = COALITION__RESPONSE__RESULT_TXN;
         resp.txn = &txn;
         break;
@@ -1052,6 +1199,417 @@ static void test_frame_client_role_names(void **state)
     assert_int_equal(COALITION_ROLE_SPARE, COALITION__NODE_ROLE__ROLE_SPARE);
 }
 
+static void test_frame_client_txn_kind_names(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"partner_add",  "member_add",   "award",       "redeem",
+                                        "reverse",      "transfer",     "program_set", "rules_set",
+                                        "hold",         "capture",      "release",     "card_add",
+                                        "card_replace", "identify",     "merge",       "erase",
+                                        "expire",       "hold_timeout", "tier_review"};
+    for (int k = 1; k <= 19; k++) {
+        assert_string_equal(coalition_txn_kind_name((enum coalition_txn_kind)k), names[k - 1]);
+    }
+    assert_string_equal(coalition_txn_kind_name((enum coalition_txn_kind)0), "unknown");
+    assert_string_equal(coalition_txn_kind_name((enum coalition_txn_kind)20), "unknown");
+    /* Same numbers as coalition.TxnKind. */
+    assert_int_equal(COALITION_TXN_PROGRAM_SET, COALITION__TXN_KIND__TXN_PROGRAM_SET);
+    assert_int_equal(COALITION_TXN_ERASE, COALITION__TXN_KIND__TXN_ERASE);
+    assert_int_equal(COALITION_TXN_TIER_REVIEW, COALITION__TXN_KIND__TXN_TIER_REVIEW);
+}
+
+/* Submits `t` on `c`, reads it on the fake node's side `sfd` and returns the
+ * request as it arrived (caller frees with frame_free_request). */
+static Coalition__Request *submit_and_read(struct fixture *f, struct coalition_client *c, int sfd,
+                                           const struct coalition_txn *t)
+{
+    uint64_t id = 0;
+    assert_int_equal(coalition_client_submit(c, t, &id), 0);
+    assert_int_equal(coalition_client_flush(c), 0);
+    Coalition__Request *req = fake_read(sfd, &f->d);
+    assert_non_null(req);
+    assert_int_equal(req->id, id);
+    assert_int_equal(req->op_case, COALITION__REQUEST__OP_TXN);
+    return req;
+}
+
+static void test_frame_client_rules_txns_on_the_wire(void **state)
+{
+    struct fixture *f = *state;
+    fake_listen(f);
+    struct coalition_client *c = NULL;
+    assert_int_equal(coalition_client_create(f->node, 2000, &c), 0);
+    int sfd = accept(f->listen_fd, NULL, NULL);
+    assert_true(sfd >= 0);
+
+    /* A purchase award: its fields travel, the node's rule comes back. */
+    struct coalition_txn award = {.kind = COALITION_TXN_AWARD,
+                                  .partner = "P1",
+                                  .member = "M",
+                                  .txn_id = "buy1",
+                                  .purchase_cents = 2599,
+                                  .paid_points_cents = 500,
+                                  .category = "food"};
+    Coalition__Request *req = submit_and_read(f, c, sfd, &award);
+    assert_int_equal(req->txn->kind, COALITION__TXN_KIND__TXN_AWARD);
+    assert_int_equal(req->txn->points, 0);
+    assert_int_equal(req->txn->purchase_cents, 2599);
+    assert_int_equal(req->txn->paid_points_cents, 500);
+    assert_string_equal(req->txn->category, "food");
+    assert_null(req->txn->program);
+    assert_null(req->txn->rules);
+    assert_true(fake_answer(sfd, req));
+    frame_free_request(req);
+    uint64_t rid = 0;
+    int code = 1;
+    struct coalition_txn_result r;
+    assert_int_equal(coalition_client_poll(c, 2000, &rid, &code, &r), 1);
+    assert_int_equal(code, 0);
+    assert_int_equal(r.points, 25);
+    assert_string_equal(r.rule, "category:food,tier:Silver");
+
+    /* A plain award's result has no rule. */
+    struct coalition_txn plain = {
+        .kind = COALITION_TXN_AWARD, .partner = "P1", .member = "M", .txn_id = "a", .points = 7};
+    req = submit_and_read(f, c, sfd, &plain);
+    assert_true(fake_answer(sfd, req));
+    frame_free_request(req);
+    assert_int_equal(coalition_client_poll(c, 2000, &rid, &code, &r), 1);
+    assert_int_equal(r.points, 7);
+    assert_string_equal(r.rule, "");
+
+    /* HOLD, CAPTURE, CARD_REPLACE, MERGE: their fields. */
+    struct coalition_txn hold = {.kind = COALITION_TXN_HOLD,
+                                 .partner = "P1",
+                                 .member = "M",
+                                 .txn_id = "h1",
+                                 .points = 40,
+                                 .timeout_s = 120};
+    req = submit_and_read(f, c, sfd, &hold);
+    assert_int_equal(req->txn->kind, COALITION__TXN_KIND__TXN_HOLD);
+    assert_int_equal(req->txn->timeout_s, 120);
+    assert_int_equal(req->txn->points, 40);
+    frame_free_request(req);
+    struct coalition_txn capture = {
+        .kind = COALITION_TXN_CAPTURE, .partner = "P1", .of_txn = "h1", .txn_id = "c1"};
+    req = submit_and_read(f, c, sfd, &capture);
+    assert_int_equal(req->txn->kind, COALITION__TXN_KIND__TXN_CAPTURE);
+    assert_string_equal(req->txn->of_txn, "h1");
+    assert_int_equal(req->txn->points, 0);
+    frame_free_request(req);
+    struct coalition_txn replace = {.kind = COALITION_TXN_CARD_REPLACE,
+                                    .member = "M",
+                                    .old_card = "4000-1",
+                                    .card = "4000-2",
+                                    .txn_id = "cr1"};
+    req = submit_and_read(f, c, sfd, &replace);
+    assert_int_equal(req->txn->kind, COALITION__TXN_KIND__TXN_CARD_REPLACE);
+    assert_string_equal(req->txn->old_card, "4000-1");
+    assert_string_equal(req->txn->card, "4000-2");
+    assert_string_equal(req->txn->partner, "");
+    frame_free_request(req);
+    struct coalition_txn merge = {
+        .kind = COALITION_TXN_MERGE, .member = "A", .member_to = "B", .txn_id = "m1"};
+    req = submit_and_read(f, c, sfd, &merge);
+    assert_int_equal(req->txn->kind, COALITION__TXN_KIND__TXN_MERGE);
+    assert_string_equal(req->txn->member, "A");
+    assert_string_equal(req->txn->member_to, "B");
+    frame_free_request(req);
+
+    /* PROGRAM_SET carries the whole program. */
+    const struct coalition_category_rate cats[] = {{"food", 200}, {"fuel", 50}};
+    const struct coalition_campaign camps[] = {
+        {"summer", 1782864000000ULL, 1788220800000ULL, 150, 0, "food"},
+        {"welcome", 1000, 2000, 0, 25, NULL},
+    };
+    const struct coalition_program prog = {.point_value_mc = 1000,
+                                           .base_rate_milli = 1500,
+                                           .categories = cats,
+                                           .n_categories = 2,
+                                           .campaigns = camps,
+                                           .n_campaigns = 2,
+                                           .min_purchase_cents = 500,
+                                           .lock_days = 14};
+    struct coalition_txn pset = {
+        .kind = COALITION_TXN_PROGRAM_SET, .partner = "P1", .txn_id = "ps1", .program = &prog};
+    req = submit_and_read(f, c, sfd, &pset);
+    const Coalition__Program *pp = req->txn->program;
+    assert_non_null(pp);
+    assert_null(req->txn->rules);
+    assert_int_equal(pp->point_value_mc, 1000);
+    assert_int_equal(pp->base_rate_milli, 1500);
+    assert_int_equal(pp->min_purchase_cents, 500);
+    assert_int_equal(pp->lock_days, 14);
+    assert_int_equal(pp->n_categories, 2);
+    assert_string_equal(pp->categories[1]->category, "fuel");
+    assert_int_equal(pp->categories[1]->multiplier_pct, 50);
+    assert_int_equal(pp->n_campaigns, 2);
+    assert_string_equal(pp->campaigns[0]->id, "summer");
+    assert_int_equal(pp->campaigns[0]->start_ms, 1782864000000ULL);
+    assert_int_equal(pp->campaigns[0]->end_ms, 1788220800000ULL);
+    assert_int_equal(pp->campaigns[0]->multiplier_pct, 150);
+    assert_string_equal(pp->campaigns[0]->category, "food");
+    assert_int_equal(pp->campaigns[1]->bonus_points, 25);
+    assert_string_equal(pp->campaigns[1]->category, "");
+    frame_free_request(req);
+
+    /* RULES_SET carries the tiers. */
+    const struct coalition_tier tiers[] = {{"Silver", 1000, 110}, {"Gold", 5000, 125}};
+    const struct coalition_rules rules = {
+        .tiers = tiers, .n_tiers = 2, .expiry_months = 24, .hold_timeout_s = 600};
+    struct coalition_txn rset = {.kind = COALITION_TXN_RULES_SET, .txn_id = "rs1", .rules = &rules};
+    req = submit_and_read(f, c, sfd, &rset);
+    const Coalition__Rules *rr = req->txn->rules;
+    assert_non_null(rr);
+    assert_null(req->txn->program);
+    assert_int_equal(rr->expiry_months, 24);
+    assert_int_equal(rr->hold_timeout_s, 600);
+    assert_int_equal(rr->n_tiers, 2);
+    assert_string_equal(rr->tiers[1]->name, "Gold");
+    assert_int_equal(rr->tiers[1]->threshold, 5000);
+    assert_int_equal(rr->tiers[1]->multiplier_pct, 125);
+    frame_free_request(req);
+
+    /* Refused locally: nothing is queued. */
+    size_t before = coalition_client_outstanding(c);
+    uint64_t id = 0;
+    struct coalition_txn bad = {.kind = COALITION_TXN_IDENTIFY, .member = "M", .txn_id = "i"};
+    assert_int_equal(coalition_client_submit(c, &bad, &id), COALITION_E_INVALID_ARGUMENT);
+    for (int k = COALITION_TXN_EXPIRE; k <= COALITION_TXN_TIER_REVIEW + 1; k++) {
+        bad.kind = (enum coalition_txn_kind)k;
+        assert_int_equal(coalition_client_submit(c, &bad, &id), COALITION_E_INVALID_ARGUMENT);
+    }
+    char long_id[COALITION_ID_MAX + 2];
+    memset(long_id, 'x', sizeof(long_id) - 1);
+    long_id[sizeof(long_id) - 1] = '\0';
+    struct coalition_txn long_cat = award;
+    long_cat.category = long_id;
+    assert_int_equal(coalition_client_submit(c, &long_cat, &id), COALITION_E_INVALID_ARGUMENT);
+    struct coalition_txn long_old = replace;
+    long_old.old_card = long_id;
+    assert_int_equal(coalition_client_submit(c, &long_old, &id), COALITION_E_INVALID_ARGUMENT);
+    struct coalition_program big = prog;
+    big.n_categories = COALITION_CATEGORIES_MAX + 1;
+    pset.program = &big;
+    assert_int_equal(coalition_client_submit(c, &pset, &id), COALITION_E_INVALID_ARGUMENT);
+    big = prog;
+    big.campaigns = NULL;
+    assert_int_equal(coalition_client_submit(c, &pset, &id), COALITION_E_INVALID_ARGUMENT);
+    const struct coalition_campaign long_camp[] = {{long_id, 1, 2, 0, 0, NULL}};
+    big = prog;
+    big.campaigns = long_camp;
+    big.n_campaigns = 1;
+    assert_int_equal(coalition_client_submit(c, &pset, &id), COALITION_E_INVALID_ARGUMENT);
+    struct coalition_rules many = rules;
+    many.n_tiers = COALITION_TIERS_MAX + 1;
+    rset.rules = &many;
+    assert_int_equal(coalition_client_submit(c, &rset, &id), COALITION_E_INVALID_ARGUMENT);
+    const struct coalition_tier long_tier[] = {{long_id, 1, 100}};
+    many.tiers = long_tier;
+    many.n_tiers = 1;
+    assert_int_equal(coalition_client_submit(c, &rset, &id), COALITION_E_INVALID_ARGUMENT);
+    assert_int_equal(coalition_client_outstanding(c), before);
+
+    close(sfd);
+    coalition_client_destroy(c);
+}
+
+static void test_frame_client_balance_at(void **state)
+{
+    struct fixture *f = *state;
+    fake_node_start(f);
+    struct coalition_client *c = NULL;
+    assert_int_equal(coalition_client_create(f->node, 2000, &c), 0);
+
+    struct coalition_balance b;
+    assert_int_equal(coalition_client_balance_at(c, "M", 1767225600000ULL, &b), 0);
+    assert_int_equal(b.points, 900);
+    assert_int_equal(b.held, 50);
+    assert_int_equal(b.locked, 20);
+    assert_string_equal(b.tier, "Silver");
+    assert_string_equal(b.next_tier, "Gold");
+    assert_int_equal(b.to_next_tier, 800);
+    assert_int_equal(b.earned_12m, 4200);
+    assert_int_equal(b.at_ms, 1767225600000ULL);
+    /* The old call asks for now (at_ms 0 on the wire). */
+    assert_int_equal(coalition_client_balance(c, "M", &b), 0);
+    assert_int_equal(b.at_ms, 1700000000000ULL);
+    assert_int_equal(coalition_client_balance_at(c, "X", 5, &b), COALITION_E_UNKNOWN_MEMBER);
+    coalition_client_destroy(c);
+}
+
+static void test_frame_client_expiring(void **state)
+{
+    struct fixture *f = *state;
+    fake_node_start(f);
+    struct coalition_client *c = NULL;
+    assert_int_equal(coalition_client_create(f->node, 2000, &c), 0);
+
+    struct coalition_expiring e;
+    assert_int_equal(coalition_client_expiring(c, "M", 30, 1767225600000ULL, &e), 0);
+    assert_int_equal(e.at_ms, 1767225600000ULL);
+    assert_int_equal(e.len, 2);
+    assert_string_equal(e.lots[0].issuer, "P1");
+    assert_int_equal(e.lots[0].points, 30); /* within_days arrived */
+    assert_int_equal(e.lots[0].earned_ms, 1000);
+    assert_int_equal(e.lots[0].expires_ms, 2000);
+    assert_string_equal(e.lots[1].issuer, "P2");
+    assert_int_equal(e.lots[1].points, 31);
+    assert_int_equal(e.lots[1].expires_ms, 3000);
+    coalition_expiring_free(&e);
+    assert_null(e.lots);
+    assert_int_equal(e.len, 0);
+    coalition_expiring_free(&e);
+    coalition_expiring_free(NULL);
+
+    assert_int_equal(coalition_client_expiring(c, "none", 7, 0, &e), 0);
+    assert_int_equal(e.len, 0);
+    assert_null(e.lots);
+    assert_int_equal(e.at_ms, 1700000000000ULL);
+    assert_int_equal(coalition_client_expiring(c, "X", 7, 0, &e), COALITION_E_UNKNOWN_MEMBER);
+    assert_int_equal(e.len, 0);
+    coalition_client_destroy(c);
+}
+
+static void test_frame_client_lookup_and_identify(void **state)
+{
+    struct fixture *f = *state;
+    fake_node_start(f);
+    struct coalition_client *c = NULL;
+    assert_int_equal(coalition_client_create(f->node, 200, &c), 0);
+
+    char member[COALITION_ID_MAX + 1];
+    assert_int_equal(coalition_client_lookup(c, "4000-1", NULL, NULL, member), 0);
+    assert_string_equal(member, "4000-1");
+    assert_int_equal(coalition_client_lookup(c, NULL, "+15551234", "", member), 0);
+    assert_string_equal(member, "+15551234");
+    assert_int_equal(coalition_client_lookup(c, "", NULL, "a@b.example", member), 0);
+    assert_string_equal(member, "a@b.example");
+    assert_int_equal(coalition_client_lookup(c, "lost", NULL, NULL, member),
+                     COALITION_E_UNKNOWN_CARD);
+    assert_string_equal(coalition_client_errmsg(c), "no such card");
+    assert_string_equal(member, "");
+    /* Code 0 without a member is not an answer. */
+    assert_int_equal(coalition_client_lookup(c, "blank", NULL, NULL, member),
+                     COALITION_E_BAD_FRAME);
+    /* Exactly one key, checked before anything is sent. */
+    assert_int_equal(coalition_client_lookup(c, NULL, NULL, NULL, member),
+                     COALITION_E_INVALID_ARGUMENT);
+    assert_int_equal(coalition_client_lookup(c, "4000-1", "+1555", NULL, member),
+                     COALITION_E_INVALID_ARGUMENT);
+    char long_contact[COALITION_CONTACT_MAX + 2];
+    memset(long_contact, 'e', sizeof(long_contact) - 1);
+    long_contact[sizeof(long_contact) - 1] = '\0';
+    assert_int_equal(coalition_client_lookup(c, NULL, NULL, long_contact, member),
+                     COALITION_E_INVALID_ARGUMENT);
+
+    struct coalition_txn_result r;
+    assert_int_equal(coalition_client_identify(c, "M", "+15551234", "a@b.example", "id1", &r), 0);
+    assert_int_equal(r.seq, 300);
+    assert_int_equal(r.time_ms, 1700000000001ULL);
+    assert_string_equal(r.rule, "M|+15551234|a@b.example"); /* what arrived */
+    assert_int_equal(coalition_client_identify(c, "M", NULL, "a@b.example", "id2", &r), 0);
+    assert_string_equal(r.rule, "M||a@b.example");
+    assert_int_equal(coalition_client_identify(c, "M", NULL, "", "id3", &r),
+                     COALITION_E_INVALID_ARGUMENT);
+    assert_int_equal(coalition_client_identify(c, "M", long_contact, NULL, "id3", &r),
+                     COALITION_E_INVALID_ARGUMENT);
+    assert_int_equal(coalition_client_outstanding(c), 0);
+    /* A write: a timeout says to retry with the same transaction id. */
+    assert_int_equal(coalition_client_identify(c, "slow", "+1555", NULL, "id4", &r),
+                     COALITION_E_TIMEOUT);
+    assert_non_null(strstr(coalition_client_errmsg(c), "retry with the same transaction id"));
+    coalition_client_destroy(c);
+}
+
+static void test_frame_client_settlement(void **state)
+{
+    struct fixture *f = *state;
+    fake_node_start(f);
+    struct coalition_client *c = NULL;
+    assert_int_equal(coalition_client_create(f->node, 2000, &c), 0);
+
+    struct coalition_settlement s;
+    assert_int_equal(coalition_client_settlement(c, 1767225600000ULL, 1769904000000ULL, &s), 0);
+    assert_int_equal(s.from_ms, 1767225600000ULL);
+    assert_int_equal(s.to_ms, 1769904000000ULL);
+    assert_int_equal(s.through_seq, 77);
+    assert_int_equal(s.n_flows, 3);
+    assert_string_equal(s.flows[1].issuer, "coffee");
+    assert_string_equal(s.flows[1].redeemer, "books");
+    assert_int_equal(s.flows[1].points, 200);
+    assert_int_equal(s.flows[1].value_mc, 250000);
+    assert_int_equal(s.n_partners, 2);
+    const struct coalition_position *p = &s.partners[0];
+    assert_string_equal(p->partner, "books");
+    assert_int_equal(p->issued, 100);
+    assert_int_equal(p->redeemed_at, 200);
+    assert_int_equal(p->expired, 3);
+    assert_int_equal(p->outstanding, 47);
+    assert_int_equal(p->liability_mc, 47000);
+    assert_int_equal(p->receivable_mc, 250000);
+    assert_int_equal(p->payable_mc, 50000);
+    assert_int_equal(p->net_mc, 200000);
+    assert_int_equal(p->issued_total, 1000);
+    assert_int_equal(p->redeemed_total, 900);
+    assert_int_equal(p->expired_total, 30);
+    assert_int_equal(s.partners[1].net_mc, -200000);
+    coalition_settlement_free(&s);
+    assert_null(s.flows);
+    assert_null(s.partners);
+    coalition_settlement_free(&s);
+
+    /* An empty window is refused before anything is sent. */
+    assert_int_equal(coalition_client_settlement(c, 5, 5, &s), COALITION_E_INVALID_ARGUMENT);
+    assert_int_equal(coalition_client_settlement(c, 6, 5, &s), COALITION_E_INVALID_ARGUMENT);
+    assert_int_equal(s.n_flows, 0);
+    assert_int_equal(coalition_client_outstanding(c), 0);
+    coalition_client_destroy(c);
+}
+
+static void test_frame_client_report(void **state)
+{
+    struct fixture *f = *state;
+    fake_node_start(f);
+    struct coalition_client *c = NULL;
+    assert_int_equal(coalition_client_create(f->node, 2000, &c), 0);
+
+    struct coalition_report r;
+    assert_int_equal(coalition_client_report(c, NULL, 100, 200, &r), 0);
+    assert_string_equal(r.partner, "");
+    assert_int_equal(r.from_ms, 100);
+    assert_int_equal(r.to_ms, 200);
+    assert_int_equal(r.through_seq, 78);
+    assert_int_equal(r.active_members, 12);
+    assert_int_equal(r.purchasers, 9);
+    assert_int_equal(r.repeat_purchasers, 3);
+    assert_int_equal(r.retained_members, 4);
+    assert_int_equal(r.previous_active, 8);
+    assert_int_equal(r.purchases, 15);
+    assert_int_equal(r.purchase_cents, 123456);
+    assert_int_equal(r.points_issued, 5000);
+    assert_int_equal(r.points_redeemed, 1200);
+    assert_int_equal(r.points_expired, 40);
+    assert_int_equal(r.outstanding, 3800);
+    assert_int_equal(r.liability_mc, 3800000);
+    assert_int_equal(r.n_top_flows, 1);
+    assert_string_equal(r.top_flows[0].issuer, "coffee");
+    assert_int_equal(r.top_flows[0].value_mc, 250000);
+    coalition_report_free(&r);
+    assert_null(r.top_flows);
+
+    assert_int_equal(coalition_client_report(c, "coffee", 100, 200, &r), 0);
+    assert_string_equal(r.partner, "coffee");
+    assert_int_equal(r.n_top_flows, 0);
+    assert_null(r.top_flows);
+    coalition_report_free(&r);
+    assert_int_equal(coalition_client_report(c, "nobody", 100, 200, &r),
+                     COALITION_E_UNKNOWN_PARTNER);
+    assert_int_equal(coalition_client_report(c, "coffee", 200, 100, &r),
+                     COALITION_E_INVALID_ARGUMENT);
+    coalition_client_destroy(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1083,6 +1641,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_frame_client_consistent_reads, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frame_client_node_list_failover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frame_client_role_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_client_txn_kind_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_client_rules_txns_on_the_wire, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_client_balance_at, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_client_expiring, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_client_lookup_and_identify, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_client_settlement, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_client_report, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
