@@ -1393,7 +1393,6 @@ static int settlement_print_csv(const struct cli *cli, const struct coalition_se
 static int run_settlement(struct cli *cli, const struct args *a)
 {
     struct coalition_settlement s;
-    coalition_client_set_consistent(cli->client, a->v[OPT_CONSISTENT] != NULL);
     int rv = coalition_client_settlement(cli->client, a->from_ms, a->to_ms, &s);
     if (rv != 0) {
         return report_error(cli, rv, error_message(cli, rv));
@@ -1621,7 +1620,6 @@ static int report_print_text(const struct cli *cli, const struct coalition_repor
 static int run_report(struct cli *cli, const struct args *a)
 {
     struct coalition_report r;
-    coalition_client_set_consistent(cli->client, a->v[OPT_CONSISTENT] != NULL);
     int rv = coalition_client_report(cli->client, a->v[OPT_PARTNER], a->from_ms, a->to_ms, &r);
     if (rv != 0) {
         return report_error(cli, rv, error_message(cli, rv));
@@ -2836,8 +2834,9 @@ static const struct command commands[] = {
      BIT(OPT_MEMBER) | BIT(OPT_INTO) | BIT(OPT_TXN) | BIT(OPT_PARTNER) | BIT(OPT_REASON),
      BIT(OPT_MEMBER) | BIT(OPT_INTO) | BIT(OPT_TXN), run_merge,
      "merge --member A --into B --txn ID [--partner P] [--reason TEXT]",
-     "Merges member A into member B: B keeps A's points, cards and history;\n"
-     "A is closed.\n",
+     "Merges member A into member B (two records of one person): B gets A's\n"
+     "points (same lots, same expiry), cards and phone/email keys; A is closed\n"
+     "and keeps its history.  Refused while A has open holds.\n",
      0, NULL},
     {"erase", NULL, BIT(OPT_MEMBER) | BIT(OPT_TXN) | BIT(OPT_PARTNER) | BIT(OPT_REASON),
      BIT(OPT_MEMBER) | BIT(OPT_TXN), run_erase,
@@ -2845,21 +2844,19 @@ static const struct command commands[] = {
      "Erases member M's personal data (cards, phone and email keys) and closes\n"
      "the account.\n",
      0, NULL},
-    {"settlement", NULL, BIT(OPT_FROM) | BIT(OPT_TO) | BIT(OPT_CSV) | BIT(OPT_CONSISTENT),
-     BIT(OPT_FROM) | BIT(OPT_TO), run_settlement,
-     "settlement --from DATE --to DATE [--csv] [--consistent]",
+    {"settlement", NULL, BIT(OPT_FROM) | BIT(OPT_TO) | BIT(OPT_CSV), BIT(OPT_FROM) | BIT(OPT_TO),
+     run_settlement, "settlement --from DATE --to DATE [--csv]",
      "Who owes whom for the entries from DATE (inclusive) to DATE (exclusive):\n"
      "the flow matrix (points of an issuer redeemed at another partner and\n"
      "their value), each partner's issued, redeemed, expired and outstanding\n"
      "points, liability, receivable, payable and net, and the payment\n"
      "between each pair of partners.  Money in currency units with 2\n"
-     "decimals; --json and --csv give the exact thousandths of a cent (mc).\n",
+     "decimals; --json and --csv give the exact thousandths of a cent (mc).\n"
+     "The node asked answers from its own state (through seq N says how far).\n",
      BIT(OPT_FROM) | BIT(OPT_TO), check_csv},
-    {"report", NULL,
-     BIT(OPT_PARTNER) | BIT(OPT_ALL) | BIT(OPT_FROM) | BIT(OPT_TO) | BIT(OPT_CSV) |
-         BIT(OPT_CONSISTENT),
+    {"report", NULL, BIT(OPT_PARTNER) | BIT(OPT_ALL) | BIT(OPT_FROM) | BIT(OPT_TO) | BIT(OPT_CSV),
      BIT(OPT_FROM) | BIT(OPT_TO), run_report,
-     "report (--partner P | --all) --from DATE --to DATE [--csv] [--consistent]",
+     "report (--partner P | --all) --from DATE --to DATE [--csv]",
      "Program KPIs of partner P (or of the whole coalition) for the entries\n"
      "from DATE (inclusive) to DATE (exclusive): active members, repeat-purchase\n"
      "rate, retention rate (against the window of equal length before),\n"

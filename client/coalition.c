@@ -1203,7 +1203,6 @@ int coalition_client_settlement(struct coalition_client *c, uint64_t from_ms, ui
     Coalition__Request req = COALITION__REQUEST__INIT;
     req.op_case = COALITION__REQUEST__OP_SETTLEMENT;
     req.settlement = &sreq;
-    req.consistent = c->consistent;
     Coalition__Response *resp = NULL;
     rv = client_request(c, &req, COALITION__RESPONSE__RESULT_SETTLEMENT, &resp);
     if (rv == 0) {
@@ -1279,7 +1278,6 @@ int coalition_client_report(struct coalition_client *c, const char *partner, uin
     Coalition__Request req = COALITION__REQUEST__INIT;
     req.op_case = COALITION__REQUEST__OP_REPORT;
     req.report = &rreq;
-    req.consistent = c->consistent;
     Coalition__Response *resp = NULL;
     rv = client_request(c, &req, COALITION__RESPONSE__RESULT_REPORT, &resp);
     if (rv == 0) {

@@ -309,8 +309,8 @@ const char *coalition_client_node(const struct coalition_client *c);
  * none (or no answer came).  Valid until the next call on `c`. */
 const char *coalition_client_leader_hint(const struct coalition_client *c);
 
-/* Makes later reads (balance, history, expiring, lookup, settlement,
- * report) consistent (true) or not (false, the default).  A consistent read
+/* Makes later balance, history, expiring and lookup calls consistent (true)
+ * or not (false, the default).  A consistent read
  * is answered by the leader after a raft barrier (a follower forwards it), so
  * it sees every write acknowledged before it was sent; a plain read is
  * answered by the node asked, from its own applied state, which may lag the
@@ -354,7 +354,9 @@ int coalition_client_lookup(struct coalition_client *c, const char *card, const 
 int coalition_client_identify(struct coalition_client *c, const char *member, const char *phone,
                               const char *email, const char *txn_id,
                               struct coalition_txn_result *out);
-/* The settlement statement over [from_ms, to_ms).  On success *out holds
+/* The settlement statement over [from_ms, to_ms), computed by the node asked
+ * from its own committed state (through_seq says how far it reached).  On
+ * success *out holds
  * flows and positions the caller releases with coalition_settlement_free. */
 int coalition_client_settlement(struct coalition_client *c, uint64_t from_ms, uint64_t to_ms,
                                 struct coalition_settlement *out);
