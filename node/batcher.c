@@ -158,3 +158,9 @@ bool batcher_idle(const struct batcher *b)
 {
     return b->pending == NULL && b->inflight == 0;
 }
+
+uint64_t batcher_now_ms(const struct batcher *b)
+{
+    uint64_t now = wall_ms();
+    return now > b->last_time_ms ? now : b->last_time_ms;
+}

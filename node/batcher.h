@@ -64,6 +64,11 @@ void batcher_close(struct batcher *b);
  * leader before the outcome is known. */
 void batcher_submit(struct batcher *b, struct batcher_req *req);
 
+/* The time the next batch would be stamped with at the earliest (the
+ * leader's clock, never below what was already stamped), in ms since the
+ * epoch. */
+uint64_t batcher_now_ms(const struct batcher *b);
+
 /* True when nothing is queued or in flight. */
 bool batcher_idle(const struct batcher *b);
 

@@ -360,6 +360,10 @@ int config_set(struct config *c, const char *section, const char *key, const cha
             return set_string(c->raft, sizeof(c->raft), section, key, value, true, true, err,
                               errlen);
         }
+        if (strcmp(key, "identity_key_file") == 0) {
+            return set_string(c->identity_key_file, sizeof(c->identity_key_file), section, key,
+                              value, false, true, err, errlen);
+        }
         if (strcmp(key, "join") == 0) {
             return set_string(c->join, sizeof(c->join), section, key, value, true, true, err,
                               errlen);
@@ -415,6 +419,7 @@ static const char *const config_keys[] = {
     "node.raft",
     "node.bootstrap",
     "node.join",
+    "node.identity_key_file",
     "raft.snapshot_threshold",
     "raft.snapshot_trailing",
     "raft.election_timeout_ms",

@@ -23,19 +23,20 @@ struct config {
     char raft[CONFIG_ADDR_MAX];                     /* raft address ("" = listen port + 1) */
     struct config_peer bootstrap[CONFIG_PEERS_MAX]; /* first voters of a new coalition */
     size_t n_bootstrap;
-    char join[CONFIG_ADDR_MAX];    /* client address of a member to join ("" = none) */
-    unsigned snapshot_threshold;   /* raft entries between snapshots (default 8192) */
-    unsigned snapshot_trailing;    /* entries kept after a snapshot (default 2048) */
-    unsigned election_timeout_ms;  /* default 1000 */
-    unsigned heartbeat_timeout_ms; /* default 100 */
-    unsigned forward_timeout_ms;   /* answer forwarded requests within (default 3000) */
+    char join[CONFIG_ADDR_MAX];              /* client address of a member to join ("" = none) */
+    unsigned snapshot_threshold;             /* raft entries between snapshots (default 8192) */
+    unsigned snapshot_trailing;              /* entries kept after a snapshot (default 2048) */
+    unsigned election_timeout_ms;            /* default 1000 */
+    unsigned heartbeat_timeout_ms;           /* default 100 */
+    unsigned forward_timeout_ms;             /* answer forwarded requests within (default 3000) */
+    char identity_key_file[CONFIG_PATH_MAX]; /* coalition identity key ("" = none) */
 };
 
 /* Fills every field with its default. */
 void config_defaults(struct config *c);
 
 /* Reads an INI file over *c: section [node] with keys id, data, listen,
- * raft, bootstrap, join; section [raft] with snapshot_threshold,
+ * raft, bootstrap, join, identity_key_file; section [raft] with snapshot_threshold,
  * snapshot_trailing, election_timeout_ms, heartbeat_timeout_ms,
  * forward_timeout_ms.  Unknown sections or keys, bad numbers, or values too
  * long are errors.  Returns 0, or -1 with a message in err naming the file,

@@ -24,15 +24,17 @@
 #include <sodium.h>
 
 #include "bytes.h"
+#include "date.h"
 #include "errors.h"
+#include "rules.h"
 
 #define LEDGER_DIGEST_LEN          16
 #define LEDGER_KEY_MAX             160
 #define LEDGER_HEAD_LEN            (8 + LEDGER_HASH_LEN + 8 + 8)
-#define LEDGER_POSTINGS_MAX        2
 #define LEDGER_HISTORY_MEMBERS_MAX 2
 
 _Static_assert(LEDGER_KEY_MAX > 2 + 2 * LEDGER_ID_MAX + 16, "keys fit the key buffer");
+_Static_assert(LEDGER_RULE_LEN == RULES_RULE_LEN, "rule descriptions fit");
 
 static const char LEDGER_HEAD_KEY[] = "mhead";
 /* Present while a snapshot replaces the store (see ledger_restore_begin). */
@@ -164,24 +166,87 @@ enum {
     F_OF_TXN = 1 << 5,
     F_NAME = 1 << 6,
     F_CARD = 1 << 7,
+    F_PURCHASE = 1 << 8,
+    F_PAID = 1 << 9,
+    F_CATEGORY = 1 << 10,
+    F_TIMEOUT = 1 << 11,
+    F_PROGRAM = 1 << 12,
+    F_RULES = 1 << 13,
+    F_OLD_CARD = 1 << 14,
+    F_KEYS = 1 << 15,
 };
 
 static unsigned fields_allowed(Coalition__TxnKind kind)
 {
+    /* Admin kinds may name the partner that asked (attribution). */
+    const unsigned admin = F_PARTNER | F_TXN | F_MEMBER;
     switch (kind) {
     case COALITION__TXN_KIND__TXN_PARTNER_ADD:
         return F_PARTNER | F_NAME | F_TXN;
     case COALITION__TXN_KIND__TXN_MEMBER_ADD:
-        return F_MEMBER | F_CARD | F_PARTNER | F_TXN;
+        return admin | F_CARD;
     case COALITION__TXN_KIND__TXN_AWARD:
+        return F_PARTNER | F_TXN | F_MEMBER | F_POINTS | F_PURCHASE | F_PAID | F_CATEGORY;
     case COALITION__TXN_KIND__TXN_REDEEM:
         return F_PARTNER | F_TXN | F_MEMBER | F_POINTS;
+    case COALITION__TXN_KIND__TXN_HOLD:
+        return F_PARTNER | F_TXN | F_MEMBER | F_POINTS | F_TIMEOUT;
     case COALITION__TXN_KIND__TXN_REVERSE:
+    case COALITION__TXN_KIND__TXN_CAPTURE:
         return F_PARTNER | F_TXN | F_OF_TXN | F_POINTS;
+    case COALITION__TXN_KIND__TXN_RELEASE:
+        return F_PARTNER | F_TXN | F_OF_TXN;
     case COALITION__TXN_KIND__TXN_TRANSFER:
         return F_PARTNER | F_TXN | F_MEMBER | F_MEMBER_TO | F_POINTS;
+    case COALITION__TXN_KIND__TXN_PROGRAM_SET:
+        return F_PARTNER | F_TXN | F_PROGRAM;
+    case COALITION__TXN_KIND__TXN_RULES_SET:
+        return F_PARTNER | F_TXN | F_RULES;
+    case COALITION__TXN_KIND__TXN_CARD_ADD:
+        return admin | F_CARD;
+    case COALITION__TXN_KIND__TXN_CARD_REPLACE:
+        return admin | F_CARD | F_OLD_CARD;
+    case COALITION__TXN_KIND__TXN_IDENTIFY:
+        return admin | F_KEYS;
+    case COALITION__TXN_KIND__TXN_MERGE:
+        return admin | F_MEMBER_TO;
+    case COALITION__TXN_KIND__TXN_ERASE:
+        return admin;
+    case COALITION__TXN_KIND__TXN_EXPIRE:
+    case COALITION__TXN_KIND__TXN_TIER_REVIEW:
+        return F_MEMBER;
+    case COALITION__TXN_KIND__TXN_HOLD_TIMEOUT:
+        return F_PARTNER | F_OF_TXN;
     default:
         return 0;
+    }
+}
+
+/* Fields every kind needs (ids among them are checked for their form). */
+static unsigned fields_required(Coalition__TxnKind kind)
+{
+    unsigned allowed = fields_allowed(kind);
+    switch (kind) {
+    case COALITION__TXN_KIND__TXN_PARTNER_ADD:
+        return F_PARTNER | F_NAME;
+    case COALITION__TXN_KIND__TXN_MEMBER_ADD:
+        return F_MEMBER;
+    case COALITION__TXN_KIND__TXN_AWARD:
+        return F_PARTNER | F_TXN | F_MEMBER; /* and points or a purchase */
+    case COALITION__TXN_KIND__TXN_REVERSE:
+    case COALITION__TXN_KIND__TXN_CAPTURE:
+        return allowed & ~F_POINTS; /* 0 points: all that is left */
+    case COALITION__TXN_KIND__TXN_HOLD:
+        return allowed & ~F_TIMEOUT;
+    case COALITION__TXN_KIND__TXN_RULES_SET:
+    case COALITION__TXN_KIND__TXN_CARD_ADD:
+    case COALITION__TXN_KIND__TXN_CARD_REPLACE:
+    case COALITION__TXN_KIND__TXN_IDENTIFY:
+    case COALITION__TXN_KIND__TXN_MERGE:
+    case COALITION__TXN_KIND__TXN_ERASE:
+        return allowed & ~F_PARTNER;
+    default:
+        return allowed;
     }
 }
 
@@ -191,7 +256,78 @@ static unsigned fields_present(const Coalition__Txn *t)
     return (empty(t->partner) ? 0u : F_PARTNER) | (empty(t->txn_id) ? 0u : F_TXN) |
            (empty(t->member) ? 0u : F_MEMBER) | (empty(t->member_to) ? 0u : F_MEMBER_TO) |
            (t->points == 0 ? 0u : F_POINTS) | (empty(t->of_txn) ? 0u : F_OF_TXN) |
-           (empty(t->name) ? 0u : F_NAME) | (empty(t->card) ? 0u : F_CARD);
+           (empty(t->name) ? 0u : F_NAME) | (empty(t->card) ? 0u : F_CARD) |
+           (t->purchase_cents == 0 ? 0u : F_PURCHASE) | (t->paid_points_cents == 0 ? 0u : F_PAID) |
+           (empty(t->category) ? 0u : F_CATEGORY) | (t->timeout_s == 0 ? 0u : F_TIMEOUT) |
+           (t->program == NULL ? 0u : F_PROGRAM) | (t->rules == NULL ? 0u : F_RULES) |
+           (empty(t->old_card) ? 0u : F_OLD_CARD) | (t->n_lookup_keys == 0 ? 0u : F_KEYS);
+}
+
+/* Every id field present is well formed. */
+static bool ids_ok(const Coalition__Txn *t)
+{
+    const char *ids[] = {t->partner, t->txn_id, t->member,  t->member_to,
+                         t->of_txn,  t->card,   t->old_card};
+    for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+        if (!empty(ids[i]) && !ledger_id_ok(ids[i])) {
+            return false;
+        }
+    }
+    return empty(t->category) || ledger_id_ok(t->category);
+}
+
+/* Checks particular to a kind, after the field sets. */
+static int validate_kind(const Coalition__Txn *t)
+{
+    switch (t->kind) {
+    case COALITION__TXN_KIND__TXN_PARTNER_ADD:
+        return ledger_text_ok(t->name, true) ? 0 : COALITION_E_INVALID_ARGUMENT;
+    case COALITION__TXN_KIND__TXN_AWARD:
+        if (t->purchase_cents != 0) {
+            /* Points come from the rules; the purchase is checked there. */
+            return t->points == 0 && t->purchase_cents > 0 && t->paid_points_cents >= 0
+                       ? 0
+                       : COALITION_E_INVALID_ARGUMENT;
+        }
+        if (t->paid_points_cents != 0 || !empty(t->category)) {
+            return COALITION_E_INVALID_ARGUMENT;
+        }
+        return ledger_amount_ok(t->points) ? 0 : COALITION_E_INVALID_AMOUNT;
+    case COALITION__TXN_KIND__TXN_REDEEM:
+    case COALITION__TXN_KIND__TXN_TRANSFER:
+        if (t->member_to != NULL && t->member != NULL && strcmp(t->member, t->member_to) == 0) {
+            return COALITION_E_INVALID_ARGUMENT;
+        }
+        return ledger_amount_ok(t->points) ? 0 : COALITION_E_INVALID_AMOUNT;
+    case COALITION__TXN_KIND__TXN_HOLD:
+        if (t->timeout_s > RULES_HOLD_TIMEOUT_MAX_S) {
+            return COALITION_E_INVALID_ARGUMENT;
+        }
+        return ledger_amount_ok(t->points) ? 0 : COALITION_E_INVALID_AMOUNT;
+    case COALITION__TXN_KIND__TXN_REVERSE:
+    case COALITION__TXN_KIND__TXN_CAPTURE:
+        return t->points == 0 || ledger_amount_ok(t->points) ? 0 : COALITION_E_INVALID_AMOUNT;
+    case COALITION__TXN_KIND__TXN_PROGRAM_SET:
+        return rules_program_validate(t->program);
+    case COALITION__TXN_KIND__TXN_RULES_SET:
+        return rules_validate(t->rules);
+    case COALITION__TXN_KIND__TXN_CARD_REPLACE:
+        return strcmp(t->card, t->old_card) != 0 ? 0 : COALITION_E_INVALID_ARGUMENT;
+    case COALITION__TXN_KIND__TXN_IDENTIFY:
+        if (t->n_lookup_keys > LEDGER_LOOKUP_KEYS_MAX) {
+            return COALITION_E_INVALID_ARGUMENT;
+        }
+        for (size_t i = 0; i < t->n_lookup_keys; i++) {
+            if (t->lookup_keys[i].len != LEDGER_HASH_LEN) {
+                return COALITION_E_INVALID_ARGUMENT;
+            }
+        }
+        return 0;
+    case COALITION__TXN_KIND__TXN_MERGE:
+        return strcmp(t->member, t->member_to) != 0 ? 0 : COALITION_E_INVALID_ARGUMENT;
+    default:
+        return 0;
+    }
 }
 
 int ledger_validate(const Coalition__Txn *t)
@@ -199,45 +335,33 @@ int ledger_validate(const Coalition__Txn *t)
     if (t == NULL) {
         return COALITION_E_INVALID_ARGUMENT;
     }
-    /* Only what the kind uses, nothing the schema does not know, and every
-     * optional id well formed: an entry stays small (it is kept forever and
-     * sent to every node). */
-    if (t->base.n_unknown_fields != 0 || (fields_present(t) & ~fields_allowed(t->kind)) != 0 ||
-        !ledger_text_ok(t->reason, false) || (!empty(t->txn_id) && !ledger_id_ok(t->txn_id)) ||
-        (!empty(t->partner) && !ledger_id_ok(t->partner))) {
+    /* Only what the kind uses, everything it needs, nothing the schema does
+     * not know, and every id well formed: an entry stays small (it is kept
+     * forever and sent to every node). */
+    unsigned present = fields_present(t);
+    unsigned allowed = fields_allowed(t->kind);
+    unsigned required = fields_required(t->kind);
+    if (allowed == 0 || t->base.n_unknown_fields != 0 || (present & ~allowed) != 0 ||
+        (present & required) != required || !ledger_text_ok(t->reason, false) || !ids_ok(t)) {
+        /* A missing amount is reported as such. */
+        if (allowed != 0 && (present & ~allowed) == 0 && (required & F_POINTS) &&
+            !(present & F_POINTS) && ((present | F_POINTS) & required) == required) {
+            return COALITION_E_INVALID_AMOUNT;
+        }
         return COALITION_E_INVALID_ARGUMENT;
     }
-    switch (t->kind) {
-    case COALITION__TXN_KIND__TXN_PARTNER_ADD:
-        if (!ledger_id_ok(t->partner) || !ledger_text_ok(t->name, true)) {
-            return COALITION_E_INVALID_ARGUMENT;
-        }
-        return 0;
-    case COALITION__TXN_KIND__TXN_MEMBER_ADD:
-        if (!ledger_id_ok(t->member) || (!empty(t->card) && !ledger_id_ok(t->card))) {
-            return COALITION_E_INVALID_ARGUMENT;
-        }
-        return 0;
-    case COALITION__TXN_KIND__TXN_AWARD:
-    case COALITION__TXN_KIND__TXN_REDEEM:
-        if (!ledger_id_ok(t->partner) || !ledger_id_ok(t->member) || !ledger_id_ok(t->txn_id)) {
-            return COALITION_E_INVALID_ARGUMENT;
-        }
-        return ledger_amount_ok(t->points) ? 0 : COALITION_E_INVALID_AMOUNT;
-    case COALITION__TXN_KIND__TXN_REVERSE:
-        if (!ledger_id_ok(t->partner) || !ledger_id_ok(t->txn_id) || !ledger_id_ok(t->of_txn)) {
-            return COALITION_E_INVALID_ARGUMENT;
-        }
-        return t->points == 0 || ledger_amount_ok(t->points) ? 0 : COALITION_E_INVALID_AMOUNT;
-    case COALITION__TXN_KIND__TXN_TRANSFER:
-        if (!ledger_id_ok(t->partner) || !ledger_id_ok(t->member) || !ledger_id_ok(t->member_to) ||
-            !ledger_id_ok(t->txn_id) || strcmp(t->member, t->member_to) == 0) {
-            return COALITION_E_INVALID_ARGUMENT;
-        }
-        return ledger_amount_ok(t->points) ? 0 : COALITION_E_INVALID_AMOUNT;
-    default:
-        return COALITION_E_INVALID_ARGUMENT;
+    if (t->kind == COALITION__TXN_KIND__TXN_AWARD && !(present & (F_POINTS | F_PURCHASE))) {
+        return COALITION_E_INVALID_AMOUNT;
     }
+    return validate_kind(t);
+}
+
+/* True for kinds only the leader's scheduler may submit. */
+bool ledger_kind_scheduled(int kind)
+{
+    return kind == COALITION__TXN_KIND__TXN_EXPIRE ||
+           kind == COALITION__TXN_KIND__TXN_HOLD_TIMEOUT ||
+           kind == COALITION__TXN_KIND__TXN_TIER_REVIEW;
 }
 
 /* ---------------------------------------------------------------------------
@@ -470,6 +594,20 @@ void ledger_get_head(const struct ledger *l, struct ledger_head *out)
 /* ---------------------------------------------------------------------------
  * Apply */
 
+/* new = bal + delta, within int64 and, for members, never negative. */
+static bool add_checked(int64_t bal, int64_t delta, int64_t *out)
+{
+    return !__builtin_add_overflow(bal, delta, out);
+}
+
+/* One posting of the entry being built.  Names are "<kind>:<id>". */
+struct posting {
+    char debit[LEDGER_ID_MAX + 3];
+    char credit[LEDGER_ID_MAX + 3];
+    char issuer[LEDGER_ID_MAX + 1];
+    int64_t amount;
+};
+
 /* One transaction being applied. */
 struct apply {
     struct ledger *l;
@@ -478,12 +616,14 @@ struct apply {
     const Coalition__Txn *txn;
     struct ledger_result *res;
     uint8_t digest[LEDGER_DIGEST_LEN];
-    Coalition__Posting postings[LEDGER_POSTINGS_MAX];
-    Coalition__Posting *posting_ptrs[LEDGER_POSTINGS_MAX];
-    char accounts[LEDGER_POSTINGS_MAX * 2][LEDGER_ID_MAX + 3];
-    size_t n_postings;
+    struct posting *postings; /* malloc'd, grown by add_posting, freed by apply_one */
+    size_t n_postings, cap_postings;
     const char *history[LEDGER_HISTORY_MEMBERS_MAX];
     size_t n_history;
+    /* Recorded in the entry: the earning rule, and a tier change. */
+    char rule[LEDGER_RULE_LEN];
+    const char *tier_member; /* non-NULL when the entry changes this member's tier */
+    char tier[LEDGER_ID_MAX + 1];
 };
 
 /* A business rejection: not a failure of the apply. */
@@ -494,24 +634,47 @@ static int reject(struct apply *a, int code)
     return 0;
 }
 
-static void add_posting(struct apply *a, char debit_kind, const char *debit, char credit_kind,
-                        const char *credit, int64_t amount)
+/* Records a posting, merged into an earlier one with the same accounts and
+ * issuer.  0 or NOMEM. */
+static int add_posting(struct apply *a, char debit_kind, const char *debit, char credit_kind,
+                       const char *credit, const char *issuer, int64_t amount)
 {
-    assert(a->n_postings < LEDGER_POSTINGS_MAX && amount > 0);
-    size_t i = a->n_postings++;
-    Coalition__Posting *p = &a->postings[i];
-    coalition__posting__init(p);
-    account_name(a->accounts[2 * i], sizeof(a->accounts[0]), debit_kind, debit);
-    account_name(a->accounts[2 * i + 1], sizeof(a->accounts[0]), credit_kind, credit);
-    p->debit = a->accounts[2 * i];
-    p->credit = a->accounts[2 * i + 1];
-    p->amount = amount;
-    a->posting_ptrs[i] = p;
+    assert(amount > 0);
+    struct posting p;
+    account_name(p.debit, sizeof(p.debit), debit_kind, debit);
+    account_name(p.credit, sizeof(p.credit), credit_kind, credit);
+    snprintf(p.issuer, sizeof(p.issuer), "%s", issuer);
+    for (size_t i = 0; i < a->n_postings; i++) {
+        struct posting *q = &a->postings[i];
+        if (strcmp(q->debit, p.debit) == 0 && strcmp(q->credit, p.credit) == 0 &&
+            strcmp(q->issuer, p.issuer) == 0) {
+            /* Both were checked against account balances: no overflow. */
+            return add_checked(q->amount, amount, &q->amount) ? 0 : COALITION_E_OVERFLOW;
+        }
+    }
+    if (a->n_postings == a->cap_postings) {
+        size_t cap = a->cap_postings == 0 ? 4 : a->cap_postings * 2;
+        struct posting *grown = realloc(a->postings, cap * sizeof(*grown));
+        if (grown == NULL) {
+            return COALITION_E_NOMEM;
+        }
+        a->postings = grown;
+        a->cap_postings = cap;
+    }
+    p.amount = amount;
+    a->postings[a->n_postings++] = p;
+    return 0;
+}
+
+static uint64_t next_seq(const struct apply *a)
+{
+    return a->l->head.seq + 1;
 }
 
 /* Appends the entry for the current transaction: next seq, chained hash,
  * history index for the members it touches.  Updates the in-memory head, so
- * it is the last step of an accepted transaction. */
+ * it is the last step of an accepted transaction (what follows only writes
+ * records keyed by the new seq). */
 static int append_entry(struct apply *a)
 {
     struct ledger_head *h = &a->l->head;
@@ -521,15 +684,39 @@ static int append_entry(struct apply *a)
     e.prev_hash.data = h->hash;
     e.prev_hash.len = LEDGER_HASH_LEN;
     e.txn = (Coalition__Txn *)a->txn;
+    e.rule = a->rule;
+    if (a->tier_member != NULL) {
+        e.tier_member = (char *)a->tier_member;
+        e.tier = a->tier;
+    }
+    Coalition__Posting *items = calloc(a->n_postings + 1, sizeof(*items));
+    Coalition__Posting **ptrs = calloc(a->n_postings + 1, sizeof(*ptrs));
+    if (items == NULL || ptrs == NULL) {
+        free(items);
+        free(ptrs);
+        return COALITION_E_NOMEM;
+    }
+    for (size_t i = 0; i < a->n_postings; i++) {
+        coalition__posting__init(&items[i]);
+        items[i].debit = a->postings[i].debit;
+        items[i].credit = a->postings[i].credit;
+        items[i].issuer = a->postings[i].issuer;
+        items[i].amount = a->postings[i].amount;
+        ptrs[i] = &items[i];
+    }
     e.n_postings = a->n_postings;
-    e.postings = a->posting_ptrs;
+    e.postings = ptrs;
 
     size_t body = coalition__entry__get_packed_size(&e);
     uint8_t *buf = malloc(LEDGER_HASH_LEN + body);
     if (buf == NULL) {
+        free(items);
+        free(ptrs);
         return COALITION_E_NOMEM;
     }
     coalition__entry__pack(&e, buf + LEDGER_HASH_LEN);
+    free(items);
+    free(ptrs);
     crypto_generichash(buf, LEDGER_HASH_LEN, buf + LEDGER_HASH_LEN, body, NULL, 0);
     struct key k;
     key_entry(&k, e.seq);
@@ -545,7 +732,21 @@ static int append_entry(struct apply *a)
     a->res->code = 0;
     a->res->seq = e.seq;
     a->res->time_ms = a->time_ms;
+    snprintf(a->res->rule, sizeof(a->res->rule), "%s", a->rule);
     return 0;
+}
+
+static void history_add(struct apply *a, const char *member)
+{
+    assert(a->n_history < LEDGER_HISTORY_MEMBERS_MAX);
+    a->history[a->n_history++] = member;
+}
+
+/* The idempotency key of a transaction: (partner or "", txn_id). */
+static void key_txn(struct key *k, const char *partner, const char *txn_id)
+{
+    key_owner(k, 't', partner != NULL ? partner : "");
+    key_add_str(k, txn_id);
 }
 
 /* Looks up (partner, txn_id).  Returns 0 if the transaction is new (and
@@ -555,8 +756,7 @@ static int check_idempotency(struct apply *a, bool *done)
 {
     *done = false;
     struct key k;
-    key_owner(&k, 't', a->txn->partner);
-    key_add_str(&k, a->txn->txn_id);
+    key_txn(&k, a->txn->partner, a->txn->txn_id);
     Coalition__TxnRecord *rec = NULL;
     int rv = batch_get_msg(a->b, &k, &coalition__txn_record__descriptor, (ProtobufCMessage **)&rec);
     if (rv == STORE_NOT_FOUND) {
@@ -585,8 +785,7 @@ static int check_idempotency(struct apply *a, bool *done)
 static int put_txn_record(struct apply *a, Coalition__TxnRecord *rec)
 {
     struct key k;
-    key_owner(&k, 't', a->txn->partner);
-    key_add_str(&k, a->txn->txn_id);
+    key_txn(&k, a->txn->partner, a->txn->txn_id);
     rec->seq = a->res->seq;
     rec->time_ms = a->time_ms;
     rec->digest.data = a->digest;
@@ -595,25 +794,119 @@ static int put_txn_record(struct apply *a, Coalition__TxnRecord *rec)
     return batch_put_msg(a->b, &k, &rec->base);
 }
 
-/* Reads an account that must exist: 0, or `missing` as a rejection code
- * through *code, or a storage error. */
-static int get_account(struct apply *a, char kind, const char *id, int missing, struct key *k,
-                       int64_t *bal, int *code)
+/* Accounts that are created by their first posting: held points of a
+ * member, expired points of an issuer. */
+static bool account_lazy(char kind)
 {
-    key_account(k, kind, id);
-    int rv = batch_get_i64(a->b, k, bal);
-    if (rv == STORE_NOT_FOUND) {
-        *code = missing;
-        return 0;
+    return kind == 'h' || kind == 'x';
+}
+
+/* Members' accounts may not go below zero. */
+static bool account_of_member(char kind)
+{
+    return kind == 'm' || kind == 'h';
+}
+
+/* Moves `amount` from one account to another: rejects (via res) overflow and
+ * a member account going negative.  The accounts must exist (lazy kinds
+ * start at zero).  0 or a storage error. */
+static int move(struct apply *a, char dk, const char *did, char ck, const char *cid, int64_t amount)
+{
+    struct key fk, tk;
+    int64_t fb = 0, tb = 0;
+    key_account(&fk, dk, did);
+    key_account(&tk, ck, cid);
+    int rv = batch_get_i64(a->b, &fk, &fb);
+    if (rv == STORE_NOT_FOUND && account_lazy(dk)) {
+        fb = 0, rv = 0;
     }
-    *code = 0;
+    if (rv != 0) {
+        return rv == STORE_NOT_FOUND ? COALITION_E_STORAGE : rv;
+    }
+    rv = batch_get_i64(a->b, &tk, &tb);
+    if (rv == STORE_NOT_FOUND && account_lazy(ck)) {
+        tb = 0, rv = 0;
+    }
+    if (rv != 0) {
+        return rv == STORE_NOT_FOUND ? COALITION_E_STORAGE : rv;
+    }
+    int64_t nf = 0, nt = 0;
+    if (!add_checked(fb, -amount, &nf) || !add_checked(tb, amount, &nt)) {
+        return reject(a, COALITION_E_OVERFLOW);
+    }
+    if (account_of_member(dk) && nf < 0) {
+        return reject(a, COALITION_E_INSUFFICIENT_POINTS);
+    }
+    batch_put_i64(a->b, &fk, nf);
+    batch_put_i64(a->b, &tk, nt);
+    return 0;
+}
+
+/* move() and its posting. */
+static int post(struct apply *a, char dk, const char *did, char ck, const char *cid,
+                const char *issuer, int64_t amount)
+{
+    int rv = move(a, dk, did, ck, cid, amount);
+    if (rv != 0 || a->res->code != 0) {
+        return rv;
+    }
+    return add_posting(a, dk, did, ck, cid, issuer, amount);
+}
+
+/* move() of the sum of `uses` (field `points` or, with restored, the part
+ * given back), one posting per issuer. */
+static int post_uses(struct apply *a, char dk, const char *did, char ck, const char *cid,
+                     Coalition__LotUse *const *uses, size_t n, const int64_t *amounts)
+{
+    int64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!add_checked(total, amounts[i], &total)) {
+            return reject(a, COALITION_E_OVERFLOW);
+        }
+    }
+    int rv = total > 0 ? move(a, dk, did, ck, cid, total) : 0;
+    for (size_t i = 0; rv == 0 && a->res->code == 0 && i < n; i++) {
+        if (amounts[i] > 0) {
+            rv = add_posting(a, dk, did, ck, cid, uses[i]->issuer, amounts[i]);
+        }
+    }
     return rv;
 }
 
-/* new = bal + delta, within int64 and, for members, never negative. */
-static bool add_checked(int64_t bal, int64_t delta, int64_t *out)
+/* ---------------------------------------------------------------------------
+ * Lots and the due index
+ *
+ * 'X' due8 type rest: what the leader must schedule at `due`: 'l' + lot key
+ * (without its tag) for an expiring lot, 'h' partner 0 txn for a hold that
+ * times out, 'T' member for a tier review.  A due key exists exactly as long
+ * as what it points at. */
+
+static void key_due(struct key *k, uint64_t due, char type)
 {
-    return !__builtin_add_overflow(bal, delta, out);
+    key_init(k, 'X');
+    key_add_u64(k, due);
+    key_add(k, &type, 1);
+}
+
+static void key_lot_due(struct key *k, uint64_t expires_ms, const struct key *lot_key)
+{
+    key_due(k, expires_ms, 'l');
+    key_add(k, lot_key->buf + 1, lot_key->len - 1);
+}
+
+static void key_hold_due(struct key *k, uint64_t deadline_ms, const char *partner,
+                         const char *txn_id)
+{
+    key_due(k, deadline_ms, 'h');
+    key_add_str(k, partner);
+    key_add(k, "", 1);
+    key_add_str(k, txn_id);
+}
+
+static void key_tier_due(struct key *k, uint64_t review_ms, const char *member)
+{
+    key_due(k, review_ms, 'T');
+    key_add_str(k, member);
 }
 
 static void lot_key_make(struct key *k, const char *member, uint64_t origin, uint64_t arrival)
@@ -623,129 +916,137 @@ static void lot_key_make(struct key *k, const char *member, uint64_t origin, uin
     key_add_u64(k, arrival);
 }
 
-/* Adds `points` of (issuer, earned_ms) to the lot under `k` (created if
- * absent).  0 or an error. */
-static int lot_add(struct apply *a, const struct key *k, const char *issuer, uint64_t earned_ms,
-                   int64_t points)
+static bool lot_expired(const Coalition__Lot *lot, uint64_t t)
+{
+    return lot->expires_ms != 0 && t >= lot->expires_ms;
+}
+
+static bool lot_spendable(const Coalition__Lot *lot, uint64_t t)
+{
+    return lot->left > 0 && !lot_expired(lot, t) && t >= lot->unlock_ms;
+}
+
+/* Writes a lot and its due key.  0 or NOMEM. */
+static int lot_put(struct apply *a, const struct key *k, const Coalition__Lot *lot)
+{
+    assert(lot->left > 0);
+    if (lot->expires_ms != 0) {
+        struct key dk;
+        key_lot_due(&dk, lot->expires_ms, k);
+        store_batch_put(a->b, dk.buf, dk.len, "", 0);
+    }
+    return batch_put_msg(a->b, k, &lot->base);
+}
+
+static void lot_delete(struct apply *a, const struct key *k, const Coalition__Lot *lot)
+{
+    if (lot->expires_ms != 0) {
+        struct key dk;
+        key_lot_due(&dk, lot->expires_ms, k);
+        store_batch_delete(a->b, dk.buf, dk.len);
+    }
+    store_batch_delete(a->b, k->buf, k->len);
+}
+
+/* Writes the lot with `left` points, or deletes it at zero. */
+static int lot_set_left(struct apply *a, const struct key *k, Coalition__Lot *lot, int64_t left)
+{
+    assert(left >= 0);
+    lot->left = left;
+    if (left == 0) {
+        lot_delete(a, k, lot);
+        return 0;
+    }
+    return lot_put(a, k, lot);
+}
+
+/* Adds `points` to the lot under `k`, created as `like` describes (issuer,
+ * times) if absent.  0 or an error. */
+static int lot_add(struct apply *a, const struct key *k, const Coalition__Lot *like, int64_t points)
 {
     Coalition__Lot *lot = NULL;
     int rv = batch_get_msg(a->b, k, &coalition__lot__descriptor, (ProtobufCMessage **)&lot);
     if (rv != 0 && rv != STORE_NOT_FOUND) {
         return rv;
     }
-    Coalition__Lot fresh = COALITION__LOT__INIT;
-    fresh.issuer = (char *)issuer;
-    fresh.earned_ms = earned_ms;
+    Coalition__Lot fresh = *like;
     fresh.left = points;
-    if (lot != NULL) {
-        if (!add_checked(lot->left, points, &fresh.left)) {
-            coalition__lot__free_unpacked(lot, NULL);
-            return COALITION_E_OVERFLOW;
-        }
+    if (lot != NULL && !add_checked(lot->left, points, &fresh.left)) {
+        rv = COALITION_E_OVERFLOW;
+    } else {
+        rv = lot_put(a, k, &fresh);
     }
-    rv = batch_put_msg(a->b, k, &fresh.base);
     if (lot != NULL) {
         coalition__lot__free_unpacked(lot, NULL);
     }
     return rv;
 }
 
-/* Takes `points` from `member`'s lots, oldest first, recording each use in
- * *uses (malloc'd array of malloc'd LotUse, freed by free_uses).  Returns 0,
- * INSUFFICIENT_POINTS via res if the lots do not cover it, or an error. */
-static int lots_take(struct apply *a, const char *member, int64_t points, Coalition__LotUse ***uses,
-                     size_t *n_uses)
+/* A lot as stored, with its key. */
+struct lot_item {
+    struct key key;
+    Coalition__Lot *lot;
+};
+
+static void lots_free(struct lot_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        coalition__lot__free_unpacked(items[i].lot, NULL);
+    }
+    free(items);
+}
+
+/* Every lot of `member`, oldest first, from the batch `b` (pending writes
+ * included) or else a snapshot.  *out is malloc'd (lots_free).  0 or an
+ * error. */
+static int lots_load(struct store *s, struct store_batch *b, const struct store_snapshot *snap,
+                     const char *member, struct lot_item **out, size_t *n_out)
 {
     struct key pfx;
     key_owner(&pfx, 'l', member);
     struct store_iter *it = NULL;
-    int rv = store_iter_create(a->l->store, a->b, NULL, pfx.buf, pfx.len, &it);
+    int rv = store_iter_create(s, b, snap, pfx.buf, pfx.len, &it);
     if (rv != 0) {
         return rv;
     }
-    /* First collect (the iterator must not outlive batch changes), then
-     * write the reduced lots. */
-    size_t cap = 4;
-    Coalition__LotUse **u = malloc(cap * sizeof(*u));
-    size_t n = 0;
-    int64_t need = points;
-    for (store_iter_seek_first(it); rv == 0 && need > 0 && store_iter_valid(it);
-         store_iter_next(it)) {
+    struct lot_item *items = NULL;
+    size_t n = 0, cap = 0;
+    for (store_iter_seek_first(it); rv == 0 && store_iter_valid(it); store_iter_next(it)) {
         size_t klen = 0, vlen = 0;
         const void *kp = store_iter_key(it, &klen);
         const void *vp = store_iter_value(it, &vlen);
-        Coalition__Lot *lot = coalition__lot__unpack(NULL, vlen, vp);
-        if (lot == NULL || u == NULL || lot->left <= 0 || klen > LEDGER_KEY_MAX) {
-            if (lot != NULL) {
-                coalition__lot__free_unpacked(lot, NULL);
-            }
-            rv = u == NULL ? COALITION_E_NOMEM : COALITION_E_STORAGE;
-            break;
-        }
         if (n == cap) {
-            cap *= 2;
-            Coalition__LotUse **grown = realloc(u, cap * sizeof(*u));
+            cap = cap == 0 ? 8 : cap * 2;
+            struct lot_item *grown = realloc(items, cap * sizeof(*grown));
             if (grown == NULL) {
-                coalition__lot__free_unpacked(lot, NULL);
                 rv = COALITION_E_NOMEM;
                 break;
             }
-            u = grown;
+            items = grown;
         }
-        Coalition__LotUse *use = malloc(sizeof(*use) + klen + strlen(lot->issuer) + 1);
-        if (use == NULL) {
-            coalition__lot__free_unpacked(lot, NULL);
-            rv = COALITION_E_NOMEM;
+        Coalition__Lot *lot = coalition__lot__unpack(NULL, vlen, vp);
+        if (lot == NULL || klen > LEDGER_KEY_MAX || lot->left <= 0 || lot->issuer == NULL) {
+            if (lot != NULL) {
+                coalition__lot__free_unpacked(lot, NULL);
+            }
+            rv = COALITION_E_STORAGE;
             break;
         }
-        coalition__lot_use__init(use);
-        uint8_t *tail = (uint8_t *)(use + 1);
-        memcpy(tail, kp, klen);
-        use->lot_key.data = tail;
-        use->lot_key.len = klen;
-        use->issuer = (char *)tail + klen;
-        strcpy(use->issuer, lot->issuer);
-        use->earned_ms = lot->earned_ms;
-        use->points = lot->left < need ? lot->left : need;
-        need -= use->points;
-        u[n++] = use;
-        coalition__lot__free_unpacked(lot, NULL);
+        memcpy(items[n].key.buf, kp, klen);
+        items[n].key.len = klen;
+        items[n].lot = lot;
+        n++;
     }
     if (rv == 0) {
         rv = store_iter_status(it);
     }
     store_iter_destroy(it);
-    *uses = u;
-    *n_uses = n;
     if (rv != 0) {
+        lots_free(items, n);
         return rv;
     }
-    if (need > 0) {
-        /* The balance said there were enough points but the lots disagree:
-         * refuse rather than create points. */
-        return reject(a, COALITION_E_INSUFFICIENT_POINTS);
-    }
-    for (size_t i = 0; i < n; i++) {
-        Coalition__Lot *lot = NULL;
-        struct key k;
-        k.len = u[i]->lot_key.len;
-        memcpy(k.buf, u[i]->lot_key.data, k.len);
-        rv = batch_get_msg(a->b, &k, &coalition__lot__descriptor, (ProtobufCMessage **)&lot);
-        if (rv != 0) {
-            return rv == STORE_NOT_FOUND ? COALITION_E_STORAGE : rv;
-        }
-        lot->left -= u[i]->points;
-        assert(lot->left >= 0);
-        if (lot->left == 0) {
-            store_batch_delete(a->b, k.buf, k.len);
-        } else {
-            rv = batch_put_msg(a->b, &k, &lot->base);
-        }
-        coalition__lot__free_unpacked(lot, NULL);
-        if (rv != 0) {
-            return rv;
-        }
-    }
+    *out = items;
+    *n_out = n;
     return 0;
 }
 
@@ -757,21 +1058,415 @@ static void free_uses(Coalition__LotUse **uses, size_t n)
     free(uses);
 }
 
-/* Moves `points` between two accounts read earlier (keys and balances),
- * rejecting overflow and members going negative. */
-static int move_points(struct apply *a, const struct key *from, int64_t from_bal,
-                       bool from_is_member, const struct key *to, int64_t to_bal, int64_t points)
+/* A use of `points` of lot `it` (malloc'd with its strings inline). */
+static Coalition__LotUse *use_make(const struct lot_item *it, int64_t points)
 {
-    int64_t nf = 0, nt = 0;
-    if (!add_checked(from_bal, -points, &nf) || !add_checked(to_bal, points, &nt)) {
-        return reject(a, COALITION_E_OVERFLOW);
+    size_t ilen = strlen(it->lot->issuer) + 1;
+    Coalition__LotUse *use = malloc(sizeof(*use) + it->key.len + ilen);
+    if (use == NULL) {
+        return NULL;
     }
-    if (from_is_member && nf < 0) {
-        return reject(a, COALITION_E_INSUFFICIENT_POINTS);
+    coalition__lot_use__init(use);
+    uint8_t *tail = (uint8_t *)(use + 1);
+    memcpy(tail, it->key.buf, it->key.len);
+    use->lot_key.data = tail;
+    use->lot_key.len = it->key.len;
+    use->issuer = (char *)tail + it->key.len;
+    memcpy(use->issuer, it->lot->issuer, ilen);
+    use->earned_ms = it->lot->earned_ms;
+    use->expires_ms = it->lot->expires_ms;
+    use->unlock_ms = it->lot->unlock_ms;
+    use->points = points;
+    return use;
+}
+
+/* Takes `points` from `member`'s spendable lots (unlocked, unexpired at the
+ * entry's time), oldest first, recording each use in *uses (malloc'd array of
+ * malloc'd LotUse, freed by free_uses even on failure).  Returns 0,
+ * INSUFFICIENT_POINTS via res, or an error. */
+static int lots_take(struct apply *a, const char *member, int64_t points, Coalition__LotUse ***uses,
+                     size_t *n_uses)
+{
+    *uses = NULL;
+    *n_uses = 0;
+    struct lot_item *lots = NULL;
+    size_t n_lots = 0;
+    int rv = lots_load(a->l->store, a->b, NULL, member, &lots, &n_lots);
+    if (rv != 0) {
+        return rv;
     }
-    batch_put_i64(a->b, from, nf);
-    batch_put_i64(a->b, to, nt);
+    Coalition__LotUse **u = calloc(n_lots + 1, sizeof(*u));
+    size_t n = 0;
+    int64_t need = points;
+    rv = u == NULL ? COALITION_E_NOMEM : 0;
+    for (size_t i = 0; rv == 0 && need > 0 && i < n_lots; i++) {
+        if (!lot_spendable(lots[i].lot, a->time_ms)) {
+            continue;
+        }
+        int64_t take = lots[i].lot->left < need ? lots[i].lot->left : need;
+        if ((u[n] = use_make(&lots[i], take)) == NULL) {
+            rv = COALITION_E_NOMEM;
+            break;
+        }
+        n++;
+        need -= take;
+    }
+    if (rv == 0 && need > 0) {
+        rv = reject(a, COALITION_E_INSUFFICIENT_POINTS);
+    }
+    for (size_t i = 0, j = 0; rv == 0 && a->res->code == 0 && i < n_lots && j < n; i++) {
+        if (lots[i].key.len != u[j]->lot_key.len ||
+            memcmp(lots[i].key.buf, u[j]->lot_key.data, lots[i].key.len) != 0) {
+            continue;
+        }
+        rv = lot_set_left(a, &lots[i].key, lots[i].lot, lots[i].lot->left - u[j]->points);
+        j++;
+    }
+    lots_free(lots, n_lots);
+    *uses = u;
+    *n_uses = n;
+    return rv;
+}
+
+/* Gives back `amounts[i]` of each use to the lot it came from (recreated
+ * with its issuer and times if it was emptied) of `member`.  0 or an error. */
+static int lots_restore(struct apply *a, Coalition__LotUse *const *uses, size_t n,
+                        const int64_t *amounts)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (amounts[i] <= 0) {
+            continue;
+        }
+        struct key lk;
+        if (uses[i]->lot_key.len > sizeof(lk.buf) || uses[i]->lot_key.len < 1) {
+            return COALITION_E_STORAGE;
+        }
+        lk.len = uses[i]->lot_key.len;
+        memcpy(lk.buf, uses[i]->lot_key.data, lk.len);
+        Coalition__Lot like = COALITION__LOT__INIT;
+        like.issuer = uses[i]->issuer;
+        like.earned_ms = uses[i]->earned_ms;
+        like.expires_ms = uses[i]->expires_ms;
+        like.unlock_ms = uses[i]->unlock_ms;
+        int rv = lot_add(a, &lk, &like, amounts[i]);
+        if (rv != 0) {
+            return rv;
+        }
+    }
     return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Members, programs, rules, tiers */
+
+static void key_member(struct key *k, const char *member)
+{
+    key_init(k, 'M');
+    key_add_str(k, member);
+}
+
+/* Reads a member record.  0 with *rec (free_unpacked), or 0 with *rec NULL
+ * and the rejection in res (UNKNOWN_MEMBER; MEMBER_CLOSED when `open` is
+ * required and the member was merged or erased), or a storage error. */
+static int member_get(struct apply *a, const char *member, bool open, Coalition__MemberRecord **rec)
+{
+    struct key k;
+    key_member(&k, member);
+    *rec = NULL;
+    int rv =
+        batch_get_msg(a->b, &k, &coalition__member_record__descriptor, (ProtobufCMessage **)rec);
+    if (rv == STORE_NOT_FOUND) {
+        return reject(a, COALITION_E_UNKNOWN_MEMBER);
+    }
+    if (rv == 0 && open && (!empty((*rec)->merged_into) || (*rec)->erased)) {
+        coalition__member_record__free_unpacked(*rec, NULL);
+        *rec = NULL;
+        return reject(a, COALITION_E_MEMBER_CLOSED);
+    }
+    return rv;
+}
+
+/* Cards and lookup keys to write in place of a record's own (borrowed). */
+struct member_ids {
+    char **cards;
+    size_t n_cards;
+    ProtobufCBinaryData *keys;
+    size_t n_keys;
+};
+
+/* Writes rec, with `tier` and `ids` in place of its own when not NULL (rec
+ * itself is left as it was: its strings belong to its unpacked allocation). */
+static int member_write(struct apply *a, const char *member, Coalition__MemberRecord *rec,
+                        const char *tier, const struct member_ids *ids)
+{
+    Coalition__MemberRecord copy = *rec;
+    if (tier != NULL) {
+        copy.tier = (char *)tier;
+    }
+    if (ids != NULL) {
+        copy.cards = ids->cards;
+        copy.n_cards = ids->n_cards;
+        copy.lookup_keys = ids->keys;
+        copy.n_lookup_keys = ids->n_keys;
+    }
+    struct key k;
+    key_member(&k, member);
+    return batch_put_msg(a->b, &k, &copy.base);
+}
+
+/* The coalition rules ("mrules"); *out NULL if never set.  0 or an error. */
+static const char LEDGER_RULES_KEY[] = "mrules";
+
+static int rules_load(struct store *s, struct store_batch *b, const struct store_snapshot *snap,
+                      Coalition__Rules **out)
+{
+    void *v = NULL;
+    size_t len = 0;
+    *out = NULL;
+    int rv = b != NULL
+                 ? store_batch_get(b, LEDGER_RULES_KEY, sizeof(LEDGER_RULES_KEY) - 1, &v, &len)
+                 : store_get(s, snap, LEDGER_RULES_KEY, sizeof(LEDGER_RULES_KEY) - 1, &v, &len);
+    if (rv == STORE_NOT_FOUND) {
+        return 0;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    *out = coalition__rules__unpack(NULL, len, v);
+    free(v);
+    return *out != NULL ? 0 : COALITION_E_STORAGE;
+}
+
+static void rules_free(Coalition__Rules *r)
+{
+    if (r != NULL) {
+        coalition__rules__free_unpacked(r, NULL);
+    }
+}
+
+/* Earned points of a member, kept for the rolling 12-month tier window:
+ * 'E' member 0 time8 seq8 -> int64 points (net of reversals).  A record
+ * counts at t while earned <= t < earned + 12 months. */
+struct earn {
+    struct key key;
+    uint64_t time_ms;
+    int64_t points;
+};
+
+static void key_earn(struct key *k, const char *member, uint64_t time_ms, uint64_t seq)
+{
+    key_owner(k, 'E', member);
+    key_add_u64(k, time_ms);
+    key_add_u64(k, seq);
+}
+
+static uint64_t earn_ages_out(uint64_t time_ms)
+{
+    return date_add_months(time_ms, 12);
+}
+
+/* Every earn record of `member`, oldest first (malloc'd).  0 or an error. */
+static int earns_load(struct store *s, struct store_batch *b, const struct store_snapshot *snap,
+                      const char *member, struct earn **out, size_t *n_out)
+{
+    struct key pfx;
+    key_owner(&pfx, 'E', member);
+    struct store_iter *it = NULL;
+    int rv = store_iter_create(s, b, snap, pfx.buf, pfx.len, &it);
+    if (rv != 0) {
+        return rv;
+    }
+    struct earn *items = NULL;
+    size_t n = 0, cap = 0;
+    for (store_iter_seek_first(it); rv == 0 && store_iter_valid(it); store_iter_next(it)) {
+        size_t klen = 0, vlen = 0;
+        const uint8_t *kp = store_iter_key(it, &klen);
+        const uint8_t *vp = store_iter_value(it, &vlen);
+        if (klen != pfx.len + 16 || vlen != 8) {
+            rv = COALITION_E_STORAGE;
+            break;
+        }
+        if (n == cap) {
+            cap = cap == 0 ? 8 : cap * 2;
+            struct earn *grown = realloc(items, cap * sizeof(*grown));
+            if (grown == NULL) {
+                rv = COALITION_E_NOMEM;
+                break;
+            }
+            items = grown;
+        }
+        memcpy(items[n].key.buf, kp, klen);
+        items[n].key.len = klen;
+        items[n].time_ms = bytes_get_be64(kp + pfx.len);
+        items[n].points = (int64_t)bytes_get_be64(vp);
+        n++;
+    }
+    if (rv == 0) {
+        rv = store_iter_status(it);
+    }
+    store_iter_destroy(it);
+    if (rv != 0) {
+        free(items);
+        return rv;
+    }
+    *out = items;
+    *n_out = n;
+    return 0;
+}
+
+/* Points of the records that count at t. */
+static int64_t earned_at(const struct earn *e, size_t n, uint64_t t)
+{
+    int64_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (e[i].time_ms <= t && t < earn_ages_out(e[i].time_ms)) {
+            sum += e[i].points; /* bounded: each <= 1e12, at most one per entry */
+        }
+    }
+    return sum;
+}
+
+/* Where a member stands against the tier table at t. */
+struct standing {
+    int64_t earned;
+    int tier;           /* index into rules->tiers, -1 below every tier */
+    uint64_t review_ms; /* when the tier would drop with no new earning; 0 never */
+};
+
+static void standing_compute(const Coalition__Rules *rules, const struct earn *e, size_t n,
+                             uint64_t t, struct standing *st)
+{
+    st->earned = earned_at(e, n, t);
+    st->tier = rules != NULL ? rules_tier_index(rules, st->earned) : -1;
+    st->review_ms = 0;
+    if (st->tier < 0) {
+        return;
+    }
+    int64_t threshold = rules->tiers[st->tier]->threshold;
+    int64_t left = st->earned;
+    /* Records age out in time order: the tier drops when what is left falls
+     * below its threshold. */
+    for (size_t i = 0; i < n; i++) {
+        if (!(e[i].time_ms <= t && t < earn_ages_out(e[i].time_ms))) {
+            continue;
+        }
+        left -= e[i].points;
+        if (left < threshold) {
+            st->review_ms = earn_ages_out(e[i].time_ms);
+            return;
+        }
+    }
+}
+
+static const char *tier_name(const Coalition__Rules *rules, int tier)
+{
+    return tier >= 0 ? rules->tiers[tier]->name : "";
+}
+
+/* Recomputes `member`'s tier at the entry's time after its earnings
+ * changed: drops records that aged out, moves the review due key, and when
+ * the tier changes records it in the entry (a->tier_member).  Writes rec
+ * (with `ids` if not NULL).  0 or an error. */
+static int tier_refresh(struct apply *a, const char *member, Coalition__MemberRecord *rec,
+                        const struct member_ids *ids)
+{
+    Coalition__Rules *rules = NULL;
+    struct earn *e = NULL;
+    size_t n = 0;
+    int rv = rules_load(a->l->store, a->b, NULL, &rules);
+    if (rv == 0) {
+        rv = earns_load(a->l->store, a->b, NULL, member, &e, &n);
+    }
+    if (rv != 0) {
+        rules_free(rules);
+        return rv;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (earn_ages_out(e[i].time_ms) <= a->time_ms || e[i].points == 0) {
+            store_batch_delete(a->b, e[i].key.buf, e[i].key.len);
+        }
+    }
+    struct standing st;
+    standing_compute(rules, e, n, a->time_ms, &st);
+    free(e);
+    struct key dk;
+    if (rec->review_ms != st.review_ms) {
+        if (rec->review_ms != 0) {
+            key_tier_due(&dk, rec->review_ms, member);
+            store_batch_delete(a->b, dk.buf, dk.len);
+        }
+        if (st.review_ms != 0) {
+            key_tier_due(&dk, st.review_ms, member);
+            store_batch_put(a->b, dk.buf, dk.len, "", 0);
+        }
+        rec->review_ms = st.review_ms;
+    }
+    const char *name = tier_name(rules, st.tier);
+    if (strcmp(rec->tier != NULL ? rec->tier : "", name) != 0) {
+        snprintf(a->tier, sizeof(a->tier), "%s", name);
+        a->tier_member = member;
+    }
+    rv = member_write(a, member, rec, name, ids);
+    rules_free(rules);
+    return rv;
+}
+
+/* Adds `points` (negative: a reversal) to the earn record (member, time,
+ * seq).  0 or an error. */
+static int earn_add(struct apply *a, const char *member, uint64_t time_ms, uint64_t seq,
+                    int64_t points)
+{
+    struct key k;
+    key_earn(&k, member, time_ms, seq);
+    int64_t cur = 0;
+    int rv = batch_get_i64(a->b, &k, &cur);
+    if (rv == STORE_NOT_FOUND) {
+        if (points < 0) {
+            return 0; /* aged out and dropped already: nothing counts any more */
+        }
+        cur = 0, rv = 0;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    cur += points;
+    if (cur <= 0) {
+        store_batch_delete(a->b, k.buf, k.len);
+    } else {
+        batch_put_i64(a->b, &k, cur);
+    }
+    return 0;
+}
+
+/* The member's tier multiplier at the entry's time, for a purchase. */
+static int tier_for_purchase(struct apply *a, const char *member, const Coalition__Rules *rules,
+                             const char **name, uint32_t *pct)
+{
+    *name = "";
+    *pct = 100;
+    if (rules == NULL || rules->n_tiers == 0) {
+        return 0;
+    }
+    struct earn *e = NULL;
+    size_t n = 0;
+    int rv = earns_load(a->l->store, a->b, NULL, member, &e, &n);
+    if (rv != 0) {
+        return rv;
+    }
+    struct standing st;
+    standing_compute(rules, e, n, a->time_ms, &st);
+    free(e);
+    if (st.tier >= 0) {
+        *name = rules->tiers[st.tier]->name;
+        *pct = rules->tiers[st.tier]->multiplier_pct;
+    }
+    return 0;
+}
+
+static void key_partner(struct key *k, const char *partner)
+{
+    key_init(k, 'p');
+    key_add_str(k, partner);
 }
 
 /* The time of entry `seq`, which a duplicate reports as its own.  0 or a
@@ -817,8 +1512,7 @@ static int apply_partner_add(struct apply *a)
 {
     const Coalition__Txn *t = a->txn;
     struct key k;
-    key_init(&k, 'p');
-    key_add_str(&k, t->partner);
+    key_partner(&k, t->partner);
     Coalition__PartnerRecord *old = NULL;
     int rv =
         batch_get_msg(a->b, &k, &coalition__partner_record__descriptor, (ProtobufCMessage **)&old);
@@ -846,12 +1540,43 @@ static int apply_partner_add(struct apply *a)
     return 0;
 }
 
+static void key_card(struct key *k, const char *card)
+{
+    key_init(k, 'c');
+    key_add_str(k, card);
+}
+
+/* Claims `card` for `member`: ALREADY_EXISTS via res if it is taken. */
+static int card_claim(struct apply *a, const char *card, const char *member)
+{
+    struct key ck;
+    key_card(&ck, card);
+    void *v = NULL;
+    size_t len = 0;
+    int rv = store_batch_get(a->b, ck.buf, ck.len, &v, &len);
+    if (rv == 0) {
+        free(v);
+        return reject(a, COALITION_E_ALREADY_EXISTS);
+    }
+    if (rv != STORE_NOT_FOUND) {
+        return rv;
+    }
+    store_batch_put(a->b, ck.buf, ck.len, member, strlen(member));
+    return 0;
+}
+
+static void card_unlink(struct apply *a, const char *card)
+{
+    struct key ck;
+    key_card(&ck, card);
+    store_batch_delete(a->b, ck.buf, ck.len);
+}
+
 static int apply_member_add(struct apply *a)
 {
     const Coalition__Txn *t = a->txn;
     struct key k;
-    key_init(&k, 'M');
-    key_add_str(&k, t->member);
+    key_member(&k, t->member);
     Coalition__MemberRecord *old = NULL;
     int rv =
         batch_get_msg(a->b, &k, &coalition__member_record__descriptor, (ProtobufCMessage **)&old);
@@ -865,23 +1590,10 @@ static int apply_member_add(struct apply *a)
     if (rv != STORE_NOT_FOUND) {
         return rv;
     }
-    struct key ck;
-    if (!empty(t->card)) {
-        key_init(&ck, 'c');
-        key_add_str(&ck, t->card);
-        void *v = NULL;
-        size_t len = 0;
-        rv = store_batch_get(a->b, ck.buf, ck.len, &v, &len);
-        if (rv == 0) {
-            free(v);
-            return reject(a, COALITION_E_ALREADY_EXISTS);
-        }
-        if (rv != STORE_NOT_FOUND) {
-            return rv;
-        }
-        store_batch_put(a->b, ck.buf, ck.len, t->member, strlen(t->member));
+    if (!empty(t->card) && ((rv = card_claim(a, t->card, t->member)) != 0 || a->res->code != 0)) {
+        return rv;
     }
-    a->history[a->n_history++] = t->member;
+    history_add(a, t->member);
     if ((rv = append_entry(a)) != 0) {
         return rv;
     }
@@ -898,121 +1610,334 @@ static int apply_member_add(struct apply *a)
     return 0;
 }
 
+/* The partner's record (for its program).  0 with *rec, UNKNOWN_PARTNER via
+ * res, or an error. */
+static int partner_get(struct apply *a, const char *partner, Coalition__PartnerRecord **rec)
+{
+    struct key k;
+    key_partner(&k, partner);
+    *rec = NULL;
+    int rv =
+        batch_get_msg(a->b, &k, &coalition__partner_record__descriptor, (ProtobufCMessage **)rec);
+    return rv == STORE_NOT_FOUND ? reject(a, COALITION_E_UNKNOWN_PARTNER) : rv;
+}
+
+/* The points of a purchase award, from the partner's program and the
+ * member's tier; sets a->rule.  0 (points in *points or a rejection in res)
+ * or an error. */
+static int award_points(struct apply *a, const Coalition__Program *prog,
+                        const Coalition__Rules *rules, int64_t *points)
+{
+    const Coalition__Txn *t = a->txn;
+    const char *tname = "";
+    uint32_t tpct = 100;
+    int rv = tier_for_purchase(a, t->member, rules, &tname, &tpct);
+    if (rv != 0) {
+        return rv;
+    }
+    int code = rules_award_points(prog, a->time_ms, t->purchase_cents, t->paid_points_cents,
+                                  t->category, tname, tpct, points, a->rule, sizeof(a->rule));
+    return code != 0 ? reject(a, code) : 0;
+}
+
 static int apply_award(struct apply *a)
 {
     const Coalition__Txn *t = a->txn;
-    struct key ik, mk;
-    int64_t ibal = 0, mbal = 0;
-    int code = 0;
-    int rv = get_account(a, 'i', t->partner, COALITION_E_UNKNOWN_PARTNER, &ik, &ibal, &code);
-    if (rv != 0 || code != 0) {
-        return rv != 0 ? rv : reject(a, code);
+    Coalition__PartnerRecord *partner = NULL;
+    Coalition__MemberRecord *member = NULL;
+    Coalition__Rules *rules = NULL;
+    int rv = partner_get(a, t->partner, &partner);
+    if (rv == 0 && a->res->code == 0) {
+        rv = member_get(a, t->member, true, &member);
     }
-    rv = get_account(a, 'm', t->member, COALITION_E_UNKNOWN_MEMBER, &mk, &mbal, &code);
-    if (rv != 0 || code != 0) {
-        return rv != 0 ? rv : reject(a, code);
+    if (rv == 0 && a->res->code == 0) {
+        rv = rules_load(a->l->store, a->b, NULL, &rules);
     }
-    if ((rv = move_points(a, &ik, ibal, false, &mk, mbal, t->points)) != 0 || a->res->code != 0) {
-        return rv;
+    int64_t points = t->points;
+    if (rv == 0 && a->res->code == 0 && t->purchase_cents != 0) {
+        rv = award_points(a, partner->program, rules, &points);
     }
-    add_posting(a, 'i', t->partner, 'm', t->member, t->points);
-    a->history[a->n_history++] = t->member;
-    if ((rv = append_entry(a)) != 0) {
-        return rv;
+    if (rv == 0 && a->res->code == 0) {
+        rv = post(a, 'i', t->partner, 'm', t->member, t->partner, points);
     }
+    uint64_t seq = next_seq(a);
+    if (rv == 0 && a->res->code == 0) {
+        rv = earn_add(a, t->member, a->time_ms, seq, points);
+    }
+    if (rv == 0 && a->res->code == 0) {
+        rv = tier_refresh(a, t->member, member, NULL);
+    }
+    Coalition__Lot lot = COALITION__LOT__INIT;
+    lot.issuer = t->partner;
+    lot.earned_ms = a->time_ms;
+    lot.expires_ms = rules_expiry_ms(rules, a->time_ms);
+    lot.unlock_ms = rules_unlock_ms(partner != NULL ? partner->program : NULL, a->time_ms);
     struct key lk;
-    lot_key_make(&lk, t->member, a->res->seq, a->res->seq);
-    if ((rv = lot_add(a, &lk, t->partner, a->time_ms, t->points)) != 0) {
-        return rv;
+    lot_key_make(&lk, t->member, seq, seq);
+    if (rv == 0 && a->res->code == 0) {
+        history_add(a, t->member);
+        rv = append_entry(a);
     }
-    Coalition__TxnRecord rec = COALITION__TXN_RECORD__INIT;
-    rec.member = t->member;
-    rec.points = t->points;
-    rec.lot_key.data = lk.buf;
-    rec.lot_key.len = lk.len;
-    a->res->points = t->points;
-    return put_txn_record(a, &rec);
+    if (rv == 0 && a->res->code == 0) {
+        rv = lot_add(a, &lk, &lot, points);
+    }
+    if (rv == 0 && a->res->code == 0) {
+        Coalition__TxnRecord rec = COALITION__TXN_RECORD__INIT;
+        rec.member = t->member;
+        rec.points = points;
+        rec.lot_key.data = lk.buf;
+        rec.lot_key.len = lk.len;
+        a->res->points = points;
+        rv = put_txn_record(a, &rec);
+    }
+    rules_free(rules);
+    if (partner != NULL) {
+        coalition__partner_record__free_unpacked(partner, NULL);
+    }
+    if (member != NULL) {
+        coalition__member_record__free_unpacked(member, NULL);
+    }
+    return rv;
 }
 
-/* Redeem (member -> partner's redemption account) and transfer (member ->
- * member) share the lot consumption. */
-static int apply_spend(struct apply *a, bool transfer)
+/* Amounts of each use: its points. */
+static int64_t *use_points(Coalition__LotUse *const *uses, size_t n)
+{
+    int64_t *v = calloc(n + 1, sizeof(*v));
+    for (size_t i = 0; v != NULL && i < n; i++) {
+        v[i] = uses[i]->points;
+    }
+    return v;
+}
+
+/* Redeem (member -> partner's redemptions), transfer (member -> member) and
+ * hold (member -> member's held points) take lots oldest first. */
+static int apply_spend(struct apply *a)
 {
     const Coalition__Txn *t = a->txn;
-    struct key fk, tk, pk;
-    int64_t fbal = 0, tbal = 0, pbal = 0;
-    int code = 0;
-    /* The submitting partner must exist in both cases. */
-    int rv = get_account(a, 'r', t->partner, COALITION_E_UNKNOWN_PARTNER, &pk, &pbal, &code);
-    if (rv != 0 || code != 0) {
-        return rv != 0 ? rv : reject(a, code);
+    Coalition__PartnerRecord *partner = NULL;
+    Coalition__MemberRecord *from = NULL, *to = NULL;
+    Coalition__Rules *rules = NULL;
+    bool transfer = t->kind == COALITION__TXN_KIND__TXN_TRANSFER;
+    bool hold = t->kind == COALITION__TXN_KIND__TXN_HOLD;
+    /* The submitting partner must exist in every case. */
+    int rv = partner_get(a, t->partner, &partner);
+    if (rv == 0 && a->res->code == 0) {
+        rv = member_get(a, t->member, true, &from);
     }
-    rv = get_account(a, 'm', t->member, COALITION_E_UNKNOWN_MEMBER, &fk, &fbal, &code);
-    if (rv != 0 || code != 0) {
-        return rv != 0 ? rv : reject(a, code);
+    if (rv == 0 && a->res->code == 0 && transfer) {
+        rv = member_get(a, t->member_to, true, &to);
     }
-    if (transfer) {
-        rv = get_account(a, 'm', t->member_to, COALITION_E_UNKNOWN_MEMBER, &tk, &tbal, &code);
-        if (rv != 0 || code != 0) {
-            return rv != 0 ? rv : reject(a, code);
+    uint64_t deadline = 0;
+    if (rv == 0 && a->res->code == 0 && hold) {
+        uint32_t timeout = 0;
+        rv = rules_load(a->l->store, a->b, NULL, &rules);
+        int code = rv == 0 ? rules_hold_timeout_s(rules, t->timeout_s, &timeout) : 0;
+        if (code != 0) {
+            rv = reject(a, code);
         }
-    } else {
-        tk = pk;
-        tbal = pbal;
-    }
-    if (fbal < t->points) {
-        return reject(a, COALITION_E_INSUFFICIENT_POINTS);
-    }
-    if ((rv = move_points(a, &fk, fbal, true, &tk, tbal, t->points)) != 0 || a->res->code != 0) {
-        return rv;
+        deadline = a->time_ms + (uint64_t)timeout * 1000;
     }
     Coalition__LotUse **uses = NULL;
     size_t n_uses = 0;
-    rv = lots_take(a, t->member, t->points, &uses, &n_uses);
-    if (rv != 0 || a->res->code != 0) {
-        free_uses(uses, n_uses);
-        return rv;
+    if (rv == 0 && a->res->code == 0) {
+        rv = lots_take(a, t->member, t->points, &uses, &n_uses);
     }
-    if (transfer) {
-        add_posting(a, 'm', t->member, 'm', t->member_to, t->points);
-        a->history[a->n_history++] = t->member;
-        a->history[a->n_history++] = t->member_to;
-    } else {
-        add_posting(a, 'm', t->member, 'r', t->partner, t->points);
-        a->history[a->n_history++] = t->member;
+    int64_t *amounts = use_points(uses, n_uses);
+    if (rv == 0 && amounts == NULL) {
+        rv = COALITION_E_NOMEM;
     }
-    if ((rv = append_entry(a)) != 0) {
-        free_uses(uses, n_uses);
-        return rv;
+    if (rv == 0 && a->res->code == 0) {
+        char ck = transfer ? 'm' : hold ? 'h' : 'r';
+        const char *cid = transfer ? t->member_to : hold ? t->member : t->partner;
+        rv = post_uses(a, 'm', t->member, ck, cid, uses, n_uses, amounts);
     }
-    /* A transfer moves the lots themselves: same issuer and earning time,
-     * keyed by their origin so they are still spent oldest first. */
-    for (size_t i = 0; transfer && rv == 0 && i < n_uses; i++) {
+    if (rv == 0 && a->res->code == 0) {
+        history_add(a, t->member);
+        if (transfer) {
+            history_add(a, t->member_to);
+        }
+        rv = append_entry(a);
+    }
+    /* A transfer moves the lots themselves: same issuer and times, keyed by
+     * their origin so they are still spent oldest first. */
+    for (size_t i = 0; transfer && rv == 0 && a->res->code == 0 && i < n_uses; i++) {
         assert(uses[i]->lot_key.len >= 16);
         uint64_t origin = bytes_get_be64(uses[i]->lot_key.data + uses[i]->lot_key.len - 16);
         struct key lk;
         lot_key_make(&lk, t->member_to, origin, a->res->seq);
-        rv = lot_add(a, &lk, uses[i]->issuer, uses[i]->earned_ms, uses[i]->points);
+        Coalition__Lot like = COALITION__LOT__INIT;
+        like.issuer = uses[i]->issuer;
+        like.earned_ms = uses[i]->earned_ms;
+        like.expires_ms = uses[i]->expires_ms;
+        like.unlock_ms = uses[i]->unlock_ms;
+        rv = lot_add(a, &lk, &like, uses[i]->points);
     }
-    if (rv == 0) {
+    if (rv == 0 && a->res->code == 0) {
         Coalition__TxnRecord rec = COALITION__TXN_RECORD__INIT;
         rec.member = t->member;
         rec.points = t->points;
         rec.n_uses = n_uses;
         rec.uses = uses;
+        rec.deadline_ms = deadline;
         a->res->points = t->points;
         rv = put_txn_record(a, &rec);
     }
+    if (rv == 0 && a->res->code == 0 && hold) {
+        struct key dk;
+        key_hold_due(&dk, deadline, t->partner, t->txn_id);
+        store_batch_put(a->b, dk.buf, dk.len, "", 0);
+    }
+    free(amounts);
     free_uses(uses, n_uses);
+    rules_free(rules);
+    if (partner != NULL) {
+        coalition__partner_record__free_unpacked(partner, NULL);
+    }
+    if (from != NULL) {
+        coalition__member_record__free_unpacked(from, NULL);
+    }
+    if (to != NULL) {
+        coalition__member_record__free_unpacked(to, NULL);
+    }
+    return rv;
+}
+
+/* The record of this partner's transaction `txn_id`: 0 with *rec, or
+ * UNKNOWN_TXN via res, or an error. */
+static int txn_record_get(struct apply *a, const char *partner, const char *txn_id,
+                          Coalition__TxnRecord **rec)
+{
+    struct key k;
+    key_txn(&k, partner, txn_id);
+    *rec = NULL;
+    int rv = batch_get_msg(a->b, &k, &coalition__txn_record__descriptor, (ProtobufCMessage **)rec);
+    return rv == STORE_NOT_FOUND ? reject(a, COALITION_E_UNKNOWN_TXN) : rv;
+}
+
+static int txn_record_put(struct apply *a, const char *partner, const char *txn_id,
+                          Coalition__TxnRecord *rec)
+{
+    struct key k;
+    key_txn(&k, partner, txn_id);
+    return batch_put_msg(a->b, &k, &rec->base);
+}
+
+/* Ends an open hold: `capture` points go to the partner's redemptions (the
+ * oldest uses first), the rest back to the lots they came from.  The
+ * capture's own uses are returned in *captured (malloc'd, free_uses) so that
+ * the capture can be reversed like a redemption.  0 or an error. */
+static int hold_close(struct apply *a, Coalition__TxnRecord *hold, const char *partner,
+                      const char *hold_txn, int64_t capture, Coalition__LotUse ***captured,
+                      size_t *n_captured)
+{
+    size_t n = hold->n_uses;
+    int64_t *cap = calloc(n + 1, sizeof(*cap));
+    int64_t *back = calloc(n + 1, sizeof(*back));
+    Coalition__LotUse **cu = calloc(n + 1, sizeof(*cu));
+    int rv = cap == NULL || back == NULL || cu == NULL ? COALITION_E_NOMEM : 0;
+    size_t ncu = 0;
+    int64_t want = capture;
+    for (size_t i = 0; rv == 0 && i < n; i++) {
+        cap[i] = hold->uses[i]->points < want ? hold->uses[i]->points : want;
+        back[i] = hold->uses[i]->points - cap[i];
+        want -= cap[i];
+        if (cap[i] > 0) {
+            cu[ncu] = malloc(sizeof(**cu));
+            if (cu[ncu] == NULL) {
+                rv = COALITION_E_NOMEM;
+                break;
+            }
+            *cu[ncu] = *hold->uses[i]; /* strings borrowed from hold */
+            cu[ncu]->points = cap[i];
+            cu[ncu]->restored = 0;
+            ncu++;
+        }
+    }
+    assert(rv != 0 || want == 0);
+    if (rv == 0) {
+        rv = post_uses(a, 'h', hold->member, 'r', partner, hold->uses, n, cap);
+    }
+    if (rv == 0 && a->res->code == 0) {
+        rv = post_uses(a, 'h', hold->member, 'm', hold->member, hold->uses, n, back);
+    }
+    if (rv == 0 && a->res->code == 0) {
+        rv = lots_restore(a, hold->uses, n, back);
+    }
+    if (rv == 0 && a->res->code == 0) {
+        struct key dk;
+        key_hold_due(&dk, hold->deadline_ms, partner, hold_txn);
+        store_batch_delete(a->b, dk.buf, dk.len);
+        hold->captured = capture;
+        hold->closed = true;
+        rv = txn_record_put(a, partner, hold_txn, hold);
+    }
+    free(cap);
+    free(back);
+    *captured = cu;
+    *n_captured = ncu;
+    return rv;
+}
+
+/* Capture, release and the scheduled timeout of a hold. */
+static int apply_hold_end(struct apply *a)
+{
+    const Coalition__Txn *t = a->txn;
+    Coalition__TxnRecord *hold = NULL;
+    int rv = txn_record_get(a, t->partner, t->of_txn, &hold);
+    if (rv != 0 || a->res->code != 0) {
+        return rv;
+    }
+    bool capture = t->kind == COALITION__TXN_KIND__TXN_CAPTURE;
+    bool timeout = t->kind == COALITION__TXN_KIND__TXN_HOLD_TIMEOUT;
+    int64_t points = capture ? (t->points != 0 ? t->points : hold->points) : 0;
+    if (hold->kind != COALITION__TXN_KIND__TXN_HOLD) {
+        rv = reject(a, COALITION_E_UNKNOWN_TXN);
+    } else if (hold->closed) {
+        rv = reject(a, timeout ? COALITION_E_NOTHING_DUE : COALITION_E_HOLD_CLOSED);
+    } else if (timeout && a->time_ms < hold->deadline_ms) {
+        rv = reject(a, COALITION_E_NOTHING_DUE);
+    } else if (capture && a->time_ms >= hold->deadline_ms) {
+        rv = reject(a, COALITION_E_HOLD_CLOSED); /* timed out; released by an entry */
+    } else if (capture && points > hold->points) {
+        rv = reject(a, COALITION_E_INSUFFICIENT_POINTS);
+    }
+    Coalition__LotUse **cu = NULL;
+    size_t ncu = 0;
+    if (rv == 0 && a->res->code == 0) {
+        rv = hold_close(a, hold, t->partner, t->of_txn, points, &cu, &ncu);
+    }
+    if (rv == 0 && a->res->code == 0) {
+        history_add(a, hold->member);
+        rv = append_entry(a);
+    }
+    if (rv == 0 && a->res->code == 0 && !timeout) {
+        Coalition__TxnRecord rec = COALITION__TXN_RECORD__INIT;
+        rec.member = hold->member;
+        rec.points = capture ? points : hold->points;
+        rec.n_uses = capture ? ncu : 0;
+        rec.uses = cu;
+        a->res->points = rec.points;
+        rv = put_txn_record(a, &rec);
+    }
+    if (timeout) {
+        a->res->points = hold->points;
+    }
+    for (size_t i = 0; i < ncu; i++) {
+        free(cu[i]);
+    }
+    free(cu);
+    coalition__txn_record__free_unpacked(hold, NULL);
     return rv;
 }
 
 /* Reverses (part of) an award: claw the points back from the lot the award
- * created.  If the member already spent them, the reversal is rejected
- * (POINTS_SPENT): the ledger never takes points the member does not have. */
+ * created.  If the member already spent them (or they expired), the
+ * reversal is rejected with POINTS_SPENT: the ledger never takes points the
+ * member does not have (docs/rules.md, refunds). */
 static int reverse_award(struct apply *a, Coalition__TxnRecord *orig, int64_t points)
 {
-    struct key lk, mk, ik;
+    struct key lk;
     lk.len = orig->lot_key.len;
     if (lk.len > sizeof(lk.buf)) {
         return COALITION_E_STORAGE;
@@ -1029,109 +1954,82 @@ static int reverse_award(struct apply *a, Coalition__TxnRecord *orig, int64_t po
     if (rv != 0) {
         return rv;
     }
-    lot->left -= points;
-    if (lot->left == 0) {
-        store_batch_delete(a->b, lk.buf, lk.len);
-    } else {
-        rv = batch_put_msg(a->b, &lk, &lot->base);
-    }
+    rv = lot_set_left(a, &lk, lot, lot->left - points);
     coalition__lot__free_unpacked(lot, NULL);
-    int64_t mbal = 0, ibal = 0;
-    int code = 0;
     if (rv == 0) {
-        rv = get_account(a, 'm', orig->member, COALITION_E_UNKNOWN_MEMBER, &mk, &mbal, &code);
+        rv = post(a, 'm', orig->member, 'i', a->txn->partner, a->txn->partner, points);
     }
-    if (rv == 0 && code == 0) {
-        rv = get_account(a, 'i', a->txn->partner, COALITION_E_UNKNOWN_PARTNER, &ik, &ibal, &code);
+    /* The award's points no longer count towards the member's tier. */
+    if (rv == 0 && a->res->code == 0) {
+        rv = earn_add(a, orig->member, orig->time_ms, orig->seq, -points);
     }
-    if (rv != 0 || code != 0) {
-        return rv != 0 ? rv : COALITION_E_STORAGE; /* the original's accounts must exist */
+    Coalition__MemberRecord *m = NULL;
+    if (rv == 0 && a->res->code == 0) {
+        rv = member_get(a, orig->member, false, &m);
     }
-    if ((rv = move_points(a, &mk, mbal, true, &ik, ibal, points)) != 0 || a->res->code != 0) {
-        return rv;
+    if (rv == 0 && a->res->code == 0) {
+        rv = tier_refresh(a, orig->member, m, NULL);
     }
-    add_posting(a, 'm', orig->member, 'i', a->txn->partner, points);
-    return 0;
+    if (m != NULL) {
+        coalition__member_record__free_unpacked(m, NULL);
+    }
+    return rv;
 }
 
-/* Reverses (part of) a redemption: the points go back into the lots they
- * came from, last taken first, with their original issuer and earning
- * time. */
+/* Reverses (part of) a redemption or capture: the points go back into the
+ * lots they came from, last taken first, with their original issuer, expiry
+ * and unlock time. */
 static int reverse_redeem(struct apply *a, Coalition__TxnRecord *orig, int64_t points)
 {
-    struct key rk, mk;
-    int64_t rbal = 0, mbal = 0;
-    int code = 0;
-    int rv = get_account(a, 'r', a->txn->partner, COALITION_E_UNKNOWN_PARTNER, &rk, &rbal, &code);
-    if (rv == 0 && code == 0) {
-        rv = get_account(a, 'm', orig->member, COALITION_E_UNKNOWN_MEMBER, &mk, &mbal, &code);
-    }
-    if (rv != 0 || code != 0) {
-        return rv != 0 ? rv : COALITION_E_STORAGE;
-    }
-    if ((rv = move_points(a, &rk, rbal, false, &mk, mbal, points)) != 0 || a->res->code != 0) {
-        return rv;
+    size_t n = orig->n_uses;
+    int64_t *give = calloc(n + 1, sizeof(*give));
+    if (give == NULL) {
+        return COALITION_E_NOMEM;
     }
     int64_t left = points;
-    for (size_t i = orig->n_uses; i-- > 0 && left > 0;) {
-        Coalition__LotUse *u = orig->uses[i];
-        int64_t room = u->points - u->restored;
-        int64_t give = room < left ? room : left;
-        if (give <= 0) {
-            continue;
-        }
-        struct key lk;
-        if (u->lot_key.len > sizeof(lk.buf)) {
-            return COALITION_E_STORAGE;
-        }
-        lk.len = u->lot_key.len;
-        memcpy(lk.buf, u->lot_key.data, lk.len);
-        if ((rv = lot_add(a, &lk, u->issuer, u->earned_ms, give)) != 0) {
-            return rv;
-        }
-        u->restored += give;
-        left -= give;
+    for (size_t i = n; i-- > 0 && left > 0;) {
+        int64_t room = orig->uses[i]->points - orig->uses[i]->restored;
+        give[i] = room < left ? room : left;
+        left -= give[i];
+        orig->uses[i]->restored += give[i];
     }
-    if (left != 0) {
-        return COALITION_E_STORAGE; /* uses do not cover what was redeemed */
+    int rv = left != 0 ? COALITION_E_STORAGE : 0; /* uses must cover what was redeemed */
+    if (rv == 0) {
+        rv = post_uses(a, 'r', a->txn->partner, 'm', orig->member, orig->uses, n, give);
     }
-    add_posting(a, 'r', a->txn->partner, 'm', orig->member, points);
-    return 0;
+    if (rv == 0 && a->res->code == 0) {
+        rv = lots_restore(a, orig->uses, n, give);
+    }
+    free(give);
+    return rv;
 }
 
 static int apply_reverse(struct apply *a)
 {
     const Coalition__Txn *t = a->txn;
-    struct key ok;
-    key_owner(&ok, 't', t->partner);
-    key_add_str(&ok, t->of_txn);
     Coalition__TxnRecord *orig = NULL;
-    int rv =
-        batch_get_msg(a->b, &ok, &coalition__txn_record__descriptor, (ProtobufCMessage **)&orig);
-    if (rv == STORE_NOT_FOUND) {
-        return reject(a, COALITION_E_UNKNOWN_TXN);
-    }
-    if (rv != 0) {
+    int rv = txn_record_get(a, t->partner, t->of_txn, &orig);
+    if (rv != 0 || a->res->code != 0) {
         return rv;
     }
     int64_t remaining = orig->points - orig->reversed;
     int64_t points = t->points == 0 ? remaining : t->points;
-    if (orig->kind != COALITION__TXN_KIND__TXN_AWARD &&
-        orig->kind != COALITION__TXN_KIND__TXN_REDEEM) {
-        rv = reject(a, COALITION_E_NOT_REVERSIBLE);
-    } else if (points <= 0 || points > remaining) {
-        rv = reject(a, COALITION_E_REVERSAL_EXCEEDS);
-    } else if (orig->kind == COALITION__TXN_KIND__TXN_AWARD) {
-        rv = reverse_award(a, orig, points);
+    if (orig->kind == COALITION__TXN_KIND__TXN_AWARD) {
+        rv = points <= 0 || points > remaining ? reject(a, COALITION_E_REVERSAL_EXCEEDS)
+                                               : reverse_award(a, orig, points);
+    } else if (orig->kind == COALITION__TXN_KIND__TXN_REDEEM ||
+               orig->kind == COALITION__TXN_KIND__TXN_CAPTURE) {
+        rv = points <= 0 || points > remaining ? reject(a, COALITION_E_REVERSAL_EXCEEDS)
+                                               : reverse_redeem(a, orig, points);
     } else {
-        rv = reverse_redeem(a, orig, points);
+        rv = reject(a, COALITION_E_NOT_REVERSIBLE);
     }
     if (rv == 0 && a->res->code == 0) {
         orig->reversed += points;
-        rv = batch_put_msg(a->b, &ok, &orig->base);
+        rv = txn_record_put(a, t->partner, t->of_txn, orig);
     }
     if (rv == 0 && a->res->code == 0) {
-        a->history[a->n_history++] = orig->member;
+        history_add(a, orig->member);
         rv = append_entry(a);
     }
     if (rv == 0 && a->res->code == 0) {
@@ -1145,6 +2043,389 @@ static int apply_reverse(struct apply *a)
     return rv;
 }
 
+/* Scheduled: every lot of the member that expired by the entry's time goes
+ * to its issuer's expired (breakage) account.  NOTHING_DUE if none did. */
+static int apply_expire(struct apply *a)
+{
+    const Coalition__Txn *t = a->txn;
+    struct lot_item *lots = NULL;
+    size_t n = 0;
+    int rv = lots_load(a->l->store, a->b, NULL, t->member, &lots, &n);
+    if (rv != 0) {
+        return rv;
+    }
+    int64_t total = 0;
+    for (size_t i = 0; rv == 0 && a->res->code == 0 && i < n; i++) {
+        if (!lot_expired(lots[i].lot, a->time_ms)) {
+            continue;
+        }
+        total += lots[i].lot->left;
+        rv = post(a, 'm', t->member, 'x', lots[i].lot->issuer, lots[i].lot->issuer,
+                  lots[i].lot->left);
+        if (rv == 0 && a->res->code == 0) {
+            lot_delete(a, &lots[i].key, lots[i].lot);
+        }
+    }
+    lots_free(lots, n);
+    if (rv != 0 || a->res->code != 0) {
+        return rv;
+    }
+    if (total == 0) {
+        return reject(a, COALITION_E_NOTHING_DUE);
+    }
+    history_add(a, t->member);
+    a->res->points = total;
+    return append_entry(a);
+}
+
+/* Scheduled: the member's tier as points age out of the 12-month window. */
+static int apply_tier_review(struct apply *a)
+{
+    const Coalition__Txn *t = a->txn;
+    Coalition__MemberRecord *m = NULL;
+    int rv = member_get(a, t->member, false, &m);
+    if (rv != 0 || a->res->code != 0) {
+        return rv;
+    }
+    if (m->review_ms == 0 || m->review_ms > a->time_ms) {
+        rv = reject(a, COALITION_E_NOTHING_DUE);
+    } else {
+        rv = tier_refresh(a, t->member, m, NULL);
+    }
+    if (rv == 0 && a->res->code == 0) {
+        history_add(a, t->member);
+        rv = append_entry(a);
+    }
+    coalition__member_record__free_unpacked(m, NULL);
+    return rv;
+}
+
+static int apply_program_set(struct apply *a)
+{
+    Coalition__PartnerRecord *p = NULL;
+    int rv = partner_get(a, a->txn->partner, &p);
+    if (rv != 0 || a->res->code != 0) {
+        return rv;
+    }
+    Coalition__Program *old = p->program;
+    p->program = a->txn->program;
+    struct key k;
+    key_partner(&k, a->txn->partner);
+    rv = batch_put_msg(a->b, &k, &p->base);
+    p->program = old;
+    coalition__partner_record__free_unpacked(p, NULL);
+    if (rv == 0) {
+        rv = append_entry(a);
+    }
+    if (rv == 0) {
+        Coalition__TxnRecord rec = COALITION__TXN_RECORD__INIT;
+        rv = put_txn_record(a, &rec);
+    }
+    return rv;
+}
+
+static int apply_rules_set(struct apply *a)
+{
+    struct key k;
+    key_init(&k, LEDGER_RULES_KEY[0]);
+    key_add_str(&k, LEDGER_RULES_KEY + 1);
+    int rv = batch_put_msg(a->b, &k, &a->txn->rules->base);
+    if (rv == 0) {
+        rv = append_entry(a);
+    }
+    if (rv == 0) {
+        Coalition__TxnRecord rec = COALITION__TXN_RECORD__INIT;
+        rv = put_txn_record(a, &rec);
+    }
+    return rv;
+}
+
+/* ---------------------------------------------------------------------------
+ * Member identity: cards, lookup keys, merge, erase */
+
+static bool member_has_card(const Coalition__MemberRecord *m, const char *card)
+{
+    for (size_t i = 0; i < m->n_cards; i++) {
+        if (strcmp(m->cards[i], card) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void key_lookup(struct key *k, const ProtobufCBinaryData *hash)
+{
+    key_init(k, 'k');
+    key_add(k, hash->data, hash->len);
+}
+
+/* Card add and replace: the card index follows; a replaced card stops
+ * working at once and the balance stays with the member. */
+static int apply_card(struct apply *a)
+{
+    const Coalition__Txn *t = a->txn;
+    bool replace = t->kind == COALITION__TXN_KIND__TXN_CARD_REPLACE;
+    Coalition__MemberRecord *m = NULL;
+    int rv = member_get(a, t->member, true, &m);
+    if (rv != 0 || a->res->code != 0) {
+        return rv;
+    }
+    char **cards = calloc(m->n_cards + 1, sizeof(*cards));
+    size_t n = 0;
+    if (cards == NULL) {
+        rv = COALITION_E_NOMEM;
+    } else if (m->n_cards >= LEDGER_CARDS_MAX && !replace) {
+        rv = reject(a, COALITION_E_INVALID_ARGUMENT);
+    } else if (replace && !member_has_card(m, t->old_card)) {
+        rv = reject(a, COALITION_E_UNKNOWN_CARD);
+    } else {
+        rv = card_claim(a, t->card, t->member);
+    }
+    if (rv == 0 && a->res->code == 0) {
+        for (size_t i = 0; i < m->n_cards; i++) {
+            if (!replace || strcmp(m->cards[i], t->old_card) != 0) {
+                cards[n++] = m->cards[i];
+            }
+        }
+        cards[n++] = t->card;
+        if (replace) {
+            card_unlink(a, t->old_card);
+        }
+        struct member_ids ids = {cards, n, m->lookup_keys, m->n_lookup_keys};
+        rv = member_write(a, t->member, m, NULL, &ids);
+    }
+    if (rv == 0 && a->res->code == 0) {
+        history_add(a, t->member);
+        rv = append_entry(a);
+    }
+    if (rv == 0 && a->res->code == 0) {
+        Coalition__TxnRecord rec = COALITION__TXN_RECORD__INIT;
+        rec.member = t->member;
+        rv = put_txn_record(a, &rec);
+    }
+    free(cards);
+    coalition__member_record__free_unpacked(m, NULL);
+    return rv;
+}
+
+/* The member's lookup keys become the transaction's: old ones are dropped,
+ * a key of another member is ALREADY_EXISTS. */
+static int apply_identify(struct apply *a)
+{
+    const Coalition__Txn *t = a->txn;
+    Coalition__MemberRecord *m = NULL;
+    int rv = member_get(a, t->member, true, &m);
+    if (rv != 0 || a->res->code != 0) {
+        return rv;
+    }
+    struct key k;
+    for (size_t i = 0; i < m->n_lookup_keys; i++) {
+        key_lookup(&k, &m->lookup_keys[i]);
+        store_batch_delete(a->b, k.buf, k.len);
+    }
+    for (size_t i = 0; rv == 0 && a->res->code == 0 && i < t->n_lookup_keys; i++) {
+        key_lookup(&k, &t->lookup_keys[i]);
+        void *v = NULL;
+        size_t len = 0;
+        rv = store_batch_get(a->b, k.buf, k.len, &v, &len);
+        if (rv == 0) {
+            free(v);
+            rv = reject(a, COALITION_E_ALREADY_EXISTS);
+        } else if (rv == STORE_NOT_FOUND) {
+            rv = 0;
+            store_batch_put(a->b, k.buf, k.len, t->member, strlen(t->member));
+        }
+    }
+    if (rv == 0 && a->res->code == 0) {
+        struct member_ids ids = {m->cards, m->n_cards, t->lookup_keys, t->n_lookup_keys};
+        rv = member_write(a, t->member, m, NULL, &ids);
+    }
+    if (rv == 0 && a->res->code == 0) {
+        history_add(a, t->member);
+        rv = append_entry(a);
+    }
+    if (rv == 0 && a->res->code == 0) {
+        Coalition__TxnRecord rec = COALITION__TXN_RECORD__INIT;
+        rec.member = t->member;
+        rv = put_txn_record(a, &rec);
+    }
+    coalition__member_record__free_unpacked(m, NULL);
+    return rv;
+}
+
+/* Moves every lot and earn record of `from` to `to`.  0 or an error. */
+static int merge_holdings(struct apply *a, const char *from, const char *to)
+{
+    struct lot_item *lots = NULL;
+    size_t n = 0;
+    int rv = lots_load(a->l->store, a->b, NULL, from, &lots, &n);
+    if (rv != 0) {
+        return rv;
+    }
+    for (size_t i = 0; rv == 0 && a->res->code == 0 && i < n; i++) {
+        const struct key *fk = &lots[i].key;
+        uint64_t origin = bytes_get_be64(fk->buf + fk->len - 16);
+        struct key lk;
+        lot_key_make(&lk, to, origin, next_seq(a));
+        rv = post(a, 'm', from, 'm', to, lots[i].lot->issuer, lots[i].lot->left);
+        if (rv == 0 && a->res->code == 0) {
+            lot_delete(a, fk, lots[i].lot);
+            rv = lot_add(a, &lk, lots[i].lot, lots[i].lot->left);
+        }
+    }
+    lots_free(lots, n);
+    struct earn *e = NULL;
+    if (rv == 0 && a->res->code == 0) {
+        rv = earns_load(a->l->store, a->b, NULL, from, &e, &n);
+    }
+    for (size_t i = 0; rv == 0 && e != NULL && i < n; i++) {
+        uint64_t seq = bytes_get_be64(e[i].key.buf + e[i].key.len - 8);
+        store_batch_delete(a->b, e[i].key.buf, e[i].key.len);
+        rv = earn_add(a, to, e[i].time_ms, seq, e[i].points);
+    }
+    free(e);
+    return rv;
+}
+
+/* Two records of one person: `member` is absorbed into `member_to`, which
+ * gets its points (same lots, same expiry), cards and lookup keys; the
+ * absorbed record stays, closed, with its history. */
+static int apply_merge(struct apply *a)
+{
+    const Coalition__Txn *t = a->txn;
+    Coalition__MemberRecord *from = NULL, *to = NULL;
+    int rv = member_get(a, t->member, true, &from);
+    if (rv == 0 && a->res->code == 0) {
+        rv = member_get(a, t->member_to, true, &to);
+    }
+    int64_t held = 0;
+    if (rv == 0 && a->res->code == 0) {
+        struct key hk;
+        key_account(&hk, 'h', t->member);
+        rv = batch_get_i64(a->b, &hk, &held);
+        rv = rv == STORE_NOT_FOUND ? 0 : rv;
+        if (rv == 0 && held != 0) {
+            rv = reject(a, COALITION_E_OPEN_HOLDS);
+        }
+    }
+    if (rv == 0 && a->res->code == 0) {
+        rv = merge_holdings(a, t->member, t->member_to);
+    }
+    char **cards = NULL;
+    ProtobufCBinaryData *keys = NULL;
+    if (rv == 0 && a->res->code == 0) {
+        cards = calloc(from->n_cards + to->n_cards + 1, sizeof(*cards));
+        keys = calloc(from->n_lookup_keys + to->n_lookup_keys + 1, sizeof(*keys));
+        rv = cards == NULL || keys == NULL ? COALITION_E_NOMEM : 0;
+    }
+    if (rv == 0 && a->res->code == 0) {
+        size_t nc = 0, nk = 0;
+        for (size_t i = 0; i < to->n_cards; i++) {
+            cards[nc++] = to->cards[i];
+        }
+        for (size_t i = 0; i < from->n_cards; i++) {
+            struct key k;
+            key_card(&k, from->cards[i]);
+            store_batch_put(a->b, k.buf, k.len, t->member_to, strlen(t->member_to));
+            cards[nc++] = from->cards[i];
+        }
+        for (size_t i = 0; i < to->n_lookup_keys; i++) {
+            keys[nk++] = to->lookup_keys[i];
+        }
+        for (size_t i = 0; i < from->n_lookup_keys; i++) {
+            struct key k;
+            key_lookup(&k, &from->lookup_keys[i]);
+            store_batch_put(a->b, k.buf, k.len, t->member_to, strlen(t->member_to));
+            keys[nk++] = from->lookup_keys[i];
+        }
+        struct member_ids ids = {cards, nc, keys, nk};
+        rv = tier_refresh(a, t->member_to, to, &ids);
+        if (rv == 0) {
+            Coalition__MemberRecord closed = *from;
+            closed.merged_into = t->member_to;
+            closed.tier = "";
+            closed.review_ms = 0;
+            if (from->review_ms != 0) {
+                struct key dk;
+                key_tier_due(&dk, from->review_ms, t->member);
+                store_batch_delete(a->b, dk.buf, dk.len);
+            }
+            struct member_ids none = {0};
+            rv = member_write(a, t->member, &closed, NULL, &none);
+        }
+    }
+    if (rv == 0 && a->res->code == 0) {
+        history_add(a, t->member);
+        history_add(a, t->member_to);
+        rv = append_entry(a);
+    }
+    if (rv == 0 && a->res->code == 0) {
+        Coalition__TxnRecord rec = COALITION__TXN_RECORD__INIT;
+        rec.member = t->member;
+        rv = put_txn_record(a, &rec);
+    }
+    free(cards);
+    free(keys);
+    if (from != NULL) {
+        coalition__member_record__free_unpacked(from, NULL);
+    }
+    if (to != NULL) {
+        coalition__member_record__free_unpacked(to, NULL);
+    }
+    return rv;
+}
+
+/* Erasure: the lookup keys and cards that lead to the person are deleted;
+ * the pseudonymous member id, its balance and history stay auditable, and
+ * the record is closed. */
+static int apply_erase(struct apply *a)
+{
+    const Coalition__Txn *t = a->txn;
+    Coalition__MemberRecord *m = NULL;
+    int rv = member_get(a, t->member, true, &m);
+    if (rv != 0 || a->res->code != 0) {
+        return rv;
+    }
+    for (size_t i = 0; i < m->n_cards; i++) {
+        card_unlink(a, m->cards[i]);
+    }
+    for (size_t i = 0; i < m->n_lookup_keys; i++) {
+        struct key k;
+        key_lookup(&k, &m->lookup_keys[i]);
+        store_batch_delete(a->b, k.buf, k.len);
+    }
+    m->erased = true;
+    struct member_ids none = {0};
+    rv = member_write(a, t->member, m, NULL, &none);
+    if (rv == 0) {
+        history_add(a, t->member);
+        rv = append_entry(a);
+    }
+    if (rv == 0) {
+        Coalition__TxnRecord rec = COALITION__TXN_RECORD__INIT;
+        rec.member = t->member;
+        rv = put_txn_record(a, &rec);
+    }
+    coalition__member_record__free_unpacked(m, NULL);
+    return rv;
+}
+
+/* Kinds whose (partner, txn_id) is an idempotency key; the admissions keep
+ * their own rule (admin_repeat) and scheduled kinds are checked by state. */
+static bool kind_has_txn_record(Coalition__TxnKind kind)
+{
+    switch (kind) {
+    case COALITION__TXN_KIND__TXN_PARTNER_ADD:
+    case COALITION__TXN_KIND__TXN_MEMBER_ADD:
+    case COALITION__TXN_KIND__TXN_EXPIRE:
+    case COALITION__TXN_KIND__TXN_HOLD_TIMEOUT:
+    case COALITION__TXN_KIND__TXN_TIER_REVIEW:
+        return false;
+    default:
+        return true;
+    }
+}
+
 /* Applies one transaction into the batch.  Returns 0 (outcome in a->res) or
  * a storage/memory error. */
 static int apply_one(struct apply *a)
@@ -1154,9 +2435,7 @@ static int apply_one(struct apply *a)
     if (code != 0) {
         return reject(a, code);
     }
-    bool financial = t->kind != COALITION__TXN_KIND__TXN_PARTNER_ADD &&
-                     t->kind != COALITION__TXN_KIND__TXN_MEMBER_ADD;
-    if (financial) {
+    if (kind_has_txn_record(t->kind)) {
         int rv = txn_digest(t, a->digest);
         if (rv != 0) {
             return rv;
@@ -1175,11 +2454,32 @@ static int apply_one(struct apply *a)
     case COALITION__TXN_KIND__TXN_AWARD:
         return apply_award(a);
     case COALITION__TXN_KIND__TXN_REDEEM:
-        return apply_spend(a, false);
     case COALITION__TXN_KIND__TXN_TRANSFER:
-        return apply_spend(a, true);
+    case COALITION__TXN_KIND__TXN_HOLD:
+        return apply_spend(a);
+    case COALITION__TXN_KIND__TXN_CAPTURE:
+    case COALITION__TXN_KIND__TXN_RELEASE:
+    case COALITION__TXN_KIND__TXN_HOLD_TIMEOUT:
+        return apply_hold_end(a);
     case COALITION__TXN_KIND__TXN_REVERSE:
         return apply_reverse(a);
+    case COALITION__TXN_KIND__TXN_EXPIRE:
+        return apply_expire(a);
+    case COALITION__TXN_KIND__TXN_TIER_REVIEW:
+        return apply_tier_review(a);
+    case COALITION__TXN_KIND__TXN_PROGRAM_SET:
+        return apply_program_set(a);
+    case COALITION__TXN_KIND__TXN_RULES_SET:
+        return apply_rules_set(a);
+    case COALITION__TXN_KIND__TXN_CARD_ADD:
+    case COALITION__TXN_KIND__TXN_CARD_REPLACE:
+        return apply_card(a);
+    case COALITION__TXN_KIND__TXN_IDENTIFY:
+        return apply_identify(a);
+    case COALITION__TXN_KIND__TXN_MERGE:
+        return apply_merge(a);
+    case COALITION__TXN_KIND__TXN_ERASE:
+        return apply_erase(a);
     default:
         return reject(a, COALITION_E_INVALID_ARGUMENT);
     }
@@ -1402,6 +2702,274 @@ int ledger_balance(struct ledger *l, const char *member, int64_t *points)
         return COALITION_E_UNKNOWN_MEMBER;
     }
     return rv != 0 ? rv : decode_i64(v, len, points);
+}
+
+/* Reads an int64 account of the committed state; a missing lazy account is
+ * 0.  0, STORE_NOT_FOUND or an error. */
+static int account_read(struct store *s, const struct store_snapshot *snap, char kind,
+                        const char *id, int64_t *out)
+{
+    struct key k;
+    key_account(&k, kind, id);
+    void *v = NULL;
+    size_t len = 0;
+    int rv = store_get(s, snap, k.buf, k.len, &v, &len);
+    if (rv == STORE_NOT_FOUND && account_lazy(kind)) {
+        *out = 0;
+        return 0;
+    }
+    return rv != 0 ? rv : decode_i64(v, len, out);
+}
+
+int ledger_balance_at(struct ledger *l, uint64_t at_ms, const char *member,
+                      struct ledger_balance *out)
+{
+    if (!ledger_id_ok(member)) {
+        return COALITION_E_INVALID_ARGUMENT;
+    }
+    memset(out, 0, sizeof(*out));
+    out->at_ms = at_ms;
+    out->as_of_seq = l->head.seq;
+    struct store_snapshot *snap = store_snapshot_create(l->store);
+    int64_t total = 0;
+    int rv = account_read(l->store, snap, 'm', member, &total);
+    rv = rv == STORE_NOT_FOUND ? COALITION_E_UNKNOWN_MEMBER : rv;
+    if (rv == 0) {
+        rv = account_read(l->store, snap, 'h', member, &out->held);
+    }
+    struct lot_item *lots = NULL;
+    size_t n = 0;
+    if (rv == 0) {
+        rv = lots_load(l->store, NULL, snap, member, &lots, &n);
+    }
+    for (size_t i = 0; rv == 0 && i < n; i++) {
+        const Coalition__Lot *lot = lots[i].lot;
+        if (lot_spendable(lot, at_ms)) {
+            out->points += lot->left;
+        } else if (!lot_expired(lot, at_ms)) {
+            out->locked += lot->left;
+        }
+    }
+    lots_free(lots, n);
+    Coalition__Rules *rules = NULL;
+    struct earn *e = NULL;
+    if (rv == 0) {
+        rv = rules_load(l->store, NULL, snap, &rules);
+    }
+    if (rv == 0) {
+        rv = earns_load(l->store, NULL, snap, member, &e, &n);
+    }
+    if (rv == 0) {
+        struct standing st;
+        standing_compute(rules, e, n, at_ms, &st);
+        out->earned_12m = st.earned;
+        snprintf(out->tier, sizeof(out->tier), "%s", tier_name(rules, st.tier));
+        if (rules != NULL && (size_t)(st.tier + 1) < rules->n_tiers) {
+            const Coalition__Tier *next = rules->tiers[st.tier + 1];
+            snprintf(out->next_tier, sizeof(out->next_tier), "%s", next->name);
+            out->to_next_tier = next->threshold - st.earned;
+        }
+    }
+    free(e);
+    rules_free(rules);
+    store_snapshot_release(l->store, snap);
+    return rv;
+}
+
+int ledger_expiring(struct ledger *l, const char *member, uint64_t at_ms, uint64_t until_ms,
+                    Coalition__ExpiringLot **items, size_t *n_items)
+{
+    if (!ledger_id_ok(member)) {
+        return COALITION_E_INVALID_ARGUMENT;
+    }
+    int64_t total = 0;
+    int rv = account_read(l->store, NULL, 'm', member, &total);
+    if (rv != 0) {
+        return rv == STORE_NOT_FOUND ? COALITION_E_UNKNOWN_MEMBER : rv;
+    }
+    struct lot_item *lots = NULL;
+    size_t n = 0;
+    if ((rv = lots_load(l->store, NULL, NULL, member, &lots, &n)) != 0) {
+        return rv;
+    }
+    Coalition__ExpiringLot *out = calloc(n + 1, sizeof(*out));
+    size_t count = 0;
+    for (size_t i = 0; out != NULL && i < n; i++) {
+        const Coalition__Lot *lot = lots[i].lot;
+        if (lot->expires_ms == 0 || lot_expired(lot, at_ms) || lot->expires_ms > until_ms) {
+            continue;
+        }
+        Coalition__ExpiringLot *x = &out[count++];
+        coalition__expiring_lot__init(x);
+        x->issuer = strdup_msg(lot->issuer);
+        x->points = lot->left;
+        x->earned_ms = lot->earned_ms;
+        x->expires_ms = lot->expires_ms;
+        if (x->issuer == NULL) {
+            rv = COALITION_E_NOMEM;
+            break;
+        }
+    }
+    lots_free(lots, n);
+    if (out == NULL || rv != 0) {
+        ledger_expiring_free(out, count);
+        return out == NULL ? COALITION_E_NOMEM : rv;
+    }
+    /* Soonest first (lots are in earning order; expiry rules may change). */
+    for (size_t i = 1; i < count; i++) {
+        Coalition__ExpiringLot x = out[i];
+        size_t j = i;
+        for (; j > 0 && out[j - 1].expires_ms > x.expires_ms; j--) {
+            out[j] = out[j - 1];
+        }
+        out[j] = x;
+    }
+    *items = out;
+    *n_items = count;
+    return 0;
+}
+
+void ledger_expiring_free(Coalition__ExpiringLot *items, size_t n)
+{
+    for (size_t i = 0; items != NULL && i < n; i++) {
+        free(items[i].issuer);
+    }
+    free(items);
+}
+
+/* Reads the member id stored under `k` (card or lookup key). */
+static int lookup_read(struct ledger *l, const struct key *k, char member[LEDGER_ID_MAX + 1])
+{
+    void *v = NULL;
+    size_t len = 0;
+    int rv = store_get(l->store, NULL, k->buf, k->len, &v, &len);
+    if (rv == STORE_NOT_FOUND) {
+        return COALITION_E_UNKNOWN_MEMBER;
+    }
+    if (rv == 0 && (len == 0 || len > LEDGER_ID_MAX)) {
+        rv = COALITION_E_STORAGE;
+    }
+    if (rv == 0) {
+        memcpy(member, v, len);
+        member[len] = '\0';
+    }
+    free(v);
+    return rv;
+}
+
+int ledger_lookup_card(struct ledger *l, const char *card, char member[LEDGER_ID_MAX + 1])
+{
+    if (!ledger_id_ok(card)) {
+        return COALITION_E_INVALID_ARGUMENT;
+    }
+    struct key k;
+    key_card(&k, card);
+    return lookup_read(l, &k, member);
+}
+
+int ledger_lookup_key(struct ledger *l, const uint8_t hash[LEDGER_HASH_LEN],
+                      char member[LEDGER_ID_MAX + 1])
+{
+    ProtobufCBinaryData h = {LEDGER_HASH_LEN, (uint8_t *)hash};
+    struct key k;
+    key_lookup(&k, &h);
+    return lookup_read(l, &k, member);
+}
+
+/* Turns one due key into the transaction that handles it.  0 and *txn (free
+ * with coalition__txn__free_unpacked... built here with malloc'd strings,
+ * freed by ledger_txn_free), 1 to skip a key that is not understood. */
+static int due_txn(const uint8_t *k, size_t klen, Coalition__Txn **out)
+{
+    if (klen < 11) {
+        return 1;
+    }
+    char type = (char)k[9];
+    const char *rest = (const char *)k + 10;
+    size_t rlen = klen - 10;
+    Coalition__Txn *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        return COALITION_E_NOMEM;
+    }
+    coalition__txn__init(t);
+    const char *nul = memchr(rest, '\0', rlen);
+    size_t first = nul != NULL ? (size_t)(nul - rest) : rlen;
+    char *a = strndup(rest, first);
+    char *b = nul != NULL && type == 'h' ? strndup(nul + 1, rlen - first - 1) : NULL;
+    if (a == NULL || (type == 'h' && b == NULL)) {
+        free(a), free(b), free(t);
+        return type == 'h' && nul == NULL ? 1 : COALITION_E_NOMEM;
+    }
+    switch (type) {
+    case 'l':
+        t->kind = COALITION__TXN_KIND__TXN_EXPIRE;
+        t->member = a;
+        break;
+    case 'T':
+        t->kind = COALITION__TXN_KIND__TXN_TIER_REVIEW;
+        t->member = a;
+        break;
+    case 'h':
+        t->kind = COALITION__TXN_KIND__TXN_HOLD_TIMEOUT;
+        t->partner = a;
+        t->of_txn = b;
+        break;
+    default:
+        free(a), free(b), free(t);
+        return 1;
+    }
+    *out = t;
+    return 0;
+}
+
+void ledger_txn_free(Coalition__Txn *t)
+{
+    if (t == NULL) {
+        return;
+    }
+    const char *empty_str = ((Coalition__Txn)COALITION__TXN__INIT).member;
+    if (t->member != empty_str) {
+        free(t->member);
+    }
+    if (t->partner != empty_str) {
+        free(t->partner);
+    }
+    if (t->of_txn != empty_str) {
+        free(t->of_txn);
+    }
+    free(t);
+}
+
+int ledger_due_each(struct ledger *l, uint64_t now_ms, size_t max,
+                    int (*fn)(void *data, Coalition__Txn *txn), void *data)
+{
+    struct store_iter *it = NULL;
+    int rv = store_iter_create(l->store, NULL, NULL, "X", 1, &it);
+    if (rv != 0) {
+        return rv;
+    }
+    size_t count = 0;
+    for (store_iter_seek_first(it); rv == 0 && count < max && store_iter_valid(it);
+         store_iter_next(it)) {
+        size_t klen = 0;
+        const uint8_t *kp = store_iter_key(it, &klen);
+        if (klen < 9 || bytes_get_be64(kp + 1) > now_ms) {
+            break;
+        }
+        Coalition__Txn *t = NULL;
+        int r = due_txn(kp, klen, &t);
+        if (r < 0) {
+            rv = r;
+        } else if (r == 0) {
+            count++;
+            rv = fn(data, t); /* takes t */
+        }
+    }
+    if (rv == 0) {
+        rv = store_iter_status(it);
+    }
+    store_iter_destroy(it);
+    return rv;
 }
 
 /* Fills a history item from an entry as seen by `member`. */

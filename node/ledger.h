@@ -19,16 +19,20 @@
 #define LEDGER_POINTS_MAX      1000000000000LL
 #define LEDGER_HISTORY_DEFAULT 20
 #define LEDGER_HISTORY_MAX     1000
+#define LEDGER_RULE_LEN        224 /* bytes of an earning rule description (with NUL) */
+#define LEDGER_CARDS_MAX       16  /* cards of one member */
+#define LEDGER_LOOKUP_KEYS_MAX 4   /* lookup keys (hashed phone, email) of one member */
 
 struct ledger;
 
 /* Outcome of one transaction of a batch.  Every node computes the same. */
 struct ledger_result {
-    int code;         /* 0 or a negative COALITION_E_* code */
-    uint64_t seq;     /* entry sequence number (original's if duplicate) */
-    bool duplicate;   /* already applied earlier: nothing changed now */
-    int64_t points;   /* points the entry moved */
-    uint64_t time_ms; /* time of the entry (original's if duplicate) */
+    int code;                   /* 0 or a negative COALITION_E_* code */
+    uint64_t seq;               /* entry sequence number (original's if duplicate) */
+    bool duplicate;             /* already applied earlier: nothing changed now */
+    int64_t points;             /* points the entry moved */
+    uint64_t time_ms;           /* time of the entry (original's if duplicate) */
+    char rule[LEDGER_RULE_LEN]; /* purchase award: the rule that applied */
 };
 
 /* Where the ledger stands: the last entry and the last applied batch. */
@@ -58,6 +62,10 @@ void ledger_close(struct ledger *l);
 /* Checks what can be checked without state: kind, ids, amounts, lengths.
  * Returns 0 or the code the ledger would reject it with. */
 int ledger_validate(const Coalition__Txn *txn);
+
+/* True for the kinds the leader schedules (expiry, hold timeout, tier
+ * review); a client may not submit them. */
+bool ledger_kind_scheduled(int kind);
 
 /* Applies one ordered batch: `txns` (borrowed) in order, at time `time_ms`
  * stamped by the orderer, as batch number `index` (strictly increasing; a
@@ -101,8 +109,50 @@ int ledger_reload(struct ledger *l, char **errmsg);
 
 void ledger_get_head(const struct ledger *l, struct ledger_head *out);
 
-/* Spendable points of `member` in committed state.  0 or UNKNOWN_MEMBER. */
+/* The balance of `member`'s account in committed state: every point the
+ * member holds that is not held at a till, including points not unlocked
+ * yet and expired points the sweep has not taken yet (ledger_balance_at
+ * tells what can be spent).  0, INVALID_ARGUMENT or UNKNOWN_MEMBER. */
 int ledger_balance(struct ledger *l, const char *member, int64_t *points);
+
+/* What a member has at `at_ms` (committed state): spendable points are
+ * unlocked and not expired at that instant, whether or not the expiry sweep
+ * ran; tier figures from the rolling 12-month window at that instant. */
+struct ledger_balance {
+    int64_t points; /* spendable now */
+    int64_t held;   /* reserved by open holds */
+    int64_t locked; /* pending: not unlocked yet */
+    int64_t earned_12m;
+    char tier[LEDGER_ID_MAX + 1];      /* "" below every tier */
+    char next_tier[LEDGER_ID_MAX + 1]; /* "" at the top */
+    int64_t to_next_tier;
+    uint64_t at_ms;
+    uint64_t as_of_seq;
+};
+int ledger_balance_at(struct ledger *l, uint64_t at_ms, const char *member,
+                      struct ledger_balance *out);
+
+/* Lots of `member` not expired at at_ms that expire by until_ms, soonest
+ * first.  *items is malloc'd (ledger_expiring_free).  0, INVALID_ARGUMENT,
+ * UNKNOWN_MEMBER or an error. */
+int ledger_expiring(struct ledger *l, const char *member, uint64_t at_ms, uint64_t until_ms,
+                    Coalition__ExpiringLot **items, size_t *n);
+void ledger_expiring_free(Coalition__ExpiringLot *items, size_t n);
+
+/* The member a card, or a lookup key (keyed hash of a phone or email, see
+ * node/identity.h), belongs to.  0, UNKNOWN_MEMBER or an error. */
+int ledger_lookup_card(struct ledger *l, const char *card, char member[LEDGER_ID_MAX + 1]);
+int ledger_lookup_key(struct ledger *l, const uint8_t hash[LEDGER_HASH_LEN],
+                      char member[LEDGER_ID_MAX + 1]);
+
+/* Calls fn for up to `max` pieces of work due at or before now_ms in
+ * committed state, oldest first, each as the scheduled transaction that
+ * handles it (EXPIRE, HOLD_TIMEOUT, TIER_REVIEW).  fn takes ownership of
+ * the transaction (ledger_txn_free) and returns 0 to go on or an error to
+ * stop.  0 or an error. */
+int ledger_due_each(struct ledger *l, uint64_t now_ms, size_t max,
+                    int (*fn)(void *data, Coalition__Txn *txn), void *data);
+void ledger_txn_free(Coalition__Txn *txn);
 
 /* Up to `limit` (0: default, capped at LEDGER_HISTORY_MAX) entries touching
  * `member`, newest first.  On success *items is a malloc'd array of *n

@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "batcher.h"
+#include "sweeper.h"
 #include "cluster.h"
 #include "config.h"
 #include "errors.h"
@@ -33,6 +34,8 @@ struct node {
     struct cluster cluster;
     struct forwarder forwarder;
     struct batcher batcher;
+    struct sweeper sweeper;
+    struct identity_key identity;
     struct server server;
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
@@ -63,6 +66,8 @@ static void usage(FILE *out)
                  "  --heartbeat-timeout-ms N   raft heartbeat (default 100)\n"
                  "  --forward-timeout-ms N     answer requests forwarded to the leader within\n"
                  "                             this time, or UNAVAILABLE (default 3000)\n"
+                 "  --identity-key FILE        coalition identity key (64 hex digits, the same\n"
+                 "                             on every node) for phone and email lookups\n"
                  "  --help                     this text\n"
                  "\n"
                  "Without --bootstrap or --join a new data directory becomes a one-node\n"
@@ -85,6 +90,7 @@ static int parse_args(int argc, char **argv, struct config *cfg)
         O_ELECTION,
         O_HEARTBEAT,
         O_FORWARD,
+        O_IDENTITY,
         O_HELP
     };
     static const struct option longopts[] = {
@@ -100,6 +106,7 @@ static int parse_args(int argc, char **argv, struct config *cfg)
         {"election-timeout-ms", required_argument, NULL, O_ELECTION},
         {"heartbeat-timeout-ms", required_argument, NULL, O_HEARTBEAT},
         {"forward-timeout-ms", required_argument, NULL, O_FORWARD},
+        {"identity-key", required_argument, NULL, O_IDENTITY},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -119,6 +126,7 @@ static int parse_args(int argc, char **argv, struct config *cfg)
         {O_ELECTION, "raft", "election_timeout_ms"},
         {O_HEARTBEAT, "raft", "heartbeat_timeout_ms"},
         {O_FORWARD, "raft", "forward_timeout_ms"},
+        {O_IDENTITY, "node", "identity_key_file"},
     };
     char err[512];
     config_defaults(cfg);
@@ -218,11 +226,12 @@ static void on_shutdown_poll(uv_timer_t *t)
     /* Answers under way are delivered first.  Known limitation: a client
      * that never reads its answers delays this until it goes away (see
      * docs/architecture.md, "Durability and crashes"). */
-    if (!server_idle(&n->server) || !batcher_idle(&n->batcher)) {
+    if (!server_idle(&n->server) || !sweeper_idle(&n->sweeper) || !batcher_idle(&n->batcher)) {
         return;
     }
     uv_timer_stop(t);
     server_close(&n->server);
+    sweeper_close(&n->sweeper);
     batcher_close(&n->batcher);
     forwarder_close(&n->forwarder, NULL);
     cluster_close(&n->cluster, on_cluster_closed);
@@ -237,6 +246,7 @@ static void on_signal(uv_signal_t *sig, int signum)
     n->stopping = true;
     fprintf(stderr, "coalitiond: %s received, shutting down\n", strsignal(signum));
     server_stop(&n->server);
+    sweeper_stop(&n->sweeper);
     uv_timer_start(&n->shutdown_timer, on_shutdown_poll, 0, SHUTDOWN_POLL_MS);
 }
 
@@ -276,8 +286,15 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    uv_loop_init(&n.loop);
     char errbuf[512];
+    if (cfg->identity_key_file[0] != '\0' &&
+        identity_key_load(&n.identity, cfg->identity_key_file, errbuf, sizeof(errbuf)) != 0) {
+        fprintf(stderr, "coalitiond: %s\n", errbuf);
+        ledger_close(n.ledger);
+        store_close(n.store);
+        return 1;
+    }
+    uv_loop_init(&n.loop);
     char host[CONFIG_ADDR_MAX];
     int port = 0;
     config_split_addr(cfg->listen, host, sizeof(host), &port); /* validated */
@@ -300,8 +317,15 @@ int main(int argc, char **argv)
                                    .store = n.store,
                                    .batcher = &n.batcher,
                                    .cluster = &n.cluster,
-                                   .forwarder = &n.forwarder};
-        rv = server_start(&n.server, &n.loop, host, port, &deps);
+                                   .forwarder = &n.forwarder,
+                                   .identity = &n.identity};
+        rv = sweeper_init(&n.sweeper, &n.loop, &n.cluster, n.ledger, &n.batcher);
+        if (rv == 0) {
+            rv = server_start(&n.server, &n.loop, host, port, &deps);
+            if (rv != 0) {
+                sweeper_close(&n.sweeper);
+            }
+        }
         if (rv != 0) {
             fprintf(stderr, "coalitiond: cannot listen on %s: %s\n", cfg->listen, uv_strerror(rv));
             batcher_close(&n.batcher);

@@ -13,6 +13,7 @@
 #include "errors.h"
 #include "frame.h"
 #include "outbuf.h"
+#include "report.h"
 
 #define SERVER_READ_BUF (64 * 1024)
 
@@ -32,9 +33,14 @@ struct op {
     struct batcher_req breq; /* first */
     struct conn *conn;
     Coalition__Request *req; /* owned */
-    uv_work_t work;          /* verify */
+    uv_work_t work;          /* verify, settlement, report: a full scan */
     struct ledger_verify_report rep;
-    int verify_rv;
+    int scan_rv;
+    Coalition__SettlementResult *settlement; /* owned, report_settlement_free */
+    Coalition__ReportResult *report;         /* owned, report_kpi_free */
+    Coalition__Txn ident;                    /* identify: the hashed transaction */
+    ProtobufCBinaryData ident_keys[2];
+    uint8_t ident_hash[2][IDENTITY_HASH_LEN];
     struct forward_req freq; /* forwarded to the leader */
     struct cluster_op cop;   /* barrier or membership change */
 };
@@ -212,11 +218,12 @@ static void op_on_txn(struct batcher_req *breq)
     resp.code = r->code;
     resp.message = (char *)coalition_strerror(r->code);
     if (r->code == 0) {
-        tr.txn_id = op->req->txn->txn_id;
+        tr.txn_id = op->breq.txn->txn_id;
         tr.seq = r->seq;
         tr.duplicate = r->duplicate;
         tr.points = r->points;
         tr.time_ms = r->time_ms;
+        tr.rule = (char *)r->rule;
         resp.result_case = COALITION__RESPONSE__RESULT_TXN;
         resp.txn = &tr;
     }
@@ -291,12 +298,17 @@ static void handle_status(struct conn *c, uint64_t id)
     conn_send(c, &resp);
 }
 
+/* Reads evaluate expiry and locks at the given instant or this node's
+ * clock: not part of the replicated state, so a clock is fine here. */
+static uint64_t read_time(const struct conn *c, uint64_t at_ms)
+{
+    return at_ms != 0 ? at_ms : batcher_now_ms(c->srv->batcher);
+}
+
 static void handle_balance(struct conn *c, uint64_t id, const Coalition__BalanceRequest *br)
 {
-    struct ledger_head h;
-    ledger_get_head(c->srv->ledger, &h);
-    int64_t points = 0;
-    int rv = ledger_balance(c->srv->ledger, br->member, &points);
+    struct ledger_balance lb;
+    int rv = ledger_balance_at(c->srv->ledger, read_time(c, br->at_ms), br->member, &lb);
     if (rv != 0) {
         conn_send_error(c, id, rv);
         return;
@@ -306,10 +318,85 @@ static void handle_balance(struct conn *c, uint64_t id, const Coalition__Balance
     resp.id = id;
     resp.message = "";
     b.member = br->member;
-    b.points = points;
-    b.as_of_seq = h.seq;
+    b.points = lb.points;
+    b.held = lb.held;
+    b.locked = lb.locked;
+    b.tier = lb.tier;
+    b.next_tier = lb.next_tier;
+    b.to_next_tier = lb.to_next_tier;
+    b.earned_12m = lb.earned_12m;
+    b.at_ms = lb.at_ms;
+    b.as_of_seq = lb.as_of_seq;
     resp.result_case = COALITION__RESPONSE__RESULT_BALANCE;
     resp.balance = &b;
+    conn_send(c, &resp);
+}
+
+static void handle_expiring(struct conn *c, uint64_t id, const Coalition__ExpiringRequest *er)
+{
+    uint64_t at = read_time(c, er->at_ms);
+    Coalition__ExpiringLot *items = NULL;
+    size_t n = 0;
+    int rv = er->within_days > 3660
+                 ? COALITION_E_INVALID_ARGUMENT
+                 : ledger_expiring(c->srv->ledger, er->member, at,
+                                   at + (uint64_t)er->within_days * 86400000, &items, &n);
+    Coalition__ExpiringLot **ptrs = rv == 0 ? calloc(n + 1, sizeof(*ptrs)) : NULL;
+    if (rv == 0 && ptrs == NULL) {
+        rv = COALITION_E_NOMEM;
+    }
+    if (rv != 0) {
+        ledger_expiring_free(items, n);
+        conn_send_error(c, id, rv);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ptrs[i] = &items[i];
+    }
+    Coalition__Response resp = COALITION__RESPONSE__INIT;
+    Coalition__ExpiringResult er_out = COALITION__EXPIRING_RESULT__INIT;
+    resp.id = id;
+    resp.message = "";
+    er_out.member = er->member;
+    er_out.n_lots = n;
+    er_out.lots = ptrs;
+    er_out.at_ms = at;
+    resp.result_case = COALITION__RESPONSE__RESULT_EXPIRING;
+    resp.expiring = &er_out;
+    conn_send(c, &resp);
+    free(ptrs);
+    ledger_expiring_free(items, n);
+}
+
+static void handle_lookup(struct conn *c, uint64_t id, const Coalition__LookupRequest *lr)
+{
+    const struct identity_key *k = c->srv->identity;
+    bool card = lr->card[0] != '\0', phone = lr->phone[0] != '\0', email = lr->email[0] != '\0';
+    char member[LEDGER_ID_MAX + 1];
+    uint8_t hash[IDENTITY_HASH_LEN];
+    int rv = COALITION_E_INVALID_ARGUMENT;
+    if (card + phone + email != 1) {
+        rv = COALITION_E_INVALID_ARGUMENT;
+    } else if (card) {
+        rv = ledger_lookup_card(c->srv->ledger, lr->card, member);
+    } else {
+        rv = phone ? identity_hash_phone(k, lr->phone, hash)
+                   : identity_hash_email(k, lr->email, hash);
+        if (rv == 0) {
+            rv = ledger_lookup_key(c->srv->ledger, hash, member);
+        }
+    }
+    if (rv != 0) {
+        conn_send_error(c, id, rv);
+        return;
+    }
+    Coalition__Response resp = COALITION__RESPONSE__INIT;
+    Coalition__LookupResult lres = COALITION__LOOKUP_RESULT__INIT;
+    resp.id = id;
+    resp.message = "";
+    lres.member = member;
+    resp.result_case = COALITION__RESPONSE__RESULT_LOOKUP;
+    resp.lookup = &lres;
     conn_send(c, &resp);
 }
 
@@ -345,13 +432,22 @@ static void handle_history(struct conn *c, uint64_t id, const Coalition__History
     ledger_history_free(items, n);
 }
 
-/* Answers a (balance or history) read from this node's state. */
+/* Answers a read from this node's state. */
 static void handle_read(struct conn *c, const Coalition__Request *req)
 {
-    if (req->op_case == COALITION__REQUEST__OP_BALANCE) {
+    switch (req->op_case) {
+    case COALITION__REQUEST__OP_BALANCE:
         handle_balance(c, req->id, req->balance);
-    } else {
+        break;
+    case COALITION__REQUEST__OP_EXPIRING:
+        handle_expiring(c, req->id, req->expiring);
+        break;
+    case COALITION__REQUEST__OP_LOOKUP:
+        handle_lookup(c, req->id, req->lookup);
+        break;
+    default:
         handle_history(c, req->id, req->history);
+        break;
     }
 }
 
@@ -383,21 +479,51 @@ static void handle_consistent_read(struct conn *c, Coalition__Request *req)
     }
 }
 
-static void verify_work(uv_work_t *w)
+/* On a pool thread: reads only a snapshot of the store. */
+static void scan_work(uv_work_t *w)
 {
     struct op *op = w->data;
-    op->verify_rv = ledger_verify(op->conn->srv->store, &op->rep);
+    struct store *st = op->conn->srv->store;
+    const Coalition__Request *req = op->req;
+    switch (req->op_case) {
+    case COALITION__REQUEST__OP_SETTLEMENT:
+        op->scan_rv = report_settlement(st, req->settlement->from_ms, req->settlement->to_ms,
+                                        &op->settlement);
+        break;
+    case COALITION__REQUEST__OP_REPORT:
+        op->scan_rv = report_kpi(st, req->report->partner, req->report->from_ms, req->report->to_ms,
+                                 &op->report);
+        break;
+    default:
+        op->scan_rv = ledger_verify(st, &op->rep);
+        break;
+    }
 }
 
-static void verify_done(uv_work_t *w, int status)
+static void scan_done(uv_work_t *w, int status)
 {
     struct op *op = w->data;
     struct conn *c = op->conn;
     c->srv->verifies_running--;
     Coalition__Response resp = COALITION__RESPONSE__INIT;
-    Coalition__VerifyResult vr = COALITION__VERIFY_RESULT__INIT;
     resp.id = op->req->id;
-    resp.code = status != 0 ? COALITION_E_INTERNAL : op->verify_rv;
+    resp.code = status != 0 ? COALITION_E_INTERNAL : op->scan_rv;
+    resp.message = (char *)coalition_strerror(resp.code);
+    if (resp.code == 0 && op->settlement != NULL) {
+        resp.result_case = COALITION__RESPONSE__RESULT_SETTLEMENT;
+        resp.settlement = op->settlement;
+    } else if (resp.code == 0 && op->report != NULL) {
+        resp.result_case = COALITION__RESPONSE__RESULT_REPORT;
+        resp.report = op->report;
+    }
+    if (op->req->op_case != COALITION__REQUEST__OP_VERIFY) {
+        conn_send(c, &resp);
+        report_settlement_free(op->settlement);
+        report_kpi_free(op->report);
+        op_finish(op);
+        return;
+    }
+    Coalition__VerifyResult vr = COALITION__VERIFY_RESULT__INIT;
     resp.message = resp.code == COALITION_E_VERIFY_FAILED ? op->rep.detail
                                                           : (char *)coalition_strerror(resp.code);
     vr.entries_checked = op->rep.entries_checked;
@@ -415,7 +541,8 @@ static void verify_done(uv_work_t *w, int status)
     op_finish(op);
 }
 
-static void handle_verify(struct conn *c, Coalition__Request *req)
+/* Verify, settlement and KPI reports replay entries on a pool thread. */
+static void handle_scan(struct conn *c, Coalition__Request *req)
 {
     /* A replay reads the whole store and holds a snapshot and a counter per
      * account; libuv's 4 pool threads also do raft's disk work.  One at a
@@ -431,7 +558,7 @@ static void handle_verify(struct conn *c, Coalition__Request *req)
     }
     op->work.data = op;
     c->srv->verifies_running++;
-    if (uv_queue_work(c->srv->loop, &op->work, verify_work, verify_done) != 0) {
+    if (uv_queue_work(c->srv->loop, &op->work, scan_work, scan_done) != 0) {
         c->srv->verifies_running--;
         conn_send_error(c, req->id, COALITION_E_INTERNAL);
         op_finish(op);
@@ -440,8 +567,10 @@ static void handle_verify(struct conn *c, Coalition__Request *req)
 
 static void handle_txn(struct conn *c, Coalition__Request *req)
 {
-    /* Checked here before ordering, and again when applied. */
-    int rv = ledger_validate(req->txn);
+    /* Checked here before ordering, and again when applied.  Scheduled kinds
+     * come only from the leader's sweeper. */
+    int rv = ledger_kind_scheduled(req->txn->kind) ? COALITION_E_INVALID_ARGUMENT
+                                                   : ledger_validate(req->txn);
     if (rv != 0) {
         conn_send_error(c, req->id, rv);
         coalition__request__free_unpacked(req, NULL);
@@ -455,6 +584,50 @@ static void handle_txn(struct conn *c, Coalition__Request *req)
         return;
     }
     op->breq.txn = req->txn;
+    op->breq.cb = op_on_txn;
+    batcher_submit(c->srv->batcher, &op->breq);
+}
+
+/* Phone and email become keyed hashes here, on the leader, before anything
+ * is ordered: the raw values are never stored or replicated. */
+static void handle_identify(struct conn *c, Coalition__Request *req)
+{
+    if (!leader_only(c, req)) {
+        return;
+    }
+    struct op *op = op_start(c, req);
+    if (op == NULL) {
+        return;
+    }
+    const Coalition__IdentifyRequest *ir = req->identify;
+    Coalition__Txn *t = &op->ident;
+    coalition__txn__init(t);
+    t->kind = COALITION__TXN_KIND__TXN_IDENTIFY;
+    t->member = ir->member;
+    t->txn_id = ir->txn_id;
+    t->lookup_keys = op->ident_keys;
+    int rv = 0;
+    if (ir->phone[0] != '\0') {
+        rv = identity_hash_phone(c->srv->identity, ir->phone, op->ident_hash[t->n_lookup_keys]);
+        op->ident_keys[t->n_lookup_keys] =
+            (ProtobufCBinaryData){IDENTITY_HASH_LEN, op->ident_hash[t->n_lookup_keys]};
+        t->n_lookup_keys++;
+    }
+    if (rv == 0 && ir->email[0] != '\0') {
+        rv = identity_hash_email(c->srv->identity, ir->email, op->ident_hash[t->n_lookup_keys]);
+        op->ident_keys[t->n_lookup_keys] =
+            (ProtobufCBinaryData){IDENTITY_HASH_LEN, op->ident_hash[t->n_lookup_keys]};
+        t->n_lookup_keys++;
+    }
+    if (rv == 0) {
+        rv = t->n_lookup_keys == 0 ? COALITION_E_INVALID_ARGUMENT : ledger_validate(t);
+    }
+    if (rv != 0) {
+        conn_send_error(c, req->id, rv);
+        op_finish(op);
+        return;
+    }
+    op->breq.txn = t;
     op->breq.cb = op_on_txn;
     batcher_submit(c->srv->batcher, &op->breq);
 }
@@ -537,13 +710,20 @@ static void handle_request(struct conn *c, Coalition__Request *req)
         handle_txn(c, req);
         return; /* req handed on */
     case COALITION__REQUEST__OP_VERIFY:
-        handle_verify(c, req);
+    case COALITION__REQUEST__OP_SETTLEMENT:
+    case COALITION__REQUEST__OP_REPORT:
+        handle_scan(c, req);
+        return;
+    case COALITION__REQUEST__OP_IDENTIFY:
+        handle_identify(c, req);
         return;
     case COALITION__REQUEST__OP_CLUSTER_CHANGE:
         handle_cluster_change(c, req);
         return;
     case COALITION__REQUEST__OP_BALANCE:
     case COALITION__REQUEST__OP_HISTORY:
+    case COALITION__REQUEST__OP_EXPIRING:
+    case COALITION__REQUEST__OP_LOOKUP:
         if (req->consistent) {
             handle_consistent_read(c, req);
             return;
@@ -708,6 +888,7 @@ int server_start(struct server *s, uv_loop_t *loop, const char *host, int port,
                          .batcher = deps->batcher,
                          .cluster = deps->cluster,
                          .forwarder = deps->forwarder,
+                         .identity = deps->identity,
                          .node_id = deps->node_id};
     struct sockaddr_storage addr;
     int rv = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);

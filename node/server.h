@@ -14,6 +14,7 @@
 #include "batcher.h"
 #include "cluster.h"
 #include "forward.h"
+#include "identity.h"
 #include "ledger.h"
 #include "store.h"
 
@@ -35,6 +36,7 @@ struct server {
     struct batcher *batcher;
     struct cluster *cluster;
     struct forwarder *forwarder;
+    const struct identity_key *identity;
     struct conn *conns;
     uint64_t node_id;
     size_t n_conns;
@@ -50,6 +52,7 @@ struct server_deps {
     struct batcher *batcher;
     struct cluster *cluster;
     struct forwarder *forwarder;
+    const struct identity_key *identity; /* not loaded: no phone/email lookups */
 };
 
 /* Binds `host`:`port` and starts accepting.  Returns 0 or a negative libuv

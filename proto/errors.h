@@ -31,11 +31,12 @@
     X(NOMEM, -22, "Out of memory")                                                                 \
     X(BUSY, -23, "The node is overloaded, try again")                                              \
     X(NO_POINTS_EARNED, -24, "This purchase earns no points")                                      \
-    X(HOLD_CLOSED, -25, "The hold was already captured, released or timed out")                   \
+    X(HOLD_CLOSED, -25, "The hold was already captured, released or timed out")                    \
     X(MEMBER_CLOSED, -26, "This member account was merged or erased")                              \
     X(UNKNOWN_CARD, -27, "No such card for this member")                                           \
     X(NOTHING_DUE, -28, "Nothing is due yet")                                                      \
-    X(IDENTITY_UNAVAILABLE, -29, "This node cannot look up phone numbers or emails")
+    X(IDENTITY_UNAVAILABLE, -29, "This node cannot look up phone numbers or emails")               \
+    X(OPEN_HOLDS, -30, "The member has open holds; capture or release them first")
 
 enum coalition_error {
     COALITION_OK = 0,

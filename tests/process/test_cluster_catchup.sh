@@ -54,7 +54,9 @@ $statuses"
         done <<<"${statuses%$'\n'}"
     done
     for i in 1 17 $((MEMBERS / 2)) "$MEMBERS"; do
-        expect_same_everywhere "balance of member $i" balance --member "$(printf 'M%06u' "$i")"
+        # Every node evaluates expiry and locks at the same instant.
+        AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+        expect_same_everywhere "balance of member $i" balance --member "$(printf 'M%06u' "$i")" --at "$AT"
     done
     verify_everywhere
 }

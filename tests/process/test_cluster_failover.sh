@@ -94,7 +94,9 @@ for round in $(seq "$ROUNDS"); do
         ((applied >= LAST_SEQ)) ||
             fail "node $i: applied_seq $applied is behind the acked seq $LAST_SEQ"
     done
-    expect_same_everywhere "balance of M000001" balance --member M000001
+    # Every node evaluates expiry and locks at the same instant.
+    AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+    expect_same_everywhere "balance of M000001" balance --member M000001 --at "$AT"
     verify_everywhere
     wait_leader 20
 done
