@@ -2697,9 +2697,13 @@ static int check_identify(struct cli *cli, const struct command *cmd, struct arg
     return 0;
 }
 
-/* settlement and report: one output format. */
+/* settlement and report: a window that holds an instant, one output
+ * format. */
 static int check_csv(struct cli *cli, const struct command *cmd, struct args *a)
 {
+    if (a->from_ms >= a->to_ms) {
+        return usage_error(cli, cmd, "--to must be after --from (the window is from <= t < to)");
+    }
     if (cli->json && given(a, OPT_CSV)) {
         return usage_error(cli, cmd, "give --json or --csv, not both");
     }
