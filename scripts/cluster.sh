@@ -178,8 +178,12 @@ start_one() {
         return 0
     fi
     mkdir -p "$DIR/node$i"
+    # One identity key for the local coalition (phone/email lookups).
+    if [[ ! -s $DIR/identity.key ]]; then
+        (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DIR/identity.key")
+    fi
     local args=(--id "$i" --data "$DIR/node$i" --listen "$(client_addr "$i")"
-        --raft "$(raft_addr "$i")" "$@" "${NODE_ARGS[@]}")
+        --raft "$(raft_addr "$i")" --identity-key "$DIR/identity.key" "$@" "${NODE_ARGS[@]}")
     echo "=== $(date '+%F %T') coalitiond ${args[*]}" >>"$DIR/node$i.log"
     setsid "$COALITIOND" "${args[@]}" >>"$DIR/node$i.log" 2>&1 </dev/null &
     echo "$!" >"$DIR/node$i.pid"

@@ -119,6 +119,19 @@ run_demo() {
         --reason "coffee beans"
     demo 2 redeem --partner books --member alice --points 200 --txn "demo-redeem-$run_id"
     echo
+    echo "# coalition rules: the bookshop's program earns 2 points per unit, 3 on books;"
+    echo "# a purchase award computes its points, a hold at the till is captured in part"
+    printf '%s\n' '{"point_value_mc": 800, "base_rate_milli": 2000, "categories": {"books": 150}}' \
+        >"$CLUSTER_DIR/books-program.json"
+    demo 1 program set --partner books --txn "demo-program-$run_id" --file "$CLUSTER_DIR/books-program.json"
+    demo 2 award --partner books --member alice --purchase-cents 2599 --category books \
+        --txn "demo-sale-$run_id"
+    demo 3 hold --partner books --member alice --points 100 --txn "demo-hold-$run_id"
+    demo 3 capture --partner books --hold "demo-hold-$run_id" --points 60 \
+        --txn "demo-capture-$run_id"
+    demo 1 identify --member alice --phone "+1 555 0100 123" --txn "demo-id-$run_id"
+    demo 2 lookup --phone "+15550100123" --consistent
+    echo
     echo "# node 3: a --consistent read asks the leader first, so it sees both"
     demo 3 balance --member alice --consistent
     demo 3 cluster status
@@ -129,6 +142,10 @@ run_demo() {
     echo "# so node 3's own copy (a plain read, no round trip) says the same"
     demo 3 balance --member alice
     demo 3 history --member alice --limit 5
+    echo
+    echo "# who owes whom: the settlement statement and the program report"
+    demo 3 settlement --from 2020-01-01 --to 2100-01-01
+    demo 3 report --all --from 2020-01-01 --to 2100-01-01
     demo 3 verify
 }
 
