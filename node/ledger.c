@@ -3,13 +3,18 @@
  * lives in the store under one-byte key prefixes:
  *
  *   'm' "head"                 seq(8) hash(32) applied_index(8) time_ms(8)
- *   'p' partner                PartnerRecord
- *   'M' member                 MemberRecord
+ *   'm' "rules"                Rules (tiers, expiry, hold timeout)
+ *   'p' partner                PartnerRecord (with its Program)
+ *   'M' member                 MemberRecord (cards, lookup keys, tier)
  *   'c' card                   member id
+ *   'k' hash32                 member id (keyed hash of a phone or email)
  *   'a' kind ':' id            balance, int64 big-endian; kind i (partner
- *                              issuance), r (partner redemptions), m (member)
+ *                              issuance), r (partner redemptions), x
+ *                              (partner expired), m (member), h (member held)
  *   'l' member 0 origin8 seq8  Lot: points of one issuer, oldest first
- *   't' partner 0 txn_id       TxnRecord (idempotency, reversals)
+ *   'E' member 0 time8 seq8    points earned (rolling 12-month tier window)
+ *   'X' due8 type ...          due work for the leader's sweeper (see below)
+ *   't' partner 0 txn_id       TxnRecord (idempotency, reversals, holds)
  *   'e' seq8                   hash(32) + packed Entry (the hash chain)
  *   'h' member 0 seq8          (empty) history index
  *   'n' id8                    NodeInfo: the node directory (cluster)
