@@ -978,7 +978,9 @@ static int run_expiring(struct cli *cli, const struct args *a)
     }
     int64_t total = 0;
     for (size_t i = 0; i < e.len; i++) {
-        total += e.lots[i].points; /* each at most 10^12: no overflow in any real list */
+        if (__builtin_add_overflow(total, e.lots[i].points, &total)) {
+            total = INT64_MAX; /* beyond any real balance: shown as the most there can be */
+        }
     }
     char at[DATE_TEXT_LEN];
     date_format(e.at_ms, at);
