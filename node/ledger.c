@@ -45,10 +45,14 @@ static const char LEDGER_HEAD_KEY[] = "mhead";
 /* Present while a snapshot replaces the store (see ledger_restore_begin). */
 static const char LEDGER_RESTORE_KEY[] = "mrestore";
 
+struct posting;
+
 struct ledger {
-    struct store *store;     /* borrowed */
-    struct store_batch *wb;  /* reused for every batch */
-    struct ledger_head head; /* as of the last applied batch */
+    struct store *store;      /* borrowed */
+    struct store_batch *wb;   /* reused for every batch */
+    struct ledger_head head;  /* as of the last applied batch */
+    struct posting *postings; /* reused for every transaction (owned) */
+    size_t cap_postings;
 };
 
 /* ---------------------------------------------------------------------------
@@ -588,6 +592,7 @@ void ledger_close(struct ledger *l)
         return;
     }
     store_batch_destroy(l->wb);
+    free(l->postings);
     free(l);
 }
 
@@ -621,7 +626,7 @@ struct apply {
     const Coalition__Txn *txn;
     struct ledger_result *res;
     uint8_t digest[LEDGER_DIGEST_LEN];
-    struct posting *postings; /* malloc'd, grown by add_posting, freed by apply_one */
+    struct posting *postings; /* the ledger's, grown by add_posting */
     size_t n_postings, cap_postings;
     const char *history[LEDGER_HISTORY_MEMBERS_MAX];
     size_t n_history;
@@ -2520,12 +2525,19 @@ static int ledger_apply_all(struct ledger *l, uint64_t index, uint64_t time_ms,
     store_batch_clear(l->wb);
     int rv = 0;
     for (size_t i = 0; i < n; i++) {
-        struct apply a = {.l = l, .b = l->wb, .time_ms = time_ms, .txn = txns[i]};
+        struct apply a = {.l = l,
+                          .b = l->wb,
+                          .time_ms = time_ms,
+                          .txn = txns[i],
+                          .postings = l->postings,
+                          .cap_postings = l->cap_postings};
         a.res = &results[i];
         memset(a.res, 0, sizeof(*a.res));
         struct ledger_head prev = l->head;
         store_batch_savepoint(l->wb);
         rv = apply_one(&a);
+        l->postings = a.postings; /* kept, maybe grown */
+        l->cap_postings = a.cap_postings;
         if (rv != 0) {
             break;
         }
