@@ -3,9 +3,10 @@
  * awards under a partner's program (categories, campaigns, minimum), tiers
  * over the rolling 12-month window and their scheduled review, expiry and
  * its sweep, pending (locked) points, holds (capture, release, timeout),
- * refunds, member identity (cards, lookup keys, merge, erase), scheduled
- * kinds with nothing due, and a seeded random run over three years checked
- * with ledger_verify and against the settlement report.  Every time is a
+ * refunds, member identity (cards, lookup keys, merge, erase), refunds
+ * after a merge and of expired unswept lots, a retried purchase award,
+ * scheduled kinds with nothing due, and a seeded random run over three years
+ * checked with ledger_verify and against the settlement report.  Every time is a
  * batch time chosen here: the ledger reads no clock. */
 #include <limits.h>
 #include <setjmp.h>
@@ -1099,6 +1100,121 @@ static void test_ledger_rules_erase(void **state)
 }
 
 /* ---------------------------------------------------------------------------
+ * Refunds against merged members and expired lots */
+
+/* B got A's lots: a refund of an award made to A claws back from that lot,
+ * now B's.  Nothing was spent, so POINTS_SPENT would be wrong. */
+static void test_ledger_rules_merge_then_reverse_award(void **state)
+{
+    struct ledger_fixture *f = *state;
+    const uint64_t t0 = at("2024-03-01T10:00:00Z");
+    seed(f, t0);
+    set_expiry(f, t0, "rules-1", 12);
+    fixture_expect_ok(f, t0, tx_award("shop", "b1", "bob", 80));
+    fixture_expect_ok(f, t0 + 1, tx_merge("mg1", "bob", "alice"));
+    assert_int_equal(fixture_balance(f, "alice"), 80);
+
+    struct ledger_result r = fixture_apply(f, t0 + 2, tx_reverse("shop", "v1", "b1", 30));
+    if (r.code != 0) {
+        fail_msg("reversal of an award to a merged member: expected OK, got %s",
+                 coalition_errname(r.code));
+    }
+    assert_int_equal(r.points, 30);
+    assert_int_equal(fixture_balance(f, "alice"), 50);
+    assert_int_equal(fixture_balance(f, "bob"), 0);
+    assert_int_equal(fixture_account(f->s, 'i', "shop"), -50);
+    struct fixture_lot lots[2];
+    assert_int_equal(fixture_lots(f->s, "alice", lots, 2), 1);
+    assert_int_equal(lots[0].left, 50);
+    fixture_verify_ok(f);
+}
+
+/* A refund of a redemption made by A, after A was merged into B: the points
+ * go back to B, who holds A's lots now, not to A's closed record where they
+ * could never be spent (and would end as breakage). */
+static void test_ledger_rules_merge_then_reverse_redemption(void **state)
+{
+    struct ledger_fixture *f = *state;
+    const uint64_t t0 = at("2024-03-01T10:00:00Z");
+    seed(f, t0);
+    set_expiry(f, t0, "rules-1", 12);
+    fixture_expect_ok(f, t0, tx_award("shop", "b1", "bob", 80));
+    fixture_expect_ok(f, t0, tx_redeem("fuel", "r1", "bob", 30));
+    fixture_expect_ok(f, t0 + 1, tx_merge("mg1", "bob", "alice"));
+    assert_int_equal(fixture_balance(f, "alice"), 50);
+
+    struct ledger_result r = fixture_apply(f, t0 + 2, tx_reverse("fuel", "v1", "r1", 0));
+    assert_int_equal(r.code, 0);
+    assert_int_equal(r.points, 30);
+    int64_t bob = fixture_balance(f, "bob"), alice = fixture_balance(f, "alice");
+    struct fixture_lot lots[2];
+    size_t bob_lots = fixture_lots(f->s, "bob", lots, 2);
+    if (bob != 0 || alice != 80 || bob_lots != 0) {
+        fail_msg("refund after merge: expected alice 80, bob 0 with no lots; got alice %lld, "
+                 "bob (closed) %lld with %zu lot(s)",
+                 (long long)alice, (long long)bob, bob_lots);
+    }
+    fixture_verify_ok(f);
+}
+
+/* The award's lot expired at x and the sweep has not run yet: the points
+ * are lost to expiry (balance_at no longer counts them), so the reversal is
+ * refused as it is after the sweep (docs/rules.md, refunds). */
+static void test_ledger_rules_reverse_award_expired_before_sweep(void **state)
+{
+    struct ledger_fixture *f = *state;
+    const uint64_t t1 = at("2024-08-31T08:00:00Z");
+    const uint64_t x = at("2025-02-28T08:00:00Z");
+    seed(f, t1);
+    set_expiry(f, t1, "rules-1", 6);
+    fixture_expect_ok(f, t1, tx_award("shop", "a1", "alice", 100));
+    assert_int_equal(fixture_balance_at(f, x, "alice").points, 0);
+    /* Before the instant it is a plain refund. */
+    fixture_expect_ok(f, x - 1, tx_reverse("shop", "v0", "a1", 10));
+
+    struct ledger_result r = fixture_apply(f, x, tx_reverse("shop", "v1", "a1", 90));
+    if (r.code != COALITION_E_POINTS_SPENT) {
+        fail_msg("reversal of an expired, unswept award at its expiry: expected POINTS_SPENT "
+                 "(as after the sweep), got %s; i:shop %lld, x:shop %lld",
+                 coalition_errname(r.code), (long long)fixture_account(f->s, 'i', "shop"),
+                 (long long)fixture_account(f->s, 'x', "shop"));
+    }
+    fixture_expect_ok(f, x, tx_expire("alice"));
+    assert_int_equal(fixture_account(f->s, 'x', "shop"), 90);
+    fixture_expect_reject(f, x, tx_reverse("shop", "v1", "a1", 90), COALITION_E_POINTS_SPENT);
+    fixture_verify_ok(f);
+}
+
+/* A till that timed out retries the same purchase award: the duplicate
+ * reports what the original did, its rule included (ledger_result.rule). */
+static void test_ledger_rules_purchase_retry_reports_rule(void **state)
+{
+    struct ledger_fixture *f = *state;
+    const uint64_t t0 = at("2024-03-01T10:00:00Z");
+    seed(f, t0);
+    set_tiers(f, t0, "rules-1", 0);
+    fixture_expect_ok(f, t0, tx_award("shop", "a0", "alice", 100));
+    struct ledger_result first =
+        fixture_expect_ok(f, t0, tx_purchase("fuel", "p1", "alice", 10000, 0, NULL));
+    assert_int_equal(first.points, 150);
+    assert_string_equal(first.rule, "base,tier:Silver");
+
+    uint64_t fp = fixture_fingerprint(f->s);
+    struct ledger_result again =
+        fixture_apply(f, t0 + MIN_MS, tx_purchase("fuel", "p1", "alice", 10000, 0, NULL));
+    assert_int_equal(again.code, 0);
+    assert_true(again.duplicate);
+    assert_int_equal(again.seq, first.seq);
+    assert_int_equal(again.time_ms, t0);
+    assert_int_equal(again.points, 150);
+    assert_int_equal(fixture_fingerprint(f->s), fp);
+    if (strcmp(again.rule, first.rule) != 0) {
+        fail_msg("retried purchase award: rule '%s', the original's was '%s'", again.rule,
+                 first.rule);
+    }
+}
+
+/* ---------------------------------------------------------------------------
  * Scheduled kinds with nothing due change nothing */
 
 static void test_ledger_rules_scheduled_nothing_due(void **state)
@@ -1705,6 +1821,10 @@ int main(void)
         T(test_ledger_rules_cards_and_keys),
         T(test_ledger_rules_merge),
         T(test_ledger_rules_erase),
+        T(test_ledger_rules_merge_then_reverse_award),
+        T(test_ledger_rules_merge_then_reverse_redemption),
+        T(test_ledger_rules_reverse_award_expired_before_sweep),
+        T(test_ledger_rules_purchase_retry_reports_rule),
         T(test_ledger_rules_scheduled_nothing_due),
         T(test_ledger_rules_property_random_ops),
     };
