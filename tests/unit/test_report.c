@@ -5,7 +5,9 @@
  * issuer's point value as of each entry, reversals netting, breakage, window
  * boundaries, outstanding and liability, net positions summing to zero, KPI
  * counts and retention, top flows, the rejections, and a seeded random ledger
- * checked against an in-test model. */
+ * checked against an in-test model.  One test applies real transactions
+ * through ledger_apply and checks the statement against the ledger's own
+ * account balances and lots. */
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -23,6 +25,7 @@
 
 #include "bytes.h"
 #include "errors.h"
+#include "ledger.h"
 #include "report.h"
 #include "rules.h"
 #include "store.h"
@@ -1091,6 +1094,253 @@ static void test_report_property_random_ledger(void **state)
     free(md);
 }
 
+/* ---------------------------------------------------------------------------
+ * Through the real ledger */
+
+/* A transaction for ledger_apply (strings borrowed). */
+static Coalition__Txn ltx(Coalition__TxnKind kind, const char *partner, const char *txn_id,
+                          const char *member, int64_t points)
+{
+    Coalition__Txn t;
+    coalition__txn__init(&t);
+    t.kind = kind;
+    t.partner = (char *)(partner != NULL ? partner : "");
+    t.txn_id = (char *)(txn_id != NULL ? txn_id : "");
+    t.member = (char *)(member != NULL ? member : "");
+    t.points = points;
+    return t;
+}
+
+/* Applies `txns` as the next batch at `time_ms`; every one must be accepted.
+ * Returns the points of the last. */
+static int64_t ledger_ok(struct ledger *l, uint64_t *index, uint64_t time_ms, Coalition__Txn *txns,
+                         size_t n)
+{
+    Coalition__Txn *ptrs[16];
+    struct ledger_result res[16];
+    assert_true(n <= 16);
+    for (size_t i = 0; i < n; i++) {
+        ptrs[i] = &txns[i];
+    }
+    assert_int_equal(ledger_apply(l, ++*index, time_ms, ptrs, n, res), 0);
+    for (size_t i = 0; i < n; i++) {
+        if (res[i].code != 0) {
+            fprintf(stderr, "txn %zu (%s) rejected: %s\n", i, txns[i].txn_id,
+                    coalition_errname(res[i].code));
+        }
+        assert_int_equal(res[i].code, 0);
+        assert_false(res[i].duplicate);
+    }
+    return res[n - 1].points;
+}
+
+/* Sums of the stored account balances ('a' kind ':' id -> be64) by kind, and
+ * the balance of one account. */
+static int64_t stored_account(struct store *s, char kind, const char *id)
+{
+    char key[80];
+    int n = snprintf(key, sizeof(key), "a%c:%s", kind, id);
+    void *v = NULL;
+    size_t vlen = 0;
+    int rv = store_get(s, NULL, key, (size_t)n, &v, &vlen);
+    if (rv == STORE_NOT_FOUND) {
+        return 0;
+    }
+    assert_int_equal(rv, 0);
+    assert_int_equal(vlen, 8);
+    int64_t bal = (int64_t)bytes_get_be64(v);
+    free(v);
+    return bal;
+}
+
+static int64_t stored_kind_sum(struct store *s, char kind)
+{
+    char prefix[3] = {'a', kind, ':'};
+    struct store_iter *it = NULL;
+    assert_int_equal(store_iter_create(s, NULL, NULL, prefix, sizeof(prefix), &it), 0);
+    int64_t sum = 0;
+    for (store_iter_seek_first(it); store_iter_valid(it); store_iter_next(it)) {
+        size_t vlen = 0;
+        const uint8_t *v = store_iter_value(it, &vlen);
+        assert_int_equal(vlen, 8);
+        sum += (int64_t)bytes_get_be64(v);
+    }
+    assert_int_equal(store_iter_status(it), 0);
+    store_iter_destroy(it);
+    return sum;
+}
+
+/* Points left in the stored lots ('l' keys: spendable points, not held)
+ * of one issuer. */
+static int64_t stored_lots_of(struct store *s, const char *issuer)
+{
+    struct store_iter *it = NULL;
+    assert_int_equal(store_iter_create(s, NULL, NULL, "l", 1, &it), 0);
+    int64_t sum = 0;
+    for (store_iter_seek_first(it); store_iter_valid(it); store_iter_next(it)) {
+        size_t vlen = 0;
+        const uint8_t *v = store_iter_value(it, &vlen);
+        Coalition__Lot *lot = coalition__lot__unpack(NULL, vlen, v);
+        assert_non_null(lot);
+        if (strcmp(lot->issuer, issuer) == 0) {
+            sum += lot->left;
+        }
+        coalition__lot__free_unpacked(lot, NULL);
+    }
+    assert_int_equal(store_iter_status(it), 0);
+    store_iter_destroy(it);
+    return sum;
+}
+
+/* Real transactions through ledger_apply: the statement's flows and
+ * positions are what the ledger did (lots spent oldest first across
+ * issuers, a reversal restoring the last taken, a partial capture, a
+ * transfer keeping the issuer, a program change, the expiry sweep), and its
+ * totals equal the ledger's own account balances. */
+static void test_report_matches_ledger_balances(void **state)
+{
+    struct report_fixture *f = *state;
+    struct ledger *l = NULL;
+    char *err = NULL;
+    assert_int_equal(ledger_open(f->s, &l, &err), 0);
+    uint64_t index = 0;
+    const uint64_t t0 = 1700000000000ull, day = 86400000ull;
+
+    Coalition__Program prog_a;
+    coalition__program__init(&prog_a);
+    prog_a.point_value_mc = 2000;
+    Coalition__Rules rules;
+    coalition__rules__init(&rules);
+    rules.expiry_months = 1;
+    Coalition__Txn setup_txns[9];
+    const char *ps[] = {"A", "B", "C"}, *ms[] = {"m1", "m2", "m3"};
+    for (int i = 0; i < 3; i++) {
+        setup_txns[i] = ltx(TXN_KIND(PARTNER_ADD), ps[i], NULL, NULL, 0);
+        setup_txns[i].name = (char *)ps[i];
+        setup_txns[3 + i] = ltx(TXN_KIND(MEMBER_ADD), NULL, NULL, ms[i], 0);
+    }
+    setup_txns[6] = ltx(TXN_KIND(PROGRAM_SET), "A", "pa1", NULL, 0);
+    setup_txns[6].program = &prog_a;
+    setup_txns[7] = ltx(TXN_KIND(RULES_SET), NULL, "rules1", NULL, 0);
+    setup_txns[7].rules = &rules;
+    ledger_ok(l, &index, t0, setup_txns, 8);
+
+    Coalition__Txn awards[5] = {
+        ltx(TXN_KIND(AWARD), "A", "a1", "m1", 100), ltx(TXN_KIND(AWARD), "B", "b1", "m1", 50),
+        ltx(TXN_KIND(AWARD), "C", "c1", "m2", 0),   ltx(TXN_KIND(AWARD), "A", "a2", "m3", 30),
+        ltx(TXN_KIND(AWARD), "A", "a3", "m2", 40),
+    };
+    awards[2].purchase_cents = 10000; /* C has no program: 1 point a unit */
+    ledger_ok(l, &index, t0 + 1000, awards, 5);
+    /* 120 points of m1 at B: A's lot (older) first, then 20 of B's. */
+    Coalition__Txn r1 = ltx(TXN_KIND(REDEEM), "B", "r1", "m1", 120);
+    ledger_ok(l, &index, t0 + 2000, &r1, 1);
+    /* B refunds 10: the last points taken (B's) go back. */
+    Coalition__Txn rv1 = ltx(TXN_KIND(REVERSE), "B", "rv1", NULL, 10);
+    rv1.of_txn = "r1";
+    Coalition__Txn rv2 = ltx(TXN_KIND(REVERSE), "A", "rv2", NULL, 15);
+    rv2.of_txn = "a3";
+    Coalition__Txn rv[2] = {rv1, rv2};
+    ledger_ok(l, &index, t0 + 3000, rv, 2);
+    /* A hold of 40 at C captured for 25 (15 back); another of 5 stays open. */
+    Coalition__Txn h[3] = {ltx(TXN_KIND(HOLD), "C", "h1", "m2", 40),
+                           ltx(TXN_KIND(CAPTURE), "C", "cp1", NULL, 25),
+                           ltx(TXN_KIND(HOLD), "C", "h2", "m2", 5)};
+    h[1].of_txn = "h1";
+    ledger_ok(l, &index, t0 + 4000, h, 3);
+    Coalition__Txn t1 = ltx(TXN_KIND(TRANSFER), "A", "t1", "m3", 10);
+    t1.member_to = "m1";
+    ledger_ok(l, &index, t0 + 5000, &t1, 1);
+    /* A's points are worth 3000 from here on. */
+    Coalition__Program prog_a2 = prog_a;
+    prog_a2.point_value_mc = 3000;
+    Coalition__Txn later[2] = {ltx(TXN_KIND(PROGRAM_SET), "A", "pa2", NULL, 0),
+                               ltx(TXN_KIND(REDEEM), "C", "r2", "m3", 20)};
+    later[0].program = &prog_a2;
+    ledger_ok(l, &index, t0 + 6000, later, 2);
+    /* A month later the sweep expires what m1 has left: A's 10 moved to it
+     * (a transfer keeps the lot's issuer and age) and B's 40. */
+    Coalition__Txn ex = ltx(TXN_KIND(EXPIRE), NULL, NULL, "m1", 0);
+    assert_int_equal(ledger_ok(l, &index, t0 + 40 * day, &ex, 1), 50);
+
+    struct ledger_verify_report vrep;
+    assert_int_equal(ledger_verify(f->s, &vrep), 0);
+
+    /* Before the program change. */
+    Coalition__SettlementResult *r = settle(f, t0, t0 + 5500);
+    assert_int_equal(r->n_flows, 3);
+    assert_flow(r->flows[0], "A", "B", 100, 100 * 2000);
+    assert_flow(r->flows[1], "B", "B", 10, 10 * DPV);
+    assert_flow(r->flows[2], "C", "C", 25, 25 * DPV);
+    assert_statement_consistent(r);
+    report_settlement_free(r);
+
+    r = settle(f, t0, t0 + 41 * day);
+    assert_int_equal(r->through_seq, vrep.entries_checked);
+    assert_int_equal(r->n_flows, 4);
+    assert_flow(r->flows[0], "A", "B", 100, 100 * 2000);
+    assert_flow(r->flows[1], "A", "C", 20, 20 * 3000);
+    assert_flow(r->flows[2], "B", "B", 10, 10 * DPV);
+    assert_flow(r->flows[3], "C", "C", 25, 25 * DPV);
+    assert_statement_consistent(r);
+    const Coalition__PartnerPosition *a = find_pos(r, "A"), *b = find_pos(r, "B"),
+                                     *c = find_pos(r, "C");
+    assert_int_equal(a->issued, 100 + 30 + 40 - 15);
+    assert_int_equal(a->expired, 10);
+    assert_int_equal(a->outstanding, 25);
+    assert_int_equal(a->liability_mc, 25 * 3000);
+    assert_int_equal(a->net_mc, -(100 * 2000 + 20 * 3000));
+    assert_int_equal(b->issued, 50);
+    assert_int_equal(b->expired, 40);
+    assert_int_equal(b->outstanding, 0);
+    assert_int_equal(b->redeemed_at, 110);
+    assert_int_equal(b->net_mc, 100 * 2000);
+    assert_int_equal(c->issued, 100);
+    assert_int_equal(c->outstanding, 75);
+    assert_int_equal(c->redeemed_at, 45);
+    assert_int_equal(c->net_mc, 20 * 3000);
+
+    /* The statement's totals are the ledger's own balances: issuance
+     * accounts hold minus what was issued, redemption and breakage accounts
+     * what was redeemed at and expired from the partner, and the members'
+     * accounts (spendable and held) hold every outstanding point; per
+     * issuer, the lots hold it but for the open hold (5 of C's). */
+    int64_t outstanding = 0;
+    for (size_t i = 0; i < r->n_partners; i++) {
+        const Coalition__PartnerPosition *p = r->partners[i];
+        assert_int_equal(p->issued_total, -stored_account(f->s, 'i', p->partner));
+        assert_int_equal(p->redeemed_total, stored_account(f->s, 'r', p->partner));
+        assert_int_equal(p->expired_total, stored_account(f->s, 'x', p->partner));
+        int64_t held = strcmp(p->partner, "C") == 0 ? 5 : 0;
+        assert_int_equal(p->outstanding, stored_lots_of(f->s, p->partner) + held);
+        outstanding += p->outstanding;
+    }
+    assert_int_equal(stored_account(f->s, 'h', "m2"), 5);
+    assert_int_equal(outstanding, stored_kind_sum(f->s, 'm') + stored_kind_sum(f->s, 'h'));
+    assert_int_equal(-stored_kind_sum(f->s, 'i'),
+                     stored_kind_sum(f->s, 'r') + stored_kind_sum(f->s, 'x') + outstanding);
+    report_settlement_free(r);
+
+    /* KPIs: C's purchase and its redemptions (the capture, m3's). */
+    Coalition__ReportResult *k = kpi(f, "C", t0, t0 + 41 * day);
+    assert_int_equal(k->purchases, 1);
+    assert_int_equal(k->purchase_cents, 10000);
+    assert_int_equal(k->purchasers, 1);
+    assert_int_equal(k->active_members, 2);
+    assert_int_equal(k->points_issued, 100);
+    assert_int_equal(k->points_redeemed, 45);
+    assert_int_equal(k->n_top_flows, 1);
+    assert_flow(k->top_flows[0], "A", "C", 20, 20 * 3000);
+    report_kpi_free(k);
+    k = kpi(f, "", t0, t0 + 41 * day);
+    assert_int_equal(k->active_members, 3);
+    assert_int_equal(k->points_expired, 50);
+    assert_int_equal(k->outstanding, 100);
+    report_kpi_free(k);
+
+    ledger_close(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1107,6 +1357,7 @@ int main(void)
         T(test_report_rejects_bad_entries),
         T(test_report_rejects_overflow),
         T(test_report_property_random_ledger),
+        T(test_report_matches_ledger_balances),
 #undef T
     };
     return cmocka_run_group_tests_name("report", tests, NULL, NULL);
