@@ -21,211 +21,29 @@
 
 #include <cmocka.h>
 
-#include "tmpdir.h"
 #include <sodium.h>
 
 #include "errors.h"
 #include "ledger.h"
+#include "ledger_fixture.h"
+#include "tmpdir.h"
 #include "store.h"
 
 #define T0_MS 1700000000000ull /* the fixed batch time of most tests */
 
-/* A fresh store and ledger in their own temporary directory (removed
- * afterwards), and the index of the last batch applied through them. */
-struct ledger_fixture {
-    char dir[PATH_MAX];
-    struct store *s;
-    struct ledger *l;
-    uint64_t index;
-};
-
-/* Opens a store and a ledger in `dir`. */
-static void open_ledger(const char *dir, struct store **s, struct ledger **l)
-{
-    char *err = NULL;
-    int rv = store_open(dir, s, &err);
-    if (rv != 0) {
-        fprintf(stderr, "store_open %s: %s\n", dir, err != NULL ? err : "?");
-    }
-    free(err);
-    assert_int_equal(rv, 0);
-    err = NULL;
-    rv = ledger_open(*s, l, &err);
-    if (rv != 0) {
-        fprintf(stderr, "ledger_open: %s\n", err != NULL ? err : "?");
-    }
-    free(err);
-    assert_int_equal(rv, 0);
-}
-
-static void close_ledger(struct store *s, struct ledger *l)
-{
-    ledger_close(l);
-    store_close(s);
-}
-
-static void fixture_reopen(struct ledger_fixture *f)
-{
-    close_ledger(f->s, f->l);
-    f->s = NULL;
-    f->l = NULL;
-    open_ledger(f->dir, &f->s, &f->l);
-}
-
-static int setup(void **state)
-{
-    struct ledger_fixture *f = calloc(1, sizeof(*f));
-    assert_non_null(f);
-    assert_int_equal(tmpdir_make(f->dir, sizeof(f->dir) - 32, "test_ledger"), 0);
-    open_ledger(f->dir, &f->s, &f->l);
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct ledger_fixture *f = *state;
-    close_ledger(f->s, f->l);
-    tmpdir_remove(f->dir);
-    free(f);
-    return 0;
-}
-
 /* ---------------------------------------------------------------------------
- * Transactions */
-
-static Coalition__Txn tx_partner(const char *partner, const char *name)
-{
-    Coalition__Txn t;
-    coalition__txn__init(&t);
-    t.kind = COALITION__TXN_KIND__TXN_PARTNER_ADD;
-    t.partner = (char *)partner;
-    t.name = (char *)name;
-    return t;
-}
-
-static Coalition__Txn tx_member(const char *member, const char *card)
-{
-    Coalition__Txn t;
-    coalition__txn__init(&t);
-    t.kind = COALITION__TXN_KIND__TXN_MEMBER_ADD;
-    t.member = (char *)member;
-    if (card != NULL) {
-        t.card = (char *)card;
-    }
-    return t;
-}
-
-static Coalition__Txn tx_award(const char *partner, const char *txn_id, const char *member,
-                               int64_t points)
-{
-    Coalition__Txn t;
-    coalition__txn__init(&t);
-    t.kind = COALITION__TXN_KIND__TXN_AWARD;
-    t.partner = (char *)partner;
-    t.txn_id = (char *)txn_id;
-    t.member = (char *)member;
-    t.points = points;
-    return t;
-}
-
-static Coalition__Txn tx_redeem(const char *partner, const char *txn_id, const char *member,
-                                int64_t points)
-{
-    Coalition__Txn t = tx_award(partner, txn_id, member, points);
-    t.kind = COALITION__TXN_KIND__TXN_REDEEM;
-    return t;
-}
-
-static Coalition__Txn tx_transfer(const char *partner, const char *txn_id, const char *from,
-                                  const char *to, int64_t points)
-{
-    Coalition__Txn t = tx_award(partner, txn_id, from, points);
-    t.kind = COALITION__TXN_KIND__TXN_TRANSFER;
-    t.member_to = (char *)to;
-    return t;
-}
-
-static Coalition__Txn tx_reverse(const char *partner, const char *txn_id, const char *of_txn,
-                                 int64_t points)
-{
-    Coalition__Txn t;
-    coalition__txn__init(&t);
-    t.kind = COALITION__TXN_KIND__TXN_REVERSE;
-    t.partner = (char *)partner;
-    t.txn_id = (char *)txn_id;
-    t.of_txn = (char *)of_txn;
-    t.points = points;
-    return t;
-}
-
-/* ---------------------------------------------------------------------------
- * Applying and observing */
-
-/* Applies `txns` as the next batch at `time_ms`. */
-static void apply_batch_at(struct ledger_fixture *f, uint64_t time_ms, Coalition__Txn *txns,
-                           size_t n, struct ledger_result *results)
-{
-    Coalition__Txn *ptrs[128];
-    assert_true(n <= sizeof(ptrs) / sizeof(ptrs[0]));
-    for (size_t i = 0; i < n; i++) {
-        ptrs[i] = &txns[i];
-    }
-    assert_int_equal(ledger_apply(f->l, ++f->index, time_ms, ptrs, n, results), 0);
-    struct ledger_head h;
-    ledger_get_head(f->l, &h);
-    assert_int_equal(h.applied_index, f->index);
-    assert_int_equal(h.time_ms, time_ms);
-}
+ * Applying and observing: the shared fixture (tests/lib/ledger_fixture.h,
+ * which also builds the transactions), at T0_MS unless a test says when. */
 
 static void apply_batch(struct ledger_fixture *f, Coalition__Txn *txns, size_t n,
                         struct ledger_result *results)
 {
-    apply_batch_at(f, T0_MS, txns, n, results);
-}
-
-static struct ledger_result apply_at(struct ledger_fixture *f, uint64_t time_ms, Coalition__Txn t)
-{
-    struct ledger_result r;
-    memset(&r, 0x5a, sizeof(r));
-    apply_batch_at(f, time_ms, &t, 1, &r);
-    return r;
+    fixture_apply_batch(f, T0_MS, txns, n, results);
 }
 
 static struct ledger_result apply(struct ledger_fixture *f, Coalition__Txn t)
 {
-    return apply_at(f, T0_MS, t);
-}
-
-static struct ledger_head head(struct ledger_fixture *f)
-{
-    struct ledger_head h;
-    ledger_get_head(f->l, &h);
-    return h;
-}
-
-static int64_t balance(struct ledger_fixture *f, const char *member)
-{
-    int64_t points = -1;
-    assert_int_equal(ledger_balance(f->l, member, &points), 0);
-    return points;
-}
-
-/* Reads the raw balance of account "<kind>:<id>" (partners' included). */
-static int64_t account(struct store *s, char kind, const char *id)
-{
-    char key[128];
-    int n = snprintf(key, sizeof(key), "a%c:%s", kind, id);
-    void *v = NULL;
-    size_t len = 0;
-    assert_int_equal(store_get(s, NULL, key, (size_t)n, &v, &len), 0);
-    assert_int_equal(len, 8);
-    uint64_t x = 0;
-    for (size_t i = 0; i < 8; i++) {
-        x = (x << 8) | ((const uint8_t *)v)[i];
-    }
-    free(v);
-    return (int64_t)x;
+    return fixture_apply(f, T0_MS, t);
 }
 
 static void put_be64(uint8_t *p, uint64_t v)
@@ -290,58 +108,11 @@ static uint8_t *raw_entry(struct store *s, uint64_t seq, size_t *len)
     return v;
 }
 
-/* Entry `seq` decoded (free with coalition__entry__free_unpacked), its
- * stored hash in `hash`. */
-static Coalition__Entry *read_entry(struct store *s, uint64_t seq, uint8_t hash[LEDGER_HASH_LEN])
-{
-    size_t len = 0;
-    uint8_t *v = raw_entry(s, seq, &len);
-    memcpy(hash, v, LEDGER_HASH_LEN);
-    Coalition__Entry *e =
-        coalition__entry__unpack(NULL, len - LEDGER_HASH_LEN, v + LEDGER_HASH_LEN);
-    free(v);
-    assert_non_null(e);
-    return e;
-}
-
-/* FNV-1a over every key and value except the head record, which holds the
- * applied index and so changes with every batch: equal fingerprints mean
- * that nothing of the ledger's state changed. */
-static uint64_t state_fingerprint(struct store *s)
-{
-    struct store_iter *it = NULL;
-    assert_int_equal(store_iter_create(s, NULL, NULL, "", 0, &it), 0);
-    uint64_t h = 1469598103934665603ull;
-    for (store_iter_seek_first(it); store_iter_valid(it); store_iter_next(it)) {
-        size_t klen = 0, vlen = 0;
-        const uint8_t *k = store_iter_key(it, &klen);
-        const uint8_t *v = store_iter_value(it, &vlen);
-        if (klen == 5 && memcmp(k, "mhead", 5) == 0) {
-            continue;
-        }
-        uint8_t lens[16];
-        put_be64(lens, klen);
-        put_be64(lens + 8, vlen);
-        for (size_t i = 0; i < sizeof(lens); i++) {
-            h = (h ^ lens[i]) * 1099511628211ull;
-        }
-        for (size_t i = 0; i < klen; i++) {
-            h = (h ^ k[i]) * 1099511628211ull;
-        }
-        for (size_t i = 0; i < vlen; i++) {
-            h = (h ^ v[i]) * 1099511628211ull;
-        }
-    }
-    assert_int_equal(store_iter_status(it), 0);
-    store_iter_destroy(it);
-    return h;
-}
-
 /* Applies `t` alone and asserts it is accepted as a new entry: the next seq,
  * the batch time, the points moved. */
 static struct ledger_result expect_ok(struct ledger_fixture *f, Coalition__Txn t, int64_t points)
 {
-    struct ledger_head before = head(f);
+    struct ledger_head before = fixture_head(f);
     struct ledger_result r = apply(f, t);
     if (r.code != 0) {
         fail_msg("expected OK, got %s", coalition_errname(r.code));
@@ -350,7 +121,7 @@ static struct ledger_result expect_ok(struct ledger_fixture *f, Coalition__Txn t
     assert_int_equal(r.seq, before.seq + 1);
     assert_int_equal(r.time_ms, T0_MS);
     assert_int_equal(r.points, points);
-    struct ledger_head after = head(f);
+    struct ledger_head after = fixture_head(f);
     assert_int_equal(after.seq, before.seq + 1);
     assert_memory_not_equal(after.hash, before.hash, LEDGER_HASH_LEN);
     return r;
@@ -360,18 +131,18 @@ static struct ledger_result expect_ok(struct ledger_fixture *f, Coalition__Txn t
  * `seq` and changes nothing. */
 static struct ledger_result expect_dup(struct ledger_fixture *f, Coalition__Txn t, uint64_t seq)
 {
-    struct ledger_head before = head(f);
-    uint64_t fp = state_fingerprint(f->s);
+    struct ledger_head before = fixture_head(f);
+    uint64_t fp = fixture_fingerprint(f->s);
     struct ledger_result r = apply(f, t);
     if (r.code != 0) {
         fail_msg("expected a duplicate, got %s", coalition_errname(r.code));
     }
     assert_true(r.duplicate);
     assert_int_equal(r.seq, seq);
-    struct ledger_head after = head(f);
+    struct ledger_head after = fixture_head(f);
     assert_int_equal(after.seq, before.seq);
     assert_memory_equal(after.hash, before.hash, LEDGER_HASH_LEN);
-    assert_int_equal(state_fingerprint(f->s), fp);
+    assert_int_equal(fixture_fingerprint(f->s), fp);
     return r;
 }
 
@@ -380,8 +151,8 @@ static struct ledger_result expect_dup(struct ledger_fixture *f, Coalition__Txn 
  * idempotency record. */
 static void expect_reject(struct ledger_fixture *f, Coalition__Txn t, int code)
 {
-    struct ledger_head before = head(f);
-    uint64_t fp = state_fingerprint(f->s);
+    struct ledger_head before = fixture_head(f);
+    uint64_t fp = fixture_fingerprint(f->s);
     assert_int_equal(
         ledger_validate(&t),
         code == COALITION_E_INVALID_ARGUMENT || code == COALITION_E_INVALID_AMOUNT ? code : 0);
@@ -391,30 +162,15 @@ static void expect_reject(struct ledger_fixture *f, Coalition__Txn t, int code)
     }
     assert_int_equal(r.seq, 0);
     assert_false(r.duplicate);
-    struct ledger_head after = head(f);
+    struct ledger_head after = fixture_head(f);
     assert_int_equal(after.seq, before.seq);
     assert_memory_equal(after.hash, before.hash, LEDGER_HASH_LEN);
     assert_int_equal(after.applied_index, before.applied_index + 1);
-    assert_int_equal(state_fingerprint(f->s), fp);
-}
-
-static void expect_verify_ok(struct ledger_fixture *f)
-{
-    struct ledger_verify_report rep;
-    int rv = ledger_verify(f->s, &rep);
-    if (rv != 0) {
-        fail_msg("verify: %s at seq %llu: %s", coalition_errname(rv),
-                 (unsigned long long)rep.broken_seq, rep.detail);
-    }
-    struct ledger_head h = head(f);
-    assert_int_equal(rep.entries_checked, h.seq);
-    assert_memory_equal(rep.head_hash, h.hash, LEDGER_HASH_LEN);
-    assert_int_equal(rep.broken_seq, 0);
-    assert_string_equal(rep.detail, "");
+    assert_int_equal(fixture_fingerprint(f->s), fp);
 }
 
 /* Opens another, empty ledger in a subdirectory of the fixture's (removed
- * with it); close it with close_ledger. */
+ * with it); close it with fixture_close_dir. */
 static void open_replica(const struct ledger_fixture *f, const char *name,
                          struct ledger_fixture *out)
 {
@@ -422,7 +178,7 @@ static void open_replica(const struct ledger_fixture *f, const char *name,
     int n = snprintf(out->dir, sizeof(out->dir), "%s/%s", f->dir, name);
     assert_true(n > 0 && (size_t)n < sizeof(out->dir));
     assert_int_equal(mkdir(out->dir, 0700), 0);
-    open_ledger(out->dir, &out->s, &out->l);
+    fixture_open_dir(out->dir, &out->s, &out->l);
 }
 
 static void expect_verify_fails(struct ledger_fixture *f, uint64_t broken_seq, const char *what);
@@ -450,20 +206,20 @@ static void seed(struct ledger_fixture *f)
 static void test_ledger_open_empty(void **state)
 {
     struct ledger_fixture *f = *state;
-    struct ledger_head h = head(f);
+    struct ledger_head h = fixture_head(f);
     static const uint8_t zero[LEDGER_HASH_LEN];
     assert_int_equal(h.seq, 0);
     assert_int_equal(h.applied_index, 0);
     assert_memory_equal(h.hash, zero, LEDGER_HASH_LEN);
-    expect_verify_ok(f);
+    fixture_verify_ok(f);
     int64_t points = 0;
     assert_int_equal(ledger_balance(f->l, "m1", &points), COALITION_E_UNKNOWN_MEMBER);
     assert_int_equal(ledger_balance(f->l, "", &points), COALITION_E_INVALID_ARGUMENT);
     assert_int_equal(ledger_balance(f->l, "a b", &points), COALITION_E_INVALID_ARGUMENT);
     /* An empty batch only advances the applied index. */
     apply_batch(f, NULL, 0, NULL);
-    assert_int_equal(head(f).seq, 0);
-    assert_int_equal(head(f).applied_index, 1);
+    assert_int_equal(fixture_head(f).seq, 0);
+    assert_int_equal(fixture_head(f).applied_index, 1);
 }
 
 static void test_ledger_partner_add(void **state)
@@ -488,9 +244,9 @@ static void test_ledger_partner_add(void **state)
     long_name[LEDGER_REASON_MAX] = '\0';
     expect_ok(f, tx_partner("p2", long_name), 0);
     /* A new partner starts with empty accounts. */
-    assert_int_equal(account(f->s, 'i', "p1"), 0);
-    assert_int_equal(account(f->s, 'r', "p1"), 0);
-    expect_verify_ok(f);
+    assert_int_equal(fixture_account(f->s, 'i', "p1"), 0);
+    assert_int_equal(fixture_account(f->s, 'r', "p1"), 0);
+    fixture_verify_ok(f);
 }
 
 static void test_ledger_member_add(void **state)
@@ -498,7 +254,7 @@ static void test_ledger_member_add(void **state)
     struct ledger_fixture *f = *state;
     struct ledger_result r = expect_ok(f, tx_member("m1", "c1"), 0);
     assert_int_equal(r.seq, 1);
-    assert_int_equal(balance(f, "m1"), 0);
+    assert_int_equal(fixture_balance(f, "m1"), 0);
     expect_ok(f, tx_partner("p1", "Coffee"), 0);
     /* The same enrolment again is a duplicate of the original entry. */
     expect_dup(f, tx_member("m1", "c1"), 1);
@@ -519,7 +275,7 @@ static void test_ledger_member_add(void **state)
     expect_reject(f, tx_member("", NULL), COALITION_E_INVALID_ARGUMENT);
     expect_reject(f, tx_member("m/4", NULL), COALITION_E_INVALID_ARGUMENT);
     expect_reject(f, tx_member("m4", "card 4"), COALITION_E_INVALID_ARGUMENT);
-    expect_verify_ok(f);
+    fixture_verify_ok(f);
 }
 
 /* A duplicate reports the original entry's time, not the retry's. */
@@ -527,29 +283,29 @@ static void test_ledger_duplicate_reports_original_time(void **state)
 {
     struct ledger_fixture *f = *state;
     const uint64_t t1 = T0_MS, t2 = T0_MS + 60000;
-    struct ledger_result r = apply_at(f, t1, tx_partner("p1", "Coffee"));
+    struct ledger_result r = fixture_apply(f, t1, tx_partner("p1", "Coffee"));
     assert_int_equal(r.code, 0);
     assert_int_equal(r.time_ms, t1);
-    r = apply_at(f, t1, tx_member("m1", "c1"));
+    r = fixture_apply(f, t1, tx_member("m1", "c1"));
     assert_int_equal(r.code, 0);
-    r = apply_at(f, t1, tx_award("p1", "a1", "m1", 10));
+    r = fixture_apply(f, t1, tx_award("p1", "a1", "m1", 10));
     assert_int_equal(r.code, 0);
     assert_int_equal(r.time_ms, t1);
 
-    r = apply_at(f, t2, tx_award("p1", "a1", "m1", 10));
+    r = fixture_apply(f, t2, tx_award("p1", "a1", "m1", 10));
     assert_int_equal(r.code, 0);
     assert_true(r.duplicate);
     assert_int_equal(r.seq, 3);
     assert_int_equal(r.points, 10);
     assert_int_equal(r.time_ms, t1);
 
-    r = apply_at(f, t2, tx_partner("p1", "Coffee"));
+    r = fixture_apply(f, t2, tx_partner("p1", "Coffee"));
     assert_int_equal(r.code, 0);
     assert_true(r.duplicate);
     assert_int_equal(r.seq, 1);
     assert_int_equal(r.time_ms, t1);
 
-    r = apply_at(f, t2, tx_member("m1", "c1"));
+    r = fixture_apply(f, t2, tx_member("m1", "c1"));
     assert_int_equal(r.code, 0);
     assert_true(r.duplicate);
     assert_int_equal(r.seq, 2);
@@ -565,33 +321,33 @@ static void test_ledger_award_redeem_transfer(void **state)
     seed(f);
     struct ledger_result r = expect_ok(f, tx_award("p1", "a1", "m1", 100), 100);
     assert_int_equal(r.seq, 6);
-    assert_int_equal(balance(f, "m1"), 100);
-    assert_int_equal(account(f->s, 'i', "p1"), -100);
+    assert_int_equal(fixture_balance(f, "m1"), 100);
+    assert_int_equal(fixture_account(f->s, 'i', "p1"), -100);
 
     r = expect_ok(f, tx_redeem("p2", "r1", "m1", 30), 30);
     assert_int_equal(r.seq, 7);
-    assert_int_equal(balance(f, "m1"), 70);
-    assert_int_equal(account(f->s, 'r', "p2"), 30);
-    assert_int_equal(account(f->s, 'r', "p1"), 0);
+    assert_int_equal(fixture_balance(f, "m1"), 70);
+    assert_int_equal(fixture_account(f->s, 'r', "p2"), 30);
+    assert_int_equal(fixture_account(f->s, 'r', "p1"), 0);
 
     r = expect_ok(f, tx_transfer("p1", "x1", "m1", "m2", 50), 50);
     assert_int_equal(r.seq, 8);
-    assert_int_equal(balance(f, "m1"), 20);
-    assert_int_equal(balance(f, "m2"), 50);
+    assert_int_equal(fixture_balance(f, "m1"), 20);
+    assert_int_equal(fixture_balance(f, "m2"), 50);
     /* The received points are spendable, down to zero. */
     expect_ok(f, tx_redeem("p1", "r2", "m2", 50), 50);
-    assert_int_equal(balance(f, "m2"), 0);
+    assert_int_equal(fixture_balance(f, "m2"), 0);
     expect_ok(f, tx_redeem("p1", "r3", "m1", 20), 20);
-    assert_int_equal(balance(f, "m1"), 0);
-    assert_int_equal(balance(f, "m3"), 0);
+    assert_int_equal(fixture_balance(f, "m1"), 0);
+    assert_int_equal(fixture_balance(f, "m3"), 0);
     /* Double entry: issuance is the negative of what was put in circulation. */
-    assert_int_equal(account(f->s, 'i', "p1"), -100);
-    assert_int_equal(account(f->s, 'i', "p2"), 0);
-    assert_int_equal(account(f->s, 'r', "p1"), 70);
+    assert_int_equal(fixture_account(f->s, 'i', "p1"), -100);
+    assert_int_equal(fixture_account(f->s, 'i', "p2"), 0);
+    assert_int_equal(fixture_account(f->s, 'r', "p1"), 70);
 
     /* The entry records the transaction and its postings. */
     uint8_t hash[LEDGER_HASH_LEN];
-    Coalition__Entry *e = read_entry(f->s, 8, hash);
+    Coalition__Entry *e = fixture_entry(f->s, 8, hash);
     assert_int_equal(e->seq, 8);
     assert_int_equal(e->time_ms, T0_MS);
     assert_int_equal(e->txn->kind, COALITION__TXN_KIND__TXN_TRANSFER);
@@ -601,7 +357,7 @@ static void test_ledger_award_redeem_transfer(void **state)
     assert_string_equal(e->postings[0]->credit, "m:m2");
     assert_int_equal(e->postings[0]->amount, 50);
     coalition__entry__free_unpacked(e, NULL);
-    expect_verify_ok(f);
+    fixture_verify_ok(f);
 }
 
 /* ---------------------------------------------------------------------------
@@ -615,22 +371,22 @@ static void test_ledger_reverse_award_partial_then_rest(void **state)
     expect_ok(f, tx_award("p2", "a2", "m1", 7), 7);
 
     expect_ok(f, tx_reverse("p1", "v1", "a1", 30), 30);
-    assert_int_equal(balance(f, "m1"), 77);
-    assert_int_equal(account(f->s, 'i', "p1"), -70);
+    assert_int_equal(fixture_balance(f, "m1"), 77);
+    assert_int_equal(fixture_account(f->s, 'i', "p1"), -70);
     /* More than what is left of the award. */
     expect_reject(f, tx_reverse("p1", "v2", "a1", 71), COALITION_E_REVERSAL_EXCEEDS);
     /* 0 means all that is left. */
     expect_ok(f, tx_reverse("p1", "v2", "a1", 0), 70);
-    assert_int_equal(balance(f, "m1"), 7);
-    assert_int_equal(account(f->s, 'i', "p1"), 0);
+    assert_int_equal(fixture_balance(f, "m1"), 7);
+    assert_int_equal(fixture_account(f->s, 'i', "p1"), 0);
     /* Nothing left. */
     expect_reject(f, tx_reverse("p1", "v3", "a1", 0), COALITION_E_REVERSAL_EXCEEDS);
     expect_reject(f, tx_reverse("p1", "v3", "a1", 1), COALITION_E_REVERSAL_EXCEEDS);
     /* Only the submitting partner can reverse its transaction. */
     expect_reject(f, tx_reverse("p1", "v3", "a2", 1), COALITION_E_UNKNOWN_TXN);
     expect_ok(f, tx_reverse("p2", "v3", "a2", 7), 7);
-    assert_int_equal(balance(f, "m1"), 0);
-    expect_verify_ok(f);
+    assert_int_equal(fixture_balance(f, "m1"), 0);
+    fixture_verify_ok(f);
 }
 
 static void test_ledger_reverse_award_after_points_spent(void **state)
@@ -643,7 +399,7 @@ static void test_ledger_reverse_award_after_points_spent(void **state)
     expect_reject(f, tx_reverse("p1", "v1", "a1", 71), COALITION_E_POINTS_SPENT);
     expect_reject(f, tx_reverse("p1", "v1", "a1", 0), COALITION_E_POINTS_SPENT);
     expect_ok(f, tx_reverse("p1", "v1", "a1", 70), 70);
-    assert_int_equal(balance(f, "m1"), 0);
+    assert_int_equal(fixture_balance(f, "m1"), 0);
     /* The 30 spent are still "not reversed", so 1 more is within the award,
      * but the member no longer holds them. */
     expect_reject(f, tx_reverse("p1", "v2", "a1", 1), COALITION_E_POINTS_SPENT);
@@ -654,9 +410,9 @@ static void test_ledger_reverse_award_after_points_spent(void **state)
     expect_ok(f, tx_transfer("p1", "x1", "m2", "m3", 40), 40);
     expect_ok(f, tx_award("p2", "a3", "m2", 500), 500);
     expect_reject(f, tx_reverse("p1", "v3", "a2", 1), COALITION_E_POINTS_SPENT);
-    assert_int_equal(balance(f, "m2"), 500);
-    assert_int_equal(balance(f, "m3"), 40);
-    expect_verify_ok(f);
+    assert_int_equal(fixture_balance(f, "m2"), 500);
+    assert_int_equal(fixture_balance(f, "m3"), 40);
+    fixture_verify_ok(f);
 }
 
 /* Reads member's lots in key (spending) order as "issuer:left" words. */
@@ -702,19 +458,19 @@ static void test_ledger_reverse_redeem_restores_original_lots(void **state)
     /* Oldest first: all of a1, half of a2. */
     expect_ok(f, tx_redeem("p2", "r1", "m1", 150), 150);
     expect_lots(f, "m1", "p2:50 p1:100");
-    assert_int_equal(account(f->s, 'r', "p2"), 150);
+    assert_int_equal(fixture_account(f->s, 'r', "p2"), 150);
 
     /* Partial reversal: the last points taken go back first (into a2). */
     expect_ok(f, tx_reverse("p2", "v1", "r1", 30), 30);
     expect_lots(f, "m1", "p2:80 p1:100");
-    assert_int_equal(balance(f, "m1"), 180);
-    assert_int_equal(account(f->s, 'r', "p2"), 120);
+    assert_int_equal(fixture_balance(f, "m1"), 180);
+    assert_int_equal(fixture_account(f->s, 'r', "p2"), 120);
     expect_reject(f, tx_reverse("p2", "v2", "r1", 121), COALITION_E_REVERSAL_EXCEEDS);
     /* The rest: a2 is whole again and a1 comes back, in its old place. */
     expect_ok(f, tx_reverse("p2", "v2", "r1", 0), 120);
     expect_lots(f, "m1", "p1:100 p2:100 p1:100");
-    assert_int_equal(balance(f, "m1"), 300);
-    assert_int_equal(account(f->s, 'r', "p2"), 0);
+    assert_int_equal(fixture_balance(f, "m1"), 300);
+    assert_int_equal(fixture_account(f->s, 'r', "p2"), 0);
     expect_reject(f, tx_reverse("p2", "v3", "r1", 0), COALITION_E_REVERSAL_EXCEEDS);
 
     /* A later redemption takes the restored lots oldest first again... */
@@ -724,7 +480,7 @@ static void test_ledger_reverse_redeem_restores_original_lots(void **state)
     expect_reject(f, tx_reverse("p1", "v4", "a1", 1), COALITION_E_POINTS_SPENT);
     expect_ok(f, tx_reverse("p1", "v4", "a3", 100), 100);
     expect_lots(f, "m1", "p2:80");
-    assert_int_equal(balance(f, "m1"), 80);
+    assert_int_equal(fixture_balance(f, "m1"), 80);
 
     /* Whole reversal in one go of a redemption spanning two lots. */
     expect_ok(f, tx_award("p1", "a4", "m2", 10), 10);
@@ -733,10 +489,10 @@ static void test_ledger_reverse_redeem_restores_original_lots(void **state)
     expect_lots(f, "m2", "p2:5");
     expect_ok(f, tx_reverse("p1", "v5", "r3", 15), 15);
     expect_lots(f, "m2", "p1:10 p2:10");
-    assert_int_equal(balance(f, "m2"), 20);
+    assert_int_equal(fixture_balance(f, "m2"), 20);
     /* And now the award can be reversed again, its lot being whole. */
     expect_ok(f, tx_reverse("p1", "v6", "a4", 0), 10);
-    expect_verify_ok(f);
+    fixture_verify_ok(f);
 }
 
 static void test_ledger_reverse_rejections(void **state)
@@ -762,8 +518,8 @@ static void test_ledger_reverse_rejections(void **state)
                   COALITION_E_INVALID_AMOUNT);
     expect_reject(f, tx_reverse("p1", "v2", "", 1), COALITION_E_INVALID_ARGUMENT);
     expect_reject(f, tx_reverse("p1", "", "a1", 1), COALITION_E_INVALID_ARGUMENT);
-    assert_int_equal(balance(f, "m1"), 85);
-    expect_verify_ok(f);
+    assert_int_equal(fixture_balance(f, "m1"), 85);
+    fixture_verify_ok(f);
 }
 
 /* ---------------------------------------------------------------------------
@@ -785,8 +541,8 @@ static void test_ledger_rejects_unknown_member_and_partner(void **state)
     expect_reject(f, tx_award("p1", "a2", "c1", 10), COALITION_E_UNKNOWN_MEMBER);
     /* Case matters. */
     expect_reject(f, tx_award("P1", "a2", "m1", 10), COALITION_E_UNKNOWN_PARTNER);
-    assert_int_equal(balance(f, "m1"), 100);
-    expect_verify_ok(f);
+    assert_int_equal(fixture_balance(f, "m1"), 100);
+    fixture_verify_ok(f);
 }
 
 static void test_ledger_rejects_insufficient_points(void **state)
@@ -803,9 +559,9 @@ static void test_ledger_rejects_insufficient_points(void **state)
     expect_ok(f, tx_transfer("p1", "x1", "m1", "m2", 60), 60);
     expect_ok(f, tx_redeem("p1", "r1", "m1", 40), 40);
     expect_reject(f, tx_redeem("p1", "r2", "m1", 1), COALITION_E_INSUFFICIENT_POINTS);
-    assert_int_equal(balance(f, "m1"), 0);
-    assert_int_equal(balance(f, "m2"), 60);
-    expect_verify_ok(f);
+    assert_int_equal(fixture_balance(f, "m1"), 0);
+    assert_int_equal(fixture_balance(f, "m2"), 60);
+    fixture_verify_ok(f);
 }
 
 static void test_ledger_rejects_invalid_amounts(void **state)
@@ -826,9 +582,9 @@ static void test_ledger_rejects_invalid_amounts(void **state)
     expect_ok(f, tx_award("p1", "a2", "m1", 1), 1);
     expect_ok(f, tx_transfer("p1", "x1", "m1", "m2", LEDGER_POINTS_MAX), LEDGER_POINTS_MAX);
     expect_ok(f, tx_redeem("p1", "r1", "m1", 1), 1);
-    assert_int_equal(balance(f, "m1"), 0);
-    assert_int_equal(balance(f, "m2"), LEDGER_POINTS_MAX);
-    expect_verify_ok(f);
+    assert_int_equal(fixture_balance(f, "m1"), 0);
+    assert_int_equal(fixture_balance(f, "m2"), LEDGER_POINTS_MAX);
+    fixture_verify_ok(f);
 }
 
 /* Fields a kind does not use must be empty, and fields the schema does not
@@ -885,25 +641,25 @@ static void test_ledger_restore_mark_survives_restart(void **state)
 {
     struct ledger_fixture *f = *state;
     seed(f);
-    struct ledger_head before = head(f);
+    struct ledger_head before = fixture_head(f);
     assert_true(before.applied_index > 0 && before.seq > 0);
     assert_int_equal(ledger_restore_begin(f->l), 0);
     assert_true(ledger_is_restore_mark("mrestore", 8));
     assert_false(ledger_is_restore_mark("mhead", 5));
     /* "Crash": the store still holds the old state plus the mark. */
     fixture_reopen(f);
-    struct ledger_head during = head(f);
+    struct ledger_head during = fixture_head(f);
     assert_int_equal(during.applied_index, 0);
     assert_int_equal(during.seq, 0);
     /* The restore completes: the mark goes, the state is what was loaded. */
     char *err = NULL;
     assert_int_equal(ledger_restore_end(f->l, &err), 0);
     assert_null(err);
-    struct ledger_head after = head(f);
+    struct ledger_head after = fixture_head(f);
     assert_int_equal(after.applied_index, before.applied_index);
     assert_int_equal(after.seq, before.seq);
     fixture_reopen(f);
-    assert_int_equal(head(f).applied_index, before.applied_index);
+    assert_int_equal(fixture_head(f).applied_index, before.applied_index);
 }
 
 static void test_ledger_rejects_bad_ids(void **state)
@@ -966,9 +722,9 @@ static void test_ledger_rejects_bad_ids(void **state)
     t = tx_award("p1", "a.B_9:x@y-z", "m1", 1);
     t.reason = reason;
     expect_ok(f, t, 1);
-    assert_int_equal(balance(f, id64), 5);
-    assert_int_equal(balance(f, "m1"), 4);
-    expect_verify_ok(f);
+    assert_int_equal(fixture_balance(f, id64), 5);
+    assert_int_equal(fixture_balance(f, "m1"), 4);
+    fixture_verify_ok(f);
 }
 
 static void test_ledger_rejects_transfer_to_self(void **state)
@@ -978,8 +734,8 @@ static void test_ledger_rejects_transfer_to_self(void **state)
     expect_ok(f, tx_award("p1", "a1", "m1", 100), 100);
     expect_reject(f, tx_transfer("p1", "x1", "m1", "m1", 10), COALITION_E_INVALID_ARGUMENT);
     expect_reject(f, tx_transfer("p1", "x1", "m1", "", 10), COALITION_E_INVALID_ARGUMENT);
-    assert_int_equal(balance(f, "m1"), 100);
-    expect_verify_ok(f);
+    assert_int_equal(fixture_balance(f, "m1"), 100);
+    fixture_verify_ok(f);
 }
 
 /* ---------------------------------------------------------------------------
@@ -994,7 +750,7 @@ static void test_ledger_retry_is_duplicate_or_conflict(void **state)
     struct ledger_result d = expect_dup(f, tx_award("p1", "a1", "m1", 100), a.seq);
     assert_int_equal(d.points, 100);
     assert_int_equal(d.time_ms, T0_MS);
-    assert_int_equal(balance(f, "m1"), 100);
+    assert_int_equal(fixture_balance(f, "m1"), 100);
     /* The same id for a different request. */
     expect_reject(f, tx_award("p1", "a1", "m1", 101), COALITION_E_CONFLICT);
     expect_reject(f, tx_award("p1", "a1", "m2", 100), COALITION_E_CONFLICT);
@@ -1005,7 +761,7 @@ static void test_ledger_retry_is_duplicate_or_conflict(void **state)
     expect_reject(f, t, COALITION_E_CONFLICT);
     /* Ids are per partner. */
     expect_ok(f, tx_award("p2", "a1", "m1", 5), 5);
-    assert_int_equal(balance(f, "m1"), 105);
+    assert_int_equal(fixture_balance(f, "m1"), 105);
 
     /* Every kind of financial transaction is idempotent. */
     struct ledger_result r = expect_ok(f, tx_redeem("p2", "r1", "m1", 10), 10);
@@ -1020,13 +776,13 @@ static void test_ledger_retry_is_duplicate_or_conflict(void **state)
     d = expect_dup(f, tx_reverse("p2", "v1", "a1", 0), v.seq);
     assert_int_equal(d.points, 5);
     expect_ok(f, tx_redeem("p1", "r2", "m1", 70), 70);
-    assert_int_equal(balance(f, "m1"), 0);
-    assert_int_equal(balance(f, "m2"), 20);
+    assert_int_equal(fixture_balance(f, "m1"), 0);
+    assert_int_equal(fixture_balance(f, "m2"), 20);
     /* A duplicate that could not be applied now (not enough points) is still
      * the original's success. */
     d = expect_dup(f, tx_redeem("p2", "r1", "m1", 10), r.seq);
     assert_int_equal(d.points, 10);
-    expect_verify_ok(f);
+    fixture_verify_ok(f);
 }
 
 /* ---------------------------------------------------------------------------
@@ -1055,17 +811,17 @@ static void test_ledger_large_amounts_stay_exact(void **state)
         }
     }
     /* 1000 awards of 10^12: 340 to m1, 660 to m2; 500 by each partner. */
-    assert_int_equal(balance(f, "m1"), 340 * max);
-    assert_int_equal(balance(f, "m2"), 660 * max);
-    assert_int_equal(account(f->s, 'i', "p1"), -500 * max);
-    assert_int_equal(account(f->s, 'i', "p2"), -500 * max);
+    assert_int_equal(fixture_balance(f, "m1"), 340 * max);
+    assert_int_equal(fixture_balance(f, "m2"), 660 * max);
+    assert_int_equal(fixture_account(f->s, 'i', "p1"), -500 * max);
+    assert_int_equal(fixture_account(f->s, 'i', "p2"), -500 * max);
     expect_ok(f, tx_redeem("p1", "r1", "m1", max - 1), max - 1);
     expect_ok(f, tx_transfer("p1", "x1", "m2", "m1", max), max);
-    assert_int_equal(balance(f, "m1"), 340 * max + 1);
-    assert_int_equal(balance(f, "m2"), 659 * max);
+    assert_int_equal(fixture_balance(f, "m1"), 340 * max + 1);
+    assert_int_equal(fixture_balance(f, "m2"), 659 * max);
     expect_ok(f, tx_redeem("p2", "r2", "m1", 1), 1);
-    assert_int_equal(account(f->s, 'r', "p1") + account(f->s, 'r', "p2"), max);
-    expect_verify_ok(f);
+    assert_int_equal(fixture_account(f->s, 'r', "p1") + fixture_account(f->s, 'r', "p2"), max);
+    fixture_verify_ok(f);
 
     /* Planted balances next to the int64 limits. */
     plant_account(f->s, 'i', "p1", INT64_MIN + 10);
@@ -1127,9 +883,9 @@ static void test_ledger_batch_with_dependent_txns(void **state)
     }
     assert_int_equal(r[10].points, 60);
     assert_int_equal(r[8].points, 100);
-    assert_int_equal(head(f).seq, 8);
-    assert_int_equal(balance(f, "m1"), 0);
-    assert_int_equal(balance(f, "m2"), 10);
+    assert_int_equal(fixture_head(f).seq, 8);
+    assert_int_equal(fixture_balance(f, "m1"), 0);
+    assert_int_equal(fixture_balance(f, "m2"), 10);
     int64_t points = 0;
     assert_int_equal(ledger_balance(f->l, "m3", &points), COALITION_E_UNKNOWN_MEMBER);
 
@@ -1148,8 +904,8 @@ static void test_ledger_batch_with_dependent_txns(void **state)
     assert_int_equal(r2[1].seq, 0);
     assert_int_equal(r2[2].code, 0);
     assert_int_equal(r2[2].seq, 10);
-    assert_int_equal(balance(f, "m2"), 0);
-    expect_verify_ok(f);
+    assert_int_equal(fixture_balance(f, "m2"), 0);
+    fixture_verify_ok(f);
 }
 
 static double now_s(void)
@@ -1184,7 +940,7 @@ static void test_ledger_batch_with_many_rejections_is_fast(void **state)
     for (size_t i = 0; i < 2 * PAIRS; i++) {
         assert_int_equal(res[i].code, i % 2 == 0 ? 0 : COALITION_E_INSUFFICIENT_POINTS);
     }
-    assert_int_equal(balance(f, "m1"), 10 * PAIRS);
+    assert_int_equal(fixture_balance(f, "m1"), 10 * PAIRS);
     /* About 0.05 s with sanitizers here; 5 s before the fix. */
     if (elapsed > 2.0) {
         fail_msg("a batch of %d transactions took %.2f s", 2 * PAIRS, elapsed);
@@ -1193,7 +949,7 @@ static void test_ledger_batch_with_many_rejections_is_fast(void **state)
     free(res);
     free(ptrs);
     free(txns);
-    expect_verify_ok(f);
+    fixture_verify_ok(f);
 }
 
 /* A rejected transaction in a batch leaves exactly the state that the batch
@@ -1220,12 +976,12 @@ static void test_ledger_batch_rejection_in_middle_changes_nothing(void **state)
     struct ledger_result r[8];
     apply_batch(f, with, 8, r);
     apply_batch(&twin, without, 2, r);
-    assert_int_equal(state_fingerprint(f->s), state_fingerprint(twin.s));
-    struct ledger_head h1 = head(f), h2 = head(&twin);
+    assert_int_equal(fixture_fingerprint(f->s), fixture_fingerprint(twin.s));
+    struct ledger_head h1 = fixture_head(f), h2 = fixture_head(&twin);
     assert_int_equal(h1.seq, 7);
     assert_int_equal(h2.seq, 7);
     assert_memory_equal(h1.hash, h2.hash, LEDGER_HASH_LEN);
-    close_ledger(twin.s, twin.l);
+    fixture_close_dir(twin.s, twin.l);
 }
 
 static void test_ledger_batch_replay_is_skipped(void **state)
@@ -1233,8 +989,8 @@ static void test_ledger_batch_replay_is_skipped(void **state)
     struct ledger_fixture *f = *state;
     seed(f);                                            /* index 1 */
     expect_ok(f, tx_award("p1", "a1", "m1", 100), 100); /* index 2 */
-    struct ledger_head before = head(f);
-    uint64_t fp = state_fingerprint(f->s);
+    struct ledger_head before = fixture_head(f);
+    uint64_t fp = fixture_fingerprint(f->s);
 
     /* Replays of applied batches, with new content even: skipped. */
     Coalition__Txn t = tx_award("p1", "a2", "m1", 100);
@@ -1245,27 +1001,27 @@ static void test_ledger_batch_replay_is_skipped(void **state)
         assert_int_equal(ledger_apply(f->l, idx, T0_MS + 5, &p, 1, &r), 1);
     }
     assert_int_equal(ledger_apply(f->l, 2, T0_MS, NULL, 0, NULL), 1);
-    struct ledger_head after = head(f);
+    struct ledger_head after = fixture_head(f);
     assert_memory_equal(&after, &before, sizeof(after));
-    assert_int_equal(state_fingerprint(f->s), fp);
-    assert_int_equal(balance(f, "m1"), 100);
+    assert_int_equal(fixture_fingerprint(f->s), fp);
+    assert_int_equal(fixture_balance(f, "m1"), 100);
     assert_int_equal(r.seq, 0x7777777777777777ull); /* results untouched */
 
     /* Indexes may jump (raft entries that are not batches). */
     assert_int_equal(ledger_apply(f->l, 10, T0_MS, &p, 1, &r), 0);
     assert_int_equal(r.code, 0);
-    assert_int_equal(head(f).applied_index, 10);
+    assert_int_equal(fixture_head(f).applied_index, 10);
     assert_int_equal(ledger_apply(f->l, 9, T0_MS, &p, 1, &r), 1);
     assert_int_equal(ledger_apply(f->l, 10, T0_MS, &p, 1, &r), 1);
-    assert_int_equal(balance(f, "m1"), 200);
+    assert_int_equal(fixture_balance(f, "m1"), 200);
 
     /* Still skipped after a restart: the applied index is stored. */
     fixture_reopen(f);
-    assert_int_equal(head(f).applied_index, 10);
+    assert_int_equal(fixture_head(f).applied_index, 10);
     assert_int_equal(ledger_apply(f->l, 10, T0_MS, &p, 1, &r), 1);
-    assert_int_equal(balance(f, "m1"), 200);
+    assert_int_equal(fixture_balance(f, "m1"), 200);
     f->index = 10;
-    expect_verify_ok(f);
+    fixture_verify_ok(f);
 }
 
 /* ---------------------------------------------------------------------------
@@ -1278,16 +1034,16 @@ static void test_ledger_hash_chain_and_verify(void **state)
     for (int i = 0; i < 20; i++) {
         char id[16];
         snprintf(id, sizeof(id), "a%d", i);
-        struct ledger_head before = head(f);
+        struct ledger_head before = fixture_head(f);
         expect_ok(f, tx_award(i % 2 ? "p1" : "p2", id, "m1", i + 1), i + 1);
-        struct ledger_head after = head(f);
+        struct ledger_head after = fixture_head(f);
         assert_int_equal(after.seq, before.seq + 1);
         assert_memory_not_equal(after.hash, before.hash, LEDGER_HASH_LEN);
         /* Rejections and duplicates do not move the head. */
         expect_reject(f, tx_redeem("p1", "nope", "m2", 1), COALITION_E_INSUFFICIENT_POINTS);
         expect_dup(f, tx_award(i % 2 ? "p1" : "p2", id, "m1", i + 1), after.seq);
     }
-    expect_verify_ok(f);
+    fixture_verify_ok(f);
     struct ledger_verify_report rep;
     assert_int_equal(ledger_verify(f->s, &rep), 0);
     assert_int_equal(rep.entries_checked, 25);
@@ -1297,7 +1053,7 @@ static void test_ledger_hash_chain_and_verify(void **state)
     /* Every entry is chained to the one before; the first to zeros; each
      * stored hash is BLAKE2b-256 of the stored body. */
     uint8_t expect_prev[LEDGER_HASH_LEN] = {0};
-    for (uint64_t seq = 1; seq <= head(f).seq; seq++) {
+    for (uint64_t seq = 1; seq <= fixture_head(f).seq; seq++) {
         size_t len = 0;
         uint8_t *raw = raw_entry(f->s, seq, &len);
         uint8_t computed[LEDGER_HASH_LEN];
@@ -1314,7 +1070,7 @@ static void test_ledger_hash_chain_and_verify(void **state)
         coalition__entry__free_unpacked(e, NULL);
         free(raw);
     }
-    assert_memory_equal(expect_prev, head(f).hash, LEDGER_HASH_LEN);
+    assert_memory_equal(expect_prev, fixture_head(f).hash, LEDGER_HASH_LEN);
 }
 
 /* Verify's account table grows past its first size (1024 slots). */
@@ -1354,7 +1110,7 @@ static void seed_history(struct ledger_fixture *f)
     expect_ok(f, tx_award("p2", "a2", "m2", 50), 50);
     expect_ok(f, tx_redeem("p2", "r1", "m1", 30), 30);
     expect_ok(f, tx_transfer("p1", "x1", "m2", "m3", 20), 20);
-    expect_verify_ok(f);
+    fixture_verify_ok(f);
 }
 
 static void expect_verify_fails(struct ledger_fixture *f, uint64_t broken_seq, const char *what)
@@ -1389,7 +1145,7 @@ static void test_ledger_verify_detects_flipped_entry_byte(void **state)
     expect_verify_fails(f, 7, "hash");
     raw[3] ^= 0x80;
     raw_put(f->s, key, sizeof(key), raw, len);
-    expect_verify_ok(f);
+    fixture_verify_ok(f);
     /* Truncated, or gone. */
     raw_put(f->s, key, sizeof(key), raw, 10);
     expect_verify_fails(f, 7, "short");
@@ -1405,7 +1161,7 @@ static void test_ledger_verify_detects_rehashed_entry(void **state)
     struct ledger_fixture *f = *state;
     seed_history(f);
     uint8_t hash[LEDGER_HASH_LEN];
-    Coalition__Entry *e = read_entry(f->s, 6, hash);
+    Coalition__Entry *e = fixture_entry(f->s, 6, hash);
     assert_int_equal(e->txn->points, 100);
     e->txn->points = 1000;
     e->postings[0]->amount = 1000;
@@ -1426,24 +1182,24 @@ static void test_ledger_verify_detects_balance_tamper(void **state)
 {
     struct ledger_fixture *f = *state;
     seed_history(f);
-    assert_int_equal(balance(f, "m1"), 70);
+    assert_int_equal(fixture_balance(f, "m1"), 70);
     plant_account(f->s, 'm', "m1", 71);
     expect_verify_fails(f, 0, "m:m1");
     plant_account(f->s, 'm', "m1", 70);
-    expect_verify_ok(f);
+    fixture_verify_ok(f);
     /* Moving points between two accounts keeps the total at zero but not
      * the postings. */
-    plant_account(f->s, 'i', "p2", account(f->s, 'i', "p2") - 5);
-    plant_account(f->s, 'r', "p2", account(f->s, 'r', "p2") + 5);
+    plant_account(f->s, 'i', "p2", fixture_account(f->s, 'i', "p2") - 5);
+    plant_account(f->s, 'r', "p2", fixture_account(f->s, 'r', "p2") + 5);
     expect_verify_fails(f, 0, "p2");
-    plant_account(f->s, 'i', "p2", account(f->s, 'i', "p2") + 5);
-    plant_account(f->s, 'r', "p2", account(f->s, 'r', "p2") - 5);
-    expect_verify_ok(f);
+    plant_account(f->s, 'i', "p2", fixture_account(f->s, 'i', "p2") + 5);
+    plant_account(f->s, 'r', "p2", fixture_account(f->s, 'r', "p2") - 5);
+    fixture_verify_ok(f);
     /* An account that postings name, gone. */
     raw_delete(f->s, "am:m3", 5);
     expect_verify_fails(f, 0, "does not exist");
     plant_account(f->s, 'm', "m3", 20);
-    expect_verify_ok(f);
+    fixture_verify_ok(f);
     /* A malformed balance. */
     raw_put(f->s, "am:m2", 5, "abc", 3);
     expect_verify_fails(f, 0, "malformed");
@@ -1478,14 +1234,14 @@ static void test_ledger_verify_detects_lot_tamper(void **state)
     n = coalition__lot__pack(lot, buf);
     raw_put(f->s, key, 20, buf, n);
     coalition__lot__free_unpacked(lot, NULL);
-    expect_verify_ok(f);
+    fixture_verify_ok(f);
 }
 
 static void test_ledger_open_detects_tampered_head(void **state)
 {
     struct ledger_fixture *f = *state;
     seed_history(f);
-    uint64_t seq = head(f).seq;
+    uint64_t seq = fixture_head(f).seq;
     uint8_t key[9];
     entry_key(key, seq);
     size_t len = 0;
@@ -1529,7 +1285,7 @@ static void test_ledger_open_detects_tampered_head(void **state)
     raw_put(f->s, key, sizeof(key), raw, len);
     free(raw);
     assert_int_equal(ledger_open(f->s, &f->l, &err), 0);
-    expect_verify_ok(f);
+    fixture_verify_ok(f);
 }
 
 /* A lost head record with entries still in the store must not open as an
@@ -1562,7 +1318,7 @@ static void test_ledger_open_detects_lost_head_record(void **state)
     raw_put(f->s, "mhead", 5, hv, hlen);
     free(hv);
     assert_int_equal(ledger_open(f->s, &f->l, &err), 0);
-    expect_verify_ok(f);
+    fixture_verify_ok(f);
 }
 
 /* ---------------------------------------------------------------------------
@@ -1583,13 +1339,13 @@ static void feed(struct ledger_fixture *f, bool swap)
         b1[1] = t;
     }
     struct ledger_result r[5];
-    apply_batch_at(f, T0_MS + 1000, b1, 5, r);
+    fixture_apply_batch(f, T0_MS + 1000, b1, 5, r);
     Coalition__Txn b2[] = {
         tx_reverse("p2", "v1", "r1", 10),
         tx_reverse("p1", "v2", "a1", 0),
         tx_award("p1", "a3", "m3", 7),
     };
-    apply_batch_at(f, T0_MS + 2000, b2, 3, r);
+    fixture_apply_batch(f, T0_MS + 2000, b2, 3, r);
 }
 
 static void test_ledger_is_deterministic(void **state)
@@ -1603,10 +1359,11 @@ static void test_ledger_is_deterministic(void **state)
         open_replica(f, name, &other[i]);
         feed(&other[i], i == 2);
         assert_int_equal(ledger_verify(other[i].s, &rep[i]), 0);
-        assert_int_equal(rep[i].entries_checked, head(&other[i]).seq);
+        assert_int_equal(rep[i].entries_checked, fixture_head(&other[i]).seq);
     }
     /* The same batches: the same chain and the same state. */
-    struct ledger_head h0 = head(&other[0]), h1 = head(&other[1]), h2 = head(&other[2]);
+    struct ledger_head h0 = fixture_head(&other[0]), h1 = fixture_head(&other[1]),
+                       h2 = fixture_head(&other[2]);
     assert_int_equal(h0.seq, h1.seq);
     assert_memory_equal(h0.hash, h1.hash, LEDGER_HASH_LEN);
     assert_memory_equal(rep[0].head_hash, rep[1].head_hash, LEDGER_HASH_LEN);
@@ -1617,26 +1374,27 @@ static void test_ledger_is_deterministic(void **state)
     assert_memory_not_equal(rep[0].state_digest, rep[2].state_digest, LEDGER_HASH_LEN);
     static const char *const members[] = {"m1", "m2", "m3"};
     for (int m = 0; m < 3; m++) {
-        assert_int_equal(balance(&other[0], members[m]), balance(&other[2], members[m]));
+        assert_int_equal(fixture_balance(&other[0], members[m]),
+                         fixture_balance(&other[2], members[m]));
     }
     /* The same batches at another time: another chain. */
-    close_ledger(other[2].s, other[2].l);
+    fixture_close_dir(other[2].s, other[2].l);
     tmpdir_remove(other[2].dir);
     assert_int_equal(mkdir(other[2].dir, 0700), 0);
-    open_ledger(other[2].dir, &other[2].s, &other[2].l);
+    fixture_open_dir(other[2].dir, &other[2].s, &other[2].l);
     seed(&other[2]);
     Coalition__Txn t = tx_award("p1", "a1", "m1", 100);
     struct ledger_result r;
-    apply_batch_at(&other[2], T0_MS + 1, &t, 1, &r);
-    apply_batch_at(&other[0], T0_MS + 3000, &t, 1, &r); /* a duplicate: no entry */
+    fixture_apply_batch(&other[2], T0_MS + 1, &t, 1, &r);
+    fixture_apply_batch(&other[0], T0_MS + 3000, &t, 1, &r); /* a duplicate: no entry */
     assert_true(r.duplicate);
-    assert_int_equal(head(&other[2]).seq, 6);
+    assert_int_equal(fixture_head(&other[2]).seq, 6);
     uint8_t hash[LEDGER_HASH_LEN];
-    Coalition__Entry *e = read_entry(other[0].s, 6, hash);
+    Coalition__Entry *e = fixture_entry(other[0].s, 6, hash);
     coalition__entry__free_unpacked(e, NULL);
-    assert_memory_not_equal(head(&other[2]).hash, hash, LEDGER_HASH_LEN);
+    assert_memory_not_equal(fixture_head(&other[2]).hash, hash, LEDGER_HASH_LEN);
     for (int i = 0; i < 3; i++) {
-        close_ledger(other[i].s, other[i].l);
+        fixture_close_dir(other[i].s, other[i].l);
     }
 }
 
@@ -1709,7 +1467,7 @@ static void test_ledger_history(void **state)
     expect_history(f, "m2", 0, m2, 3);
     const struct want_item m3[] = {{MA, "", "", 0, ""}};
     expect_history(f, "m3", 0, m3, 1);
-    assert_int_equal(balance(f, "m1"), 100 - 30 - 20 + 5 - 10 + 3);
+    assert_int_equal(fixture_balance(f, "m1"), 100 - 30 - 20 + 5 - 10 + 3);
 
     /* Seq, time and reason of an item. */
     Coalition__HistoryItem *items = NULL;
@@ -1768,20 +1526,20 @@ static void test_ledger_reopen_keeps_everything(void **state)
 {
     struct ledger_fixture *f = *state;
     seed_history(f);
-    struct ledger_head before = head(f);
+    struct ledger_head before = fixture_head(f);
     Coalition__HistoryItem *items = NULL;
     size_t n_before = 0, n = 0;
     assert_int_equal(ledger_history(f->l, "m2", 0, &items, &n_before), 0);
     ledger_history_free(items, n_before);
-    uint64_t fp = state_fingerprint(f->s);
+    uint64_t fp = fixture_fingerprint(f->s);
 
     fixture_reopen(f);
-    struct ledger_head after = head(f);
+    struct ledger_head after = fixture_head(f);
     assert_memory_equal(&after, &before, sizeof(after));
-    assert_int_equal(state_fingerprint(f->s), fp);
-    assert_int_equal(balance(f, "m1"), 70);
-    assert_int_equal(balance(f, "m2"), 30);
-    assert_int_equal(balance(f, "m3"), 20);
+    assert_int_equal(fixture_fingerprint(f->s), fp);
+    assert_int_equal(fixture_balance(f, "m1"), 70);
+    assert_int_equal(fixture_balance(f, "m2"), 30);
+    assert_int_equal(fixture_balance(f, "m3"), 20);
     assert_int_equal(ledger_history(f->l, "m2", 0, &items, &n), 0);
     assert_int_equal(n, n_before);
     assert_int_equal(items[0].seq, 9);
@@ -1796,12 +1554,12 @@ static void test_ledger_reopen_keeps_everything(void **state)
     expect_reject(f, tx_member("m9", "c1"), COALITION_E_ALREADY_EXISTS);
     /* And the chain goes on from where it was. */
     expect_ok(f, tx_reverse("p1", "v1", "a1", 70), 70);
-    expect_verify_ok(f);
+    fixture_verify_ok(f);
     assert_int_equal(store_sync(f->s), 0);
     fixture_reopen(f);
-    assert_int_equal(head(f).seq, 10);
-    assert_int_equal(balance(f, "m1"), 0);
-    expect_verify_ok(f);
+    assert_int_equal(fixture_head(f).seq, 10);
+    assert_int_equal(fixture_balance(f, "m1"), 0);
+    fixture_verify_ok(f);
 }
 
 /* ---------------------------------------------------------------------------
@@ -2218,7 +1976,7 @@ static void test_ledger_property_random_ops(void **state)
             apply_batch(f, txns, (size_t)(m % PROP_BATCH) + 1, res);
         }
     }
-    md->seq = head(f).seq;
+    md->seq = fixture_head(f).seq;
     assert_int_equal(md->seq, PROP_PARTNERS + PROP_MEMBERS);
 
     uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -2231,7 +1989,7 @@ static void test_ledger_property_random_ops(void **state)
         for (size_t i = 0; i < n; i++) {
             prop_next(md, &rng, time_ms, &txns[i], &exp[i], bad_ids[i], &n_bad);
         }
-        apply_batch_at(f, time_ms, txns, n, res);
+        fixture_apply_batch(f, time_ms, txns, n, res);
         for (size_t i = 0; i < n; i++) {
             if (res[i].code != exp[i].code || res[i].seq != exp[i].seq ||
                 res[i].duplicate != exp[i].duplicate ||
@@ -2249,11 +2007,11 @@ static void test_ledger_property_random_ops(void **state)
             dups += res[i].duplicate;
             seen[-res[i].code]++;
         }
-        assert_int_equal(head(f).seq, md->seq);
+        assert_int_equal(fixture_head(f).seq, md->seq);
         for (int m = 0; m < PROP_MEMBERS; m++) {
-            if (balance(f, md->mname[m]) != md->m[m].bal) {
+            if (fixture_balance(f, md->mname[m]) != md->m[m].bal) {
                 fail_msg("batch %zu: %s holds %lld, model says %lld", batches, md->mname[m],
-                         (long long)balance(f, md->mname[m]), (long long)md->m[m].bal);
+                         (long long)fixture_balance(f, md->mname[m]), (long long)md->m[m].bal);
             }
         }
         ops += n;
@@ -2261,16 +2019,16 @@ static void test_ledger_property_random_ops(void **state)
         if (batches % 100 == 0) {
             /* A restart in the middle changes nothing. */
             prop_check_lots(f, md);
-            expect_verify_ok(f);
+            fixture_verify_ok(f);
             fixture_reopen(f);
         }
     }
     prop_check_lots(f, md);
     for (int p = 0; p < PROP_PARTNERS; p++) {
-        assert_int_equal(account(f->s, 'i', md->pname[p]), -md->issued[p]);
-        assert_int_equal(account(f->s, 'r', md->pname[p]), md->redeemed[p]);
+        assert_int_equal(fixture_account(f->s, 'i', md->pname[p]), -md->issued[p]);
+        assert_int_equal(fixture_account(f->s, 'r', md->pname[p]), md->redeemed[p]);
     }
-    expect_verify_ok(f);
+    fixture_verify_ok(f);
     /* The run exercised every outcome, in some numbers. */
     assert_true(accepted > PROP_OPS / 3);
     assert_true(dups > PROP_OPS / 50);
@@ -2297,7 +2055,7 @@ static void test_ledger_property_random_ops(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+#define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
         T(test_ledger_open_empty),
         T(test_ledger_partner_add),
         T(test_ledger_member_add),
