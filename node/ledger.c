@@ -634,6 +634,7 @@ struct apply {
     char rule[LEDGER_RULE_LEN];
     const char *tier_member; /* non-NULL when the entry changes this member's tier */
     char tier[LEDGER_ID_MAX + 1];
+    char holder[LEDGER_ID_MAX + 1]; /* a reversal's member after merges */
 };
 
 /* A business rejection: not a failure of the apply. */
@@ -785,6 +786,7 @@ static int check_idempotency(struct apply *a, bool *done)
         a->res->seq = rec->seq;
         a->res->points = rec->points;
         a->res->time_ms = rec->time_ms;
+        snprintf(a->res->rule, sizeof(a->res->rule), "%s", rec->rule);
     }
     coalition__txn_record__free_unpacked(rec, NULL);
     return 0;
@@ -1139,20 +1141,28 @@ static int lots_take(struct apply *a, const char *member, int64_t points, Coalit
 }
 
 /* Gives back `amounts[i]` of each use to the lot it came from (recreated
- * with its issuer and times if it was emptied) of `member`.  0 or an error. */
+ * with its issuer and times if it was emptied), under `holder` when the
+ * member was merged into another one since (NULL: the lot's own member).
+ * 0 or an error. */
 static int lots_restore(struct apply *a, Coalition__LotUse *const *uses, size_t n,
-                        const int64_t *amounts)
+                        const int64_t *amounts, const char *holder)
 {
     for (size_t i = 0; i < n; i++) {
         if (amounts[i] <= 0) {
             continue;
         }
         struct key lk;
-        if (uses[i]->lot_key.len > sizeof(lk.buf) || uses[i]->lot_key.len < 1) {
+        size_t klen = uses[i]->lot_key.len;
+        if (klen > sizeof(lk.buf) || klen < 1 + 16 + 2) {
             return COALITION_E_STORAGE;
         }
-        lk.len = uses[i]->lot_key.len;
-        memcpy(lk.buf, uses[i]->lot_key.data, lk.len);
+        if (holder != NULL) {
+            const uint8_t *tail = uses[i]->lot_key.data + klen - 16;
+            lot_key_make(&lk, holder, bytes_get_be64(tail), bytes_get_be64(tail + 8));
+        } else {
+            lk.len = klen;
+            memcpy(lk.buf, uses[i]->lot_key.data, klen);
+        }
         Coalition__Lot like = COALITION__LOT__INIT;
         like.issuer = uses[i]->issuer;
         like.earned_ms = uses[i]->earned_ms;
@@ -1206,6 +1216,33 @@ struct member_ids {
 
 /* Writes rec, with `tier` and `ids` in place of its own when not NULL (rec
  * itself is left as it was: its strings belong to its unpacked allocation). */
+/* The member that holds `member`'s points now: itself, or the member it was
+ * merged into (followed through later merges).  out has LEDGER_ID_MAX + 1
+ * bytes.  0 or an error (the records of a txn's member must exist). */
+static int member_holder(struct apply *a, const char *member, char *out)
+{
+    snprintf(out, LEDGER_ID_MAX + 1, "%s", member);
+    for (int hops = 0; hops < 64; hops++) {
+        struct key k;
+        key_member(&k, out);
+        Coalition__MemberRecord *rec = NULL;
+        int rv = batch_get_msg(a->b, &k, &coalition__member_record__descriptor,
+                               (ProtobufCMessage **)&rec);
+        if (rv != 0) {
+            return rv == STORE_NOT_FOUND ? COALITION_E_STORAGE : rv;
+        }
+        bool merged = !empty(rec->merged_into);
+        if (merged) {
+            snprintf(out, LEDGER_ID_MAX + 1, "%s", rec->merged_into);
+        }
+        coalition__member_record__free_unpacked(rec, NULL);
+        if (!merged) {
+            return 0;
+        }
+    }
+    return COALITION_E_STORAGE; /* merges cannot form a cycle: both ends must be open */
+}
+
 static int member_write(struct apply *a, const char *member, Coalition__MemberRecord *rec,
                         const char *tier, const struct member_ids *ids)
 {
@@ -1697,6 +1734,7 @@ static int apply_award(struct apply *a)
         rec.points = points;
         rec.lot_key.data = lk.buf;
         rec.lot_key.len = lk.len;
+        rec.rule = a->rule;
         a->res->points = points;
         rv = put_txn_record(a, &rec);
     }
@@ -1872,7 +1910,7 @@ static int hold_close(struct apply *a, Coalition__TxnRecord *hold, const char *p
         rv = post_uses(a, 'h', hold->member, 'm', hold->member, hold->uses, n, back);
     }
     if (rv == 0 && a->res->code == 0) {
-        rv = lots_restore(a, hold->uses, n, back);
+        rv = lots_restore(a, hold->uses, n, back, NULL);
     }
     if (rv == 0 && a->res->code == 0) {
         struct key dk;
@@ -1942,53 +1980,77 @@ static int apply_hold_end(struct apply *a)
 }
 
 /* Reverses (part of) an award: claw the points back from the lot the award
- * created.  If the member already spent them (or they expired), the
- * reversal is rejected with POINTS_SPENT: the ledger never takes points the
- * member does not have (docs/rules.md, refunds). */
+ * created (wherever a merge moved it).  If the member already spent them, or
+ * they expired (swept or not), the reversal is rejected with POINTS_SPENT:
+ * the ledger never takes points the member does not have (docs/rules.md,
+ * refunds). */
 static int reverse_award(struct apply *a, Coalition__TxnRecord *orig, int64_t points)
 {
-    struct key lk;
-    lk.len = orig->lot_key.len;
-    if (lk.len > sizeof(lk.buf)) {
-        return COALITION_E_STORAGE;
-    }
-    memcpy(lk.buf, orig->lot_key.data, lk.len);
-    Coalition__Lot *lot = NULL;
-    int rv = batch_get_msg(a->b, &lk, &coalition__lot__descriptor, (ProtobufCMessage **)&lot);
-    if (rv == STORE_NOT_FOUND || (rv == 0 && lot->left < points)) {
-        if (lot != NULL) {
-            coalition__lot__free_unpacked(lot, NULL);
-        }
-        return reject(a, COALITION_E_POINTS_SPENT);
-    }
+    const char *holder = a->holder;
+    int rv = member_holder(a, orig->member, a->holder);
     if (rv != 0) {
         return rv;
     }
-    rv = lot_set_left(a, &lk, lot, lot->left - points);
-    coalition__lot__free_unpacked(lot, NULL);
-    if (rv == 0) {
-        rv = post(a, 'm', orig->member, 'i', a->txn->partner, a->txn->partner, points);
+    if (orig->lot_key.len < 16) {
+        return COALITION_E_STORAGE;
     }
-    /* The award's points no longer count towards the member's tier. */
+    uint64_t origin = bytes_get_be64(orig->lot_key.data + orig->lot_key.len - 16);
+    struct lot_item *lots = NULL;
+    size_t n = 0;
+    if ((rv = lots_load(a->l->store, a->b, NULL, holder, &lots, &n)) != 0) {
+        return rv;
+    }
+    /* The award's lots: those keyed by its origin, not expired. */
+    int64_t left = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct key *k = &lots[i].key;
+        if (bytes_get_be64(k->buf + k->len - 16) == origin &&
+            !lot_expired(lots[i].lot, a->time_ms)) {
+            left += lots[i].lot->left;
+        }
+    }
+    int64_t need = points;
+    if (left < points) {
+        rv = reject(a, COALITION_E_POINTS_SPENT);
+    }
+    for (size_t i = 0; rv == 0 && a->res->code == 0 && need > 0 && i < n; i++) {
+        const struct key *k = &lots[i].key;
+        if (bytes_get_be64(k->buf + k->len - 16) != origin ||
+            lot_expired(lots[i].lot, a->time_ms)) {
+            continue;
+        }
+        int64_t take = lots[i].lot->left < need ? lots[i].lot->left : need;
+        rv = lot_set_left(a, k, lots[i].lot, lots[i].lot->left - take);
+        need -= take;
+    }
+    lots_free(lots, n);
     if (rv == 0 && a->res->code == 0) {
-        rv = earn_add(a, orig->member, orig->time_ms, orig->seq, -points);
+        rv = post(a, 'm', holder, 'i', a->txn->partner, a->txn->partner, points);
+    }
+    /* The award's points no longer count towards the member's tier (a merge
+     * moved the earn record with the points). */
+    if (rv == 0 && a->res->code == 0) {
+        rv = earn_add(a, holder, orig->time_ms, orig->seq, -points);
     }
     Coalition__MemberRecord *m = NULL;
     if (rv == 0 && a->res->code == 0) {
-        rv = member_get(a, orig->member, false, &m);
+        rv = member_get(a, holder, false, &m);
     }
     if (rv == 0 && a->res->code == 0) {
-        rv = tier_refresh(a, orig->member, m, NULL);
+        rv = tier_refresh(a, holder, m, NULL);
     }
     if (m != NULL) {
         coalition__member_record__free_unpacked(m, NULL);
+    }
+    if (rv == 0 && a->res->code == 0 && strcmp(holder, orig->member) != 0) {
+        history_add(a, holder);
     }
     return rv;
 }
 
 /* Reverses (part of) a redemption or capture: the points go back into the
  * lots they came from, last taken first, with their original issuer, expiry
- * and unlock time. */
+ * and unlock time; to the member it was merged into, if it was. */
 static int reverse_redeem(struct apply *a, Coalition__TxnRecord *orig, int64_t points)
 {
     size_t n = orig->n_uses;
@@ -2004,11 +2066,19 @@ static int reverse_redeem(struct apply *a, Coalition__TxnRecord *orig, int64_t p
         orig->uses[i]->restored += give[i];
     }
     int rv = left != 0 ? COALITION_E_STORAGE : 0; /* uses must cover what was redeemed */
+    const char *holder = a->holder;
     if (rv == 0) {
-        rv = post_uses(a, 'r', a->txn->partner, 'm', orig->member, orig->uses, n, give);
+        rv = member_holder(a, orig->member, a->holder);
+    }
+    bool moved = rv == 0 && strcmp(holder, orig->member) != 0;
+    if (rv == 0) {
+        rv = post_uses(a, 'r', a->txn->partner, 'm', holder, orig->uses, n, give);
     }
     if (rv == 0 && a->res->code == 0) {
-        rv = lots_restore(a, orig->uses, n, give);
+        rv = lots_restore(a, orig->uses, n, give, moved ? holder : NULL);
+    }
+    if (rv == 0 && a->res->code == 0 && moved) {
+        history_add(a, holder);
     }
     free(give);
     return rv;
