@@ -10,6 +10,8 @@ PACKAGES=(
     libuv1-dev libprotobuf-c-dev protobuf-c-compiler librocksdb-dev
     libcmocka-dev libraft-dev libsodium-dev libjansson-dev
     libhttp-parser-dev libinih-dev
+    # scripts/fuzz.sh: clang and its libFuzzer runtime (libclang_rt.fuzzer)
+    clang libclang-rt-14-dev
 )
 
 missing=()

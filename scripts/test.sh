@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds Coalition Ledger with AddressSanitizer, UndefinedBehaviorSanitizer
 # and warnings as errors in build-test/, then runs every test (the cmocka unit
-# tests and the process tests that start real nodes) with ctest.  Exits
-# non-zero if the build or any test fails.
+# tests and the process tests that start real nodes) with ctest, then runs
+# each fuzz target briefly (scripts/fuzz.sh).  Exits non-zero if the build,
+# any test or any fuzz target fails.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,3 +25,10 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # stay well under 20 minutes on 2 cores.
 cd "$BUILD"
 ctest --output-on-failure --timeout 300 "$@"
+
+# Then a little fuzzing (scripts/fuzz.sh: clang build in build-fuzz, every
+# target FUZZ_SECONDS seconds, 10 by default; 0 skips it).
+cd "$ROOT"
+if [[ ${FUZZ_SECONDS:-10} != 0 ]]; then
+    scripts/fuzz.sh --seconds "${FUZZ_SECONDS:-10}"
+fi
