@@ -1008,51 +1008,83 @@ static void lots_free(struct lot_item *items, size_t n)
     free(items);
 }
 
-/* Every lot of `member`, oldest first, from the batch `b` (pending writes
- * included) or else a snapshot.  *out is malloc'd (lots_free).  0 or an
- * error. */
-static int lots_load(struct store *s, struct store_batch *b, const struct store_snapshot *snap,
-                     const char *member, struct lot_item **out, size_t *n_out)
+/* Decodes one record of a prefix scan into `item`: 0 or an error. */
+typedef int (*collect_fn)(void *item, const struct key *k, const void *v, size_t vlen);
+
+/* Every record under `pfx`, in key order, from the batch `b` (pending writes
+ * included) or else a snapshot, decoded into a malloc'd array of `size`-byte
+ * items.  *out and *n_out are set even on failure (the items decoded so
+ * far), so that the caller frees them the one way it knows.  0 or an error. */
+static int prefix_collect(struct store *s, struct store_batch *b, const struct store_snapshot *snap,
+                          const struct key *pfx, size_t size, collect_fn decode, void **out,
+                          size_t *n_out)
 {
-    struct key pfx;
-    key_owner(&pfx, 'l', member);
+    *out = NULL;
+    *n_out = 0;
     struct store_iter *it = NULL;
-    int rv = store_iter_create(s, b, snap, pfx.buf, pfx.len, &it);
+    int rv = store_iter_create(s, b, snap, pfx->buf, pfx->len, &it);
     if (rv != 0) {
         return rv;
     }
-    struct lot_item *items = NULL;
+    uint8_t *items = NULL;
     size_t n = 0, cap = 0;
     for (store_iter_seek_first(it); rv == 0 && store_iter_valid(it); store_iter_next(it)) {
-        size_t klen = 0, vlen = 0;
-        const void *kp = store_iter_key(it, &klen);
+        struct key k;
+        size_t vlen = 0;
+        const void *kp = store_iter_key(it, &k.len);
         const void *vp = store_iter_value(it, &vlen);
+        if (k.len > sizeof(k.buf)) {
+            rv = COALITION_E_STORAGE;
+            break;
+        }
+        memcpy(k.buf, kp, k.len);
         if (n == cap) {
             cap = cap == 0 ? 8 : cap * 2;
-            struct lot_item *grown = realloc(items, cap * sizeof(*grown));
+            uint8_t *grown = realloc(items, cap * size);
             if (grown == NULL) {
                 rv = COALITION_E_NOMEM;
                 break;
             }
             items = grown;
         }
-        Coalition__Lot *lot = coalition__lot__unpack(NULL, vlen, vp);
-        if (lot == NULL || klen > LEDGER_KEY_MAX || lot->left <= 0 || lot->issuer == NULL) {
-            if (lot != NULL) {
-                coalition__lot__free_unpacked(lot, NULL);
-            }
-            rv = COALITION_E_STORAGE;
-            break;
+        if ((rv = decode(items + n * size, &k, vp, vlen)) == 0) {
+            n++;
         }
-        memcpy(items[n].key.buf, kp, klen);
-        items[n].key.len = klen;
-        items[n].lot = lot;
-        n++;
     }
     if (rv == 0) {
         rv = store_iter_status(it);
     }
     store_iter_destroy(it);
+    *out = items;
+    *n_out = n;
+    return rv;
+}
+
+static int lot_decode(void *item, const struct key *k, const void *v, size_t vlen)
+{
+    struct lot_item *li = item;
+    Coalition__Lot *lot = coalition__lot__unpack(NULL, vlen, v);
+    if (lot == NULL || lot->left <= 0) {
+        if (lot != NULL) {
+            coalition__lot__free_unpacked(lot, NULL);
+        }
+        return COALITION_E_STORAGE;
+    }
+    li->key = *k;
+    li->lot = lot;
+    return 0;
+}
+
+/* Every lot of `member`, oldest first (see prefix_collect).  *out is
+ * malloc'd (lots_free).  0 or an error. */
+static int lots_load(struct store *s, struct store_batch *b, const struct store_snapshot *snap,
+                     const char *member, struct lot_item **out, size_t *n_out)
+{
+    struct key pfx;
+    key_owner(&pfx, 'l', member);
+    void *items = NULL;
+    size_t n = 0;
+    int rv = prefix_collect(s, b, snap, &pfx, sizeof(struct lot_item), lot_decode, &items, &n);
     if (rv != 0) {
         lots_free(items, n);
         return rv;
@@ -1312,46 +1344,28 @@ static uint64_t earn_ages_out(uint64_t time_ms)
     return date_add_months(time_ms, 12);
 }
 
+static int earn_decode(void *item, const struct key *k, const void *v, size_t vlen)
+{
+    struct earn *e = item;
+    size_t pfx_len = k->len - 16; /* 'E' member 0 */
+    if (k->len < 16 + 3 || k->buf[pfx_len - 1] != '\0' || vlen != 8) {
+        return COALITION_E_STORAGE;
+    }
+    e->key = *k;
+    e->time_ms = bytes_get_be64(k->buf + pfx_len);
+    e->points = (int64_t)bytes_get_be64(v);
+    return 0;
+}
+
 /* Every earn record of `member`, oldest first (malloc'd).  0 or an error. */
 static int earns_load(struct store *s, struct store_batch *b, const struct store_snapshot *snap,
                       const char *member, struct earn **out, size_t *n_out)
 {
     struct key pfx;
     key_owner(&pfx, 'E', member);
-    struct store_iter *it = NULL;
-    int rv = store_iter_create(s, b, snap, pfx.buf, pfx.len, &it);
-    if (rv != 0) {
-        return rv;
-    }
-    struct earn *items = NULL;
-    size_t n = 0, cap = 0;
-    for (store_iter_seek_first(it); rv == 0 && store_iter_valid(it); store_iter_next(it)) {
-        size_t klen = 0, vlen = 0;
-        const uint8_t *kp = store_iter_key(it, &klen);
-        const uint8_t *vp = store_iter_value(it, &vlen);
-        if (klen != pfx.len + 16 || vlen != 8) {
-            rv = COALITION_E_STORAGE;
-            break;
-        }
-        if (n == cap) {
-            cap = cap == 0 ? 8 : cap * 2;
-            struct earn *grown = realloc(items, cap * sizeof(*grown));
-            if (grown == NULL) {
-                rv = COALITION_E_NOMEM;
-                break;
-            }
-            items = grown;
-        }
-        memcpy(items[n].key.buf, kp, klen);
-        items[n].key.len = klen;
-        items[n].time_ms = bytes_get_be64(kp + pfx.len);
-        items[n].points = (int64_t)bytes_get_be64(vp);
-        n++;
-    }
-    if (rv == 0) {
-        rv = store_iter_status(it);
-    }
-    store_iter_destroy(it);
+    void *items = NULL;
+    size_t n = 0;
+    int rv = prefix_collect(s, b, snap, &pfx, sizeof(struct earn), earn_decode, &items, &n);
     if (rv != 0) {
         free(items);
         return rv;
@@ -1436,8 +1450,11 @@ static int tier_refresh(struct apply *a, const char *member, Coalition__MemberRe
     struct standing st;
     standing_compute(rules, e, n, a->time_ms, &st);
     free(e);
+    /* Most calls change nothing (no tiers, same tier): no rewrite then. */
+    bool changed = ids != NULL;
     struct key dk;
     if (rec->review_ms != st.review_ms) {
+        changed = true;
         if (rec->review_ms != 0) {
             key_tier_due(&dk, rec->review_ms, member);
             store_batch_delete(a->b, dk.buf, dk.len);
@@ -1452,8 +1469,9 @@ static int tier_refresh(struct apply *a, const char *member, Coalition__MemberRe
     if (strcmp(rec->tier != NULL ? rec->tier : "", name) != 0) {
         snprintf(a->tier, sizeof(a->tier), "%s", name);
         a->tier_member = member;
+        changed = true;
     }
-    rv = member_write(a, member, rec, name, ids);
+    rv = changed ? member_write(a, member, rec, name, ids) : 0;
     rules_free(rules);
     return rv;
 }
@@ -3014,15 +3032,12 @@ void ledger_txn_free(Coalition__Txn *t)
     if (t == NULL) {
         return;
     }
-    const char *empty_str = ((Coalition__Txn)COALITION__TXN__INIT).member;
-    if (t->member != empty_str) {
-        free(t->member);
-    }
-    if (t->partner != empty_str) {
-        free(t->partner);
-    }
-    if (t->of_txn != empty_str) {
-        free(t->of_txn);
+    /* Fields due_txn did not set still point at protobuf-c's empty string. */
+    char *strs[] = {t->member, t->partner, t->of_txn};
+    for (size_t i = 0; i < sizeof(strs) / sizeof(strs[0]); i++) {
+        if (strs[i] != protobuf_c_empty_string) {
+            free(strs[i]);
+        }
     }
     free(t);
 }
@@ -3390,7 +3405,7 @@ static int verify_accounts(struct verifier *v, uint64_t *nonzero_members)
             rv = COALITION_E_VERIFY_FAILED;
             break;
         }
-        if (name[0] == 'm' && bal < 0) {
+        if ((name[0] == 'm' || name[0] == 'h') && bal < 0) {
             snprintf(v->rep->detail, sizeof(v->rep->detail), "member account %s is negative", name);
             rv = COALITION_E_VERIFY_FAILED;
             break;

@@ -374,7 +374,7 @@ static void handle_lookup(struct conn *c, uint64_t id, const Coalition__LookupRe
     bool card = lr->card[0] != '\0', phone = lr->phone[0] != '\0', email = lr->email[0] != '\0';
     char member[LEDGER_ID_MAX + 1];
     uint8_t hash[IDENTITY_HASH_LEN];
-    int rv = COALITION_E_INVALID_ARGUMENT;
+    int rv = 0;
     if (card + phone + email != 1) {
         rv = COALITION_E_INVALID_ARGUMENT;
     } else if (card) {
