@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -292,6 +293,12 @@ void config_defaults(struct config *c)
     c->election_timeout_ms = 1000;
     c->heartbeat_timeout_ms = 100;
     c->forward_timeout_ms = 3000;
+    c->http_header_max = 16384;
+    c->http_body_max = 65536;
+    c->idle_timeout_ms = 30000;
+    c->request_timeout_ms = 10000;
+    c->conns_per_addr = 64;
+    c->partner_rps = 2000;
 }
 
 /* Sets a string field of capacity cap; `check_addr`: value must be a valid
@@ -316,6 +323,18 @@ static int set_string(char *field, size_t cap, const char *section, const char *
     }
     memcpy(field, value, len + 1);
     return 0;
+}
+
+/* True if s is exactly n hex digits. */
+static bool is_hex(const char *s, size_t n)
+{
+    size_t i = 0;
+    for (; s[i] != '\0'; i++) {
+        if (!isxdigit((unsigned char)s[i])) {
+            return false;
+        }
+    }
+    return i == n;
 }
 
 static int set_unsigned(unsigned *field, unsigned min, unsigned max, const char *section,
@@ -364,6 +383,10 @@ int config_set(struct config *c, const char *section, const char *key, const cha
             return set_string(c->identity_key_file, sizeof(c->identity_key_file), section, key,
                               value, false, true, err, errlen);
         }
+        if (strcmp(key, "http") == 0) {
+            return set_string(c->http, sizeof(c->http), section, key, value, true, true, err,
+                              errlen);
+        }
         if (strcmp(key, "join") == 0) {
             return set_string(c->join, sizeof(c->join), section, key, value, true, true, err,
                               errlen);
@@ -401,8 +424,51 @@ int config_set(struct config *c, const char *section, const char *key, const cha
             return set_unsigned(&c->forward_timeout_ms, CONFIG_FORWARD_MS_MIN,
                                 CONFIG_FORWARD_MS_MAX, section, key, value, err, errlen);
         }
+    } else if (strcmp(section, "security") == 0) {
+        if (strcmp(key, "admin_public_key") == 0) {
+            if (value[0] != '\0' && !is_hex(value, 64)) {
+                return config_fail(err, errlen,
+                                   "[security] admin_public_key: expected 64 hex digits");
+            }
+            return set_string(c->admin_public_key, sizeof(c->admin_public_key), section, key, value,
+                              false, true, err, errlen);
+        }
+        if (strcmp(key, "partner") == 0) {
+            return set_string(c->partner, sizeof(c->partner), section, key, value, false, true, err,
+                              errlen);
+        }
+        if (strcmp(key, "partner_key_file") == 0) {
+            return set_string(c->partner_key_file, sizeof(c->partner_key_file), section, key, value,
+                              false, true, err, errlen);
+        }
+        if (strcmp(key, "trusted_keys_file") == 0) {
+            return set_string(c->trusted_keys_file, sizeof(c->trusted_keys_file), section, key,
+                              value, false, true, err, errlen);
+        }
+    } else if (strcmp(section, "limits") == 0) {
+        static const struct {
+            const char *name;
+            size_t offset;
+            unsigned min, max;
+        } limits[] = {
+            {"http_header_max", offsetof(struct config, http_header_max), 1024, 1u << 20},
+            {"http_body_max", offsetof(struct config, http_body_max), 1024, 1u << 20},
+            {"idle_timeout_ms", offsetof(struct config, idle_timeout_ms), 100, 3600000},
+            {"request_timeout_ms", offsetof(struct config, request_timeout_ms), 100, 600000},
+            {"conns_per_addr", offsetof(struct config, conns_per_addr), 1, 65536},
+            {"partner_rps", offsetof(struct config, partner_rps), 0, 10000000},
+        };
+        for (size_t i = 0; i < sizeof(limits) / sizeof(limits[0]); i++) {
+            if (strcmp(key, limits[i].name) == 0) {
+                unsigned *field = (unsigned *)(void *)((char *)c + limits[i].offset);
+                return set_unsigned(field, limits[i].min, limits[i].max, section, key, value, err,
+                                    errlen);
+            }
+        }
     } else {
-        return config_fail(err, errlen, "unknown section [%s] (expected [node] or [raft])",
+        return config_fail(err, errlen,
+                           "unknown section [%s] (expected [node], [raft], [security] or "
+                           "[limits])",
                            section);
     }
     return config_fail(err, errlen, "[%s] %s: unknown key", section, key);
@@ -420,6 +486,17 @@ static const char *const config_keys[] = {
     "node.bootstrap",
     "node.join",
     "node.identity_key_file",
+    "node.http",
+    "security.admin_public_key",
+    "security.partner",
+    "security.partner_key_file",
+    "security.trusted_keys_file",
+    "limits.http_header_max",
+    "limits.http_body_max",
+    "limits.idle_timeout_ms",
+    "limits.request_timeout_ms",
+    "limits.conns_per_addr",
+    "limits.partner_rps",
     "raft.snapshot_threshold",
     "raft.snapshot_trailing",
     "raft.election_timeout_ms",

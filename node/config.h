@@ -7,9 +7,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CONFIG_ADDR_MAX  256 /* "host:port" */
-#define CONFIG_PATH_MAX  4096
-#define CONFIG_PEERS_MAX 16
+#define CONFIG_ADDR_MAX    256 /* "host:port" */
+#define CONFIG_PATH_MAX    4096
+#define CONFIG_PEERS_MAX   16
+#define CONFIG_HEX_KEY_MAX 65 /* 32 bytes in hex and NUL */
+#define CONFIG_ID_MAX      65 /* a partner id (64 bytes) and NUL */
 
 struct config_peer {
     uint64_t id;
@@ -30,20 +32,37 @@ struct config {
     unsigned heartbeat_timeout_ms;           /* default 100 */
     unsigned forward_timeout_ms;             /* answer forwarded requests within (default 3000) */
     char identity_key_file[CONFIG_PATH_MAX]; /* coalition identity key ("" = none) */
+    char http[CONFIG_ADDR_MAX];              /* HTTP/JSON API address ("" = no HTTP API) */
+    /* [security] (docs/security.md) */
+    char admin_public_key[CONFIG_HEX_KEY_MAX]; /* hex Ed25519; a new coalition's INIT */
+    char partner[CONFIG_ID_MAX];               /* the partner this node signs for ("" = none) */
+    char partner_key_file[CONFIG_PATH_MAX];    /* its Ed25519 secret key (coalition keygen) */
+    char trusted_keys_file[CONFIG_PATH_MAX]; /* peer node keys trusted before the ledger knows them
+                                              */
+    /* [limits] */
+    unsigned http_header_max;    /* bytes of request line + headers (default 16384) */
+    unsigned http_body_max;      /* bytes of an HTTP body (default 65536) */
+    unsigned idle_timeout_ms;    /* close a connection idle this long (default 30000) */
+    unsigned request_timeout_ms; /* a started request must arrive whole within (default 10000) */
+    unsigned conns_per_addr;     /* open client connections per remote address (default 64) */
+    unsigned partner_rps;        /* requests per partner per second, 0 = unlimited (default 2000) */
 };
 
 /* Fills every field with its default. */
 void config_defaults(struct config *c);
 
 /* Reads an INI file over *c: section [node] with keys id, data, listen,
- * raft, bootstrap, join, identity_key_file; section [raft] with snapshot_threshold,
+ * raft, bootstrap, join, identity_key_file, http; section [raft] with snapshot_threshold,
  * snapshot_trailing, election_timeout_ms, heartbeat_timeout_ms,
- * forward_timeout_ms.  Unknown sections or keys, bad numbers, or values too
+ * forward_timeout_ms; section [security] with admin_public_key, partner,
+ * partner_key_file, trusted_keys_file; section [limits] with
+ * http_header_max, http_body_max, idle_timeout_ms, request_timeout_ms,
+ * conns_per_addr, partner_rps.  Unknown sections or keys, bad numbers, or values too
  * long are errors.  Returns 0, or -1 with a message in err naming the file,
  * line and key. */
 int config_load_file(struct config *c, const char *path, char *err, size_t errlen);
 
-/* Sets one key by name (as in the file; section "node" or "raft").  The
+/* Sets one key by name (as in the file; section "node", "raft", "security" or "limits").  The
  * command line uses this too.  0 or -1 with a message. */
 int config_set(struct config *c, const char *section, const char *key, const char *value, char *err,
                size_t errlen);

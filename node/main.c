@@ -68,10 +68,40 @@ static void usage(FILE *out)
                  "                             this time, or UNAVAILABLE (default 3000)\n"
                  "  --identity-key FILE        coalition identity key (64 hex digits, the same\n"
                  "                             on every node) for phone and email lookups\n"
+                 "  --http HOST:PORT           serve the HTTP/JSON API there (default: none)\n"
+                 "  --admin-public-key HEX     coalition admin key (coalition keygen); a new\n"
+                 "                             coalition records it in its first entry\n"
+                 "  --partner ID               the partner this node signs writes for\n"
+                 "  --partner-key FILE         that partner's secret key (coalition keygen)\n"
+                 "  --trusted-keys FILE        public keys (hex, one per line) of peer nodes\n"
+                 "                             trusted before the ledger lists them\n"
+                 "  --set SECTION.KEY=VALUE    any config file key, e.g. limits.partner_rps=0\n"
                  "  --help                     this text\n"
                  "\n"
                  "Without --bootstrap or --join a new data directory becomes a one-node\n"
                  "coalition.  SIGINT or SIGTERM stops the node cleanly.\n");
+}
+
+/* Applies "section.key=value" (--set). */
+static int set_dotted(struct config *cfg, const char *arg, char *err, size_t errlen)
+{
+    char section[32];
+    const char *dot = strchr(arg, '.');
+    const char *eq = strchr(arg, '=');
+    if (dot == NULL || eq == NULL || eq < dot || (size_t)(dot - arg) >= sizeof(section)) {
+        snprintf(err, errlen, "expected SECTION.KEY=VALUE");
+        return -1;
+    }
+    memcpy(section, arg, (size_t)(dot - arg));
+    section[dot - arg] = '\0';
+    char key[64];
+    if ((size_t)(eq - dot - 1) >= sizeof(key)) {
+        snprintf(err, errlen, "key too long");
+        return -1;
+    }
+    memcpy(key, dot + 1, (size_t)(eq - dot - 1));
+    key[eq - dot - 1] = '\0';
+    return config_set(cfg, section, key, eq + 1, err, errlen);
 }
 
 /* Reads --config first, then applies every other option over it. */
@@ -91,6 +121,12 @@ static int parse_args(int argc, char **argv, struct config *cfg)
         O_HEARTBEAT,
         O_FORWARD,
         O_IDENTITY,
+        O_HTTP,
+        O_ADMIN_KEY,
+        O_PARTNER,
+        O_PARTNER_KEY,
+        O_TRUSTED,
+        O_SET,
         O_HELP
     };
     static const struct option longopts[] = {
@@ -107,6 +143,12 @@ static int parse_args(int argc, char **argv, struct config *cfg)
         {"heartbeat-timeout-ms", required_argument, NULL, O_HEARTBEAT},
         {"forward-timeout-ms", required_argument, NULL, O_FORWARD},
         {"identity-key", required_argument, NULL, O_IDENTITY},
+        {"http", required_argument, NULL, O_HTTP},
+        {"admin-public-key", required_argument, NULL, O_ADMIN_KEY},
+        {"partner", required_argument, NULL, O_PARTNER},
+        {"partner-key", required_argument, NULL, O_PARTNER_KEY},
+        {"trusted-keys", required_argument, NULL, O_TRUSTED},
+        {"set", required_argument, NULL, O_SET},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -127,6 +169,11 @@ static int parse_args(int argc, char **argv, struct config *cfg)
         {O_HEARTBEAT, "raft", "heartbeat_timeout_ms"},
         {O_FORWARD, "raft", "forward_timeout_ms"},
         {O_IDENTITY, "node", "identity_key_file"},
+        {O_HTTP, "node", "http"},
+        {O_ADMIN_KEY, "security", "admin_public_key"},
+        {O_PARTNER, "security", "partner"},
+        {O_PARTNER_KEY, "security", "partner_key_file"},
+        {O_TRUSTED, "security", "trusted_keys_file"},
     };
     char err[512];
     config_defaults(cfg);
@@ -148,6 +195,10 @@ static int parse_args(int argc, char **argv, struct config *cfg)
                     return 2;
                 }
                 continue;
+            }
+            if (ch == O_SET && set_dotted(cfg, optarg, err, sizeof(err)) != 0) {
+                fprintf(stderr, "coalitiond: --set %s: %s\n", optarg, err);
+                return 2;
             }
             for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
                 if (keys[i].opt == ch &&
