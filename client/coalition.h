@@ -24,6 +24,12 @@
 #define COALITION_TIERS_MAX      8
 #define COALITION_POINTS_MAX     1000000000000LL
 #define COALITION_HASH_LEN       32
+/* Ed25519 keys (libsodium's layout: a secret key is the 32-byte seed followed
+ * by the 32-byte public key). */
+#define COALITION_PUBLIC_KEY_LEN 32
+#define COALITION_SECRET_KEY_LEN 64
+#define COALITION_KEY_ID_MAX     16  /* hex digits of an API key's id */
+#define COALITION_API_KEY_MAX    128 /* bytes in an API key the library sends */
 #define COALITION_DEFAULT_NODE   "127.0.0.1:7400"
 
 struct coalition_client;
@@ -50,6 +56,11 @@ enum coalition_txn_kind {
     COALITION_TXN_EXPIRE = 17,
     COALITION_TXN_HOLD_TIMEOUT = 18,
     COALITION_TXN_TIER_REVIEW = 19,
+    /* Genesis: the bootstrap node records the coalition admin key.  Never
+     * submitted by a client. */
+    COALITION_TXN_INIT = 20,
+    COALITION_TXN_APIKEY_ADD = 21,    /* partner issues API key key_id (key_hash stored) */
+    COALITION_TXN_APIKEY_REVOKE = 22, /* partner (or admin) revokes API key key_id */
 };
 
 /* A partner's earning program (coalition.Program).  Money in cents, rates
@@ -118,6 +129,12 @@ struct coalition_txn {
     uint32_t timeout_s;                      /* HOLD: 0 means the coalition's default */
     const struct coalition_program *program; /* PROGRAM_SET */
     const struct coalition_rules *rules;     /* RULES_SET */
+    /* PARTNER_ADD: the new partner's Ed25519 public key,
+     * COALITION_PUBLIC_KEY_LEN bytes (NULL: none, which the node refuses
+     * once the coalition has an admin key). */
+    const uint8_t *public_key;
+    const char *key_id;      /* APIKEY_ADD, APIKEY_REVOKE: COALITION_KEY_ID_MAX hex digits */
+    const uint8_t *key_hash; /* APIKEY_ADD: COALITION_HASH_LEN bytes, BLAKE2b-256 of the secret */
 };
 
 struct coalition_txn_result {
@@ -316,6 +333,64 @@ const char *coalition_client_leader_hint(const struct coalition_client *c);
  * answered by the node asked, from its own applied state, which may lag the
  * leader. */
 void coalition_client_set_consistent(struct coalition_client *c, bool consistent);
+
+/* Partner security (docs/security.md).  A node accepts a write only if it is
+ * attributed to a partner (or the coalition admin) in one of two ways:
+ *
+ *  - an API key: "<key_id>.<secret>", issued by a partner to a POS terminal.
+ *    The node resolves it to the partner it signs for and signs the write
+ *    itself.  Set it with coalition_client_set_api_key; it goes with every
+ *    request, reads included.
+ *  - a signer: the client signs each transaction itself with the partner's
+ *    (or the admin's) Ed25519 secret key: every Txn is sent as a SignedGroup
+ *    of that one transaction.  Set it with coalition_client_set_signer.
+ *
+ * Both may be set (the key then authenticates the reads, the signature the
+ * writes).  Results come back the same way to the caller in both modes, for
+ * synchronous and pipelined calls alike.  A refused key or signature is
+ * COALITION_E_UNAUTHENTICATED, an action the signer may not take
+ * COALITION_E_FORBIDDEN. */
+
+/* Sends `api_key` with every later request; NULL or "" stops sending one.
+ * The key is copied (the caller's buffer may be freed at once) and wiped on
+ * coalition_client_destroy.  Returns 0, or COALITION_E_INVALID_ARGUMENT if it
+ * is longer than COALITION_API_KEY_MAX bytes (nothing changes then).  The
+ * library does not check its form: the node does. */
+int coalition_client_set_api_key(struct coalition_client *c, const char *api_key);
+
+/* Signs every later transaction (coalition_client_txn, _award, _redeem,
+ * _submit) as `signer`: a partner id, or "" for the coalition admin, with
+ * its secret key `sk` (COALITION_SECRET_KEY_LEN bytes, as in a key file of
+ * `coalition keygen`; see coalition_secret_key_load).  signer NULL stops
+ * signing (sk is then ignored and may be NULL).  Both are copied; the copy of
+ * sk is wiped on coalition_client_destroy or the next call.  Returns 0, or
+ * COALITION_E_INVALID_ARGUMENT (signer longer than COALITION_ID_MAX bytes, or
+ * sk NULL with a signer; nothing changes then).  Signing takes some tens of
+ * microseconds per transaction on the caller's thread.  The node checks that
+ * each transaction's partner is the signer (an empty partner: the admin).
+ * coalition_client_identify is not a Txn and is not signed. */
+int coalition_client_set_signer(struct coalition_client *c, const char *signer,
+                                const uint8_t *sk);
+
+/* Reads a secret key file written by `coalition keygen` (128 hex digits)
+ * into sk (caller's buffer of COALITION_SECRET_KEY_LEN bytes).  `path` is
+ * borrowed.  Returns 0, COALITION_E_INVALID_ARGUMENT (not a key) or
+ * COALITION_E_STORAGE (cannot read it); `err` (errlen bytes, may be NULL
+ * when errlen is 0) receives a message naming the file. */
+int coalition_secret_key_load(const char *path, uint8_t sk[COALITION_SECRET_KEY_LEN], char *err,
+                              size_t errlen);
+
+/* Retries failed synchronous calls by themselves: a call that gets
+ * COALITION_E_TIMEOUT, COALITION_E_UNREACHABLE, COALITION_E_UNAVAILABLE or
+ * COALITION_E_NOT_LEADER is sent again, the same request with the same txn
+ * id (safe: the node answers a retried write with the original result,
+ * duplicate set), up to `retries` more times, after a pause that doubles from
+ * 50 ms up to 1 s.  Each attempt waits timeout_ms.  Before a retry the client
+ * moves on to the next address of its list (with several addresses).
+ * Default 0: a failed call returns at once.  Pipelined calls
+ * (submit/poll) are never retried by the library.
+ * coalition_client_cluster_change is not retried either. */
+void coalition_client_set_retries(struct coalition_client *c, unsigned retries);
 
 /* Synchronous calls: send one request and wait for its answer. */
 int coalition_client_status(struct coalition_client *c, struct coalition_status *out);
