@@ -6,6 +6,7 @@
 #include "bytes.h"
 
 #include <assert.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -184,12 +185,61 @@ size_t frame_decoder_pending(const struct frame_decoder *d)
     return d->len - d->start;
 }
 
+/* True if no message inside m (m included) kept an unknown field numbered
+ * 0.  Protobuf has no field 0; protobuf-c refuses it in a one-byte tag but
+ * keeps it when the tag is written in two bytes, and such a message does not
+ * unpack again once packed (it would break a forwarding connection). */
+static bool message_fields_valid(const ProtobufCMessage *m, int depth)
+{
+    if (depth > 32) {
+        return false;
+    }
+    for (unsigned i = 0; i < m->n_unknown_fields; i++) {
+        if (m->unknown_fields[i].tag == 0) {
+            return false;
+        }
+    }
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE) {
+            continue;
+        }
+        const char *base = (const char *)m;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(const void *)(base + f->quantifier_offset);
+            ProtobufCMessage *const *items =
+                *(ProtobufCMessage *const *const *)(const void *)(base + f->offset);
+            for (size_t k = 0; k < n; k++) {
+                if (!message_fields_valid(items[k], depth + 1)) {
+                    return false;
+                }
+            }
+            continue;
+        }
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0 &&
+            *(const uint32_t *)(const void *)(base + f->quantifier_offset) != f->id) {
+            continue; /* another member of the oneof shares the slot */
+        }
+        const ProtobufCMessage *sub =
+            *(const ProtobufCMessage *const *)(const void *)(base + f->offset);
+        if (sub != NULL && !message_fields_valid(sub, depth + 1)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 int frame_unpack_request(const uint8_t *payload, size_t len, Coalition__Request **out)
 {
     assert(payload != NULL || len == 0);
     assert(out != NULL);
     Coalition__Request *req = coalition__request__unpack(NULL, len, payload);
     if (req == NULL) {
+        return COALITION_E_BAD_FRAME;
+    }
+    if (!message_fields_valid(&req->base, 0)) {
+        coalition__request__free_unpacked(req, NULL);
         return COALITION_E_BAD_FRAME;
     }
     *out = req;
@@ -202,6 +252,10 @@ int frame_unpack_response(const uint8_t *payload, size_t len, Coalition__Respons
     assert(out != NULL);
     Coalition__Response *resp = coalition__response__unpack(NULL, len, payload);
     if (resp == NULL) {
+        return COALITION_E_BAD_FRAME;
+    }
+    if (!message_fields_valid(&resp->base, 0)) {
+        coalition__response__free_unpacked(resp, NULL);
         return COALITION_E_BAD_FRAME;
     }
     *out = resp;

@@ -695,6 +695,35 @@ static void test_frame_zero_length_bad_frame(void **state)
     assert_int_equal(frame_decoder_next(&f->d, &p, &n), COALITION_E_BAD_FRAME);
 }
 
+/* Field number 0 does not exist in protobuf.  protobuf-c refuses it in a
+ * one-byte tag but keeps it as an unknown field when the tag takes two bytes
+ * (82 00); such a request packs again into bytes that do not unpack, so a
+ * follower forwarding it would break its connection to the leader.  Found by
+ * fuzz_request (tests/fuzz/crashes/request-field0-repack). */
+static void test_frame_field_zero_refused(void **state)
+{
+    (void)state;
+    /* A valid AWARD request, then field 0 (two-byte tag) at the top level. */
+    static const uint8_t top[] = {0x08, 0x07, 0x1a, 0x1d, 0x08, 0x03, 0x12, 0x06, 0x63,
+                                  0x6f, 0x66, 0x66, 0x65, 0x65, 0x1a, 0x02, 0x74, 0x31,
+                                  0x22, 0x03, 0x6d, 0x2d, 0x31, 0x30, 0xf0, 0x01, 0x42,
+                                  0x05, 0x6c, 0x61, 0x74, 0x74, 0x65, 0x82, 0x00, 0x00};
+    /* The same field 0 inside the Txn (length 0x1d + 3). */
+    static const uint8_t nested[] = {0x08, 0x07, 0x1a, 0x20, 0x08, 0x03, 0x12, 0x06, 0x63,
+                                     0x6f, 0x66, 0x66, 0x65, 0x65, 0x1a, 0x02, 0x74, 0x31,
+                                     0x22, 0x03, 0x6d, 0x2d, 0x31, 0x30, 0xf0, 0x01, 0x42,
+                                     0x05, 0x6c, 0x61, 0x74, 0x74, 0x65, 0x82, 0x00, 0x00};
+    Coalition__Request *req = NULL;
+    assert_int_equal(frame_unpack_request(top, sizeof(top), &req), COALITION_E_BAD_FRAME);
+    assert_null(req);
+    assert_int_equal(frame_unpack_request(nested, sizeof(nested), &req), COALITION_E_BAD_FRAME);
+    assert_null(req);
+    /* Without the field the request is fine. */
+    assert_int_equal(frame_unpack_request(top, sizeof(top) - 3, &req), 0);
+    assert_non_null(req);
+    frame_free_request(req);
+}
+
 static void test_frame_garbage_payload_bad_frame(void **state)
 {
     (void)state;
@@ -1622,6 +1651,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_frame_payload_max_is_per_decoder, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frame_zero_length_bad_frame, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frame_garbage_payload_bad_frame, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_field_zero_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frame_pack_too_large, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frame_pack_empty_message_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frame_decoder_buffer_bounded, setup, teardown),
