@@ -2,8 +2,10 @@
  * (the `cluster` commands ask every node of the configuration), printed as
  * short human lines or, with --json, as exactly one JSON object on stdout
  * (settlement and report also as CSV).  It also reads program and rules
- * files (JSON) into the library's structs.  Exit status: 0 ok, 1 rejected by
- * the ledger, 2 usage error, 3 node unreachable or timed out. */
+ * files (JSON) into the library's structs, makes partner key pairs and API
+ * keys (proto/auth.h), and signs each write with the key of its partner (or
+ * the admin's) from --key-dir.  Exit status: 0 ok, 1 rejected by the ledger,
+ * 2 usage error, 3 node unreachable or timed out. */
 #include <assert.h>
 #include <errno.h>
 #include <getopt.h>
@@ -16,7 +18,9 @@
 #include <time.h>
 
 #include <jansson.h>
+#include <sodium.h>
 
+#include "auth.h"
 #include "coalition.h"
 #include "date.h"
 
@@ -77,10 +81,13 @@ enum opt_index {
     OPT_INTO,
     OPT_ALL, /* a flag */
     OPT_CSV, /* a flag */
+    OPT_PUBLIC_KEY,
+    OPT_OUT,
+    OPT_KEY_ID,
     OPT_COUNT
 };
 
-#define BIT(i) (1u << (i))
+#define BIT(i) ((uint64_t)1 << (i))
 
 static const char *const opt_names[OPT_COUNT] = {
     [OPT_ID] = "id",
@@ -114,8 +121,11 @@ static const char *const opt_names[OPT_COUNT] = {
     [OPT_INTO] = "into",
     [OPT_ALL] = "all",
     [OPT_CSV] = "csv",
+    [OPT_PUBLIC_KEY] = "public-key",
+    [OPT_OUT] = "out",
+    [OPT_KEY_ID] = "key-id",
 };
-_Static_assert(OPT_COUNT <= 32, "options are bits of an unsigned");
+_Static_assert(OPT_COUNT <= 64, "options are bits of a uint64_t");
 
 /* Options that take no value; a->v[] holds "1" when one is given. */
 #define FLAG_OPTS (BIT(OPT_CONSISTENT) | BIT(OPT_ALL) | BIT(OPT_CSV))
@@ -126,15 +136,28 @@ enum {
     GOPT_NODE = 0x100,
     GOPT_JSON,
     GOPT_TIMEOUT,
+    GOPT_KEY_DIR,
+    GOPT_API_KEY,
     GOPT_CMD_BASE = 0x200,
 };
+
+/* Key files in --key-dir: <partner>.key and .pub, admin.key for the
+ * coalition admin. */
+#define CLI_ADMIN_KEY_NAME "admin"
+#define CLI_PATH_MAX       4096
 
 struct cli {
     const char *node;
     bool json;
-    int timeout_ms; /* 0: not given, use the command's default */
+    int timeout_ms;      /* 0: not given, use the command's default */
+    const char *key_dir; /* --key-dir or $COALITION_KEY_DIR; NULL: writes are not signed */
+    const char *api_key; /* --api-key or $COALITION_API_KEY; NULL: none sent */
     struct coalition_client *client;
 };
+
+/* The API key every client of this run sends (cli.api_key): the cluster
+ * commands make clients of their own deep inside. */
+static const char *cli_api_key;
 
 /* A program or rules file as read by `program set` and `rules set`: the
  * structs borrow their strings from `doc`, which is owned (json_decref). */
@@ -164,21 +187,28 @@ struct args {
     uint64_t from_ms;
     uint64_t to_ms;
     struct rules_file file; /* --file of program set, rules set */
+    /* partner add: the partner's public key (--public-key, or ID.pub in
+     * --key-dir), read before any connection is made. */
+    uint8_t public_key[COALITION_PUBLIC_KEY_LEN];
 };
 
 struct command {
     const char *name;
     const char *sub; /* second word ("add"), or NULL */
-    unsigned allowed;
-    unsigned required;
+    uint64_t allowed;
+    uint64_t required;
     int (*run)(struct cli *cli, const struct args *a);
     const char *synopsis;
     const char *help;
-    unsigned date_opts; /* options among --at, --from, --to that are dates here */
+    uint64_t date_opts; /* options among --at, --from, --to that are dates here */
     /* Checks that go beyond allowed and required (one option of a pair, a
      * file to read), before any connection is made; NULL if none.  Returns
      * 0 or the exit status of the usage error it reported. */
     int (*check)(struct cli *cli, const struct command *cmd, struct args *a);
+    /* The option one bare argument stands for ("partner add P": --id P), or
+     * 0 if the command takes none. */
+    uint64_t positional;
+    bool offline; /* runs without a node (keygen) */
 };
 
 /* ------------------------------------------------------------------------
@@ -458,6 +488,21 @@ static bool parse_uint(const char *s, uint64_t max, uint64_t *out)
 /* ------------------------------------------------------------------------
  * Commands */
 
+/* coalition_client_create, then the run's API key (cli_api_key) on the new
+ * client. */
+static int cli_client_create(const char *node, int timeout_ms, struct coalition_client **out)
+{
+    int rv = coalition_client_create(node, timeout_ms, out);
+    if (rv == 0 && cli_api_key != NULL) {
+        rv = coalition_client_set_api_key(*out, cli_api_key);
+        if (rv != 0) {
+            coalition_client_destroy(*out);
+            *out = NULL;
+        }
+    }
+    return rv;
+}
+
 /* Empty table cells show as "-" so that columns stay readable. */
 static const char *or_dash(const char *s)
 {
@@ -530,15 +575,150 @@ static int print_txn_result(const struct cli *cli, const char *txn_id,
     return EXIT_OK;
 }
 
+/* ------------------------------------------------------------------------
+ * Keys and signatures */
+
+/* Kinds only the coalition admin may submit: signed with admin.key. */
+static bool admin_kind(enum coalition_txn_kind kind)
+{
+    return kind == COALITION_TXN_PARTNER_ADD || kind == COALITION_TXN_RULES_SET ||
+           kind == COALITION_TXN_MERGE || kind == COALITION_TXN_ERASE;
+}
+
+/* Kinds that are always signed from --key-dir, even with --api-key: the
+ * node signs only for its partner, never as the admin, and an API key does
+ * not issue or revoke API keys. */
+static bool always_signed_kind(enum coalition_txn_kind kind)
+{
+    return admin_kind(kind) || kind == COALITION_TXN_APIKEY_ADD ||
+           kind == COALITION_TXN_APIKEY_REVOKE;
+}
+
+/* DIR/NAME.EXT into path.  Refuses names that would leave DIR. */
+static bool key_path(const struct cli *cli, const char *name, const char *ext,
+                     char path[CLI_PATH_MAX])
+{
+    assert(cli->key_dir != NULL);
+    if (name[0] == '\0' || name[0] == '.' || strchr(name, '/') != NULL) {
+        return false;
+    }
+    int n = snprintf(path, CLI_PATH_MAX, "%s/%s.%s", cli->key_dir, name, ext);
+    return n > 0 && n < CLI_PATH_MAX;
+}
+
+/* Sets the client's signer for write `t`: with --key-dir, the admin (admin
+ * kinds, or no partner) or t->partner, with its key file; none without
+ * --key-dir, or with --api-key for a kind the node may sign.  Returns 0 or
+ * the exit status of the usage error it reported (a key that cannot be
+ * read). */
+static int cli_set_signer(struct cli *cli, const struct coalition_txn *t)
+{
+    if (cli->key_dir == NULL || (cli->api_key != NULL && !always_signed_kind(t->kind))) {
+        return 0;
+    }
+    bool admin = admin_kind(t->kind) || t->partner == NULL || t->partner[0] == '\0';
+    const char *name = admin ? CLI_ADMIN_KEY_NAME : t->partner;
+    char path[CLI_PATH_MAX];
+    if (!key_path(cli, name, "key", path)) {
+        return usage_error(cli, NULL, "partner id '%s' cannot name a key file in %s", name,
+                           cli->key_dir);
+    }
+    uint8_t sk[COALITION_SECRET_KEY_LEN];
+    char err[CLI_PATH_MAX + 128];
+    int rv = coalition_secret_key_load(path, sk, err, sizeof(err));
+    if (rv != 0) {
+        return usage_error(cli, NULL, "no key to sign for %s: %s",
+                           admin ? "the coalition admin" : t->partner, err);
+    }
+    rv = coalition_client_set_signer(cli->client, admin ? "" : t->partner, sk);
+    sodium_memzero(sk, sizeof(sk));
+    if (rv != 0) {
+        return report_error(cli, rv, error_message(cli, rv));
+    }
+    return 0;
+}
+
+/* Submits one transaction (signed as cli_set_signer says) and gives its
+ * result in *r.  Returns 0, or the exit status of the error it reported. */
+static int cli_txn(struct cli *cli, const struct coalition_txn *t, struct coalition_txn_result *r)
+{
+    int rv = cli_set_signer(cli, t);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = coalition_client_txn(cli->client, t, r);
+    if (rv != 0) {
+        return report_error(cli, rv, error_message(cli, rv));
+    }
+    return 0;
+}
+
 /* Submits one transaction and prints its result. */
 static int submit_txn(struct cli *cli, const struct coalition_txn *t)
 {
     struct coalition_txn_result r;
-    int rv = coalition_client_txn(cli->client, t, &r);
+    int rv = cli_txn(cli, t, &r);
     if (rv != 0) {
-        return report_error(cli, rv, error_message(cli, rv));
+        return rv;
     }
     return print_txn_result(cli, t->txn_id, &r);
+}
+
+/* `keygen --out PREFIX`: a new key pair in PREFIX.key (0600) and
+ * PREFIX.pub; prints the public key.  Runs without a node. */
+static int run_keygen(struct cli *cli, const struct args *a)
+{
+    const char *prefix = a->v[OPT_OUT];
+    uint8_t pk[COALITION_PUBLIC_KEY_LEN];
+    char err[CLI_PATH_MAX + 128] = "";
+    int rv = auth_init();
+    if (rv == 0) {
+        rv = auth_keygen(prefix, pk, err, sizeof(err));
+    }
+    if (rv != 0) {
+        return report_error(cli, rv, err[0] != '\0' ? err : coalition_strerror(rv));
+    }
+    char hex[AUTH_PUBLIC_HEX + 1];
+    auth_hex_encode(pk, sizeof(pk), hex);
+    if (cli->json) {
+        json_t *obj = json_object();
+        json_object_set_new(obj, "public_key", jstr(hex));
+        char path[CLI_PATH_MAX];
+        snprintf(path, sizeof(path), "%s.key", prefix);
+        json_object_set_new(obj, "key_file", jstr(path));
+        snprintf(path, sizeof(path), "%s.pub", prefix);
+        json_object_set_new(obj, "public_key_file", jstr(path));
+        json_print(obj);
+    } else {
+        printf("%s\n", hex);
+    }
+    return EXIT_OK;
+}
+
+/* partner add: the public key from --public-key (hex or a file), else
+ * ID.pub in --key-dir; none is a usage error. */
+static int check_partner_add(struct cli *cli, const struct command *cmd, struct args *a)
+{
+    const char *src = a->v[OPT_PUBLIC_KEY];
+    char path[CLI_PATH_MAX];
+    if (src == NULL && cli->key_dir != NULL) {
+        if (!key_path(cli, a->v[OPT_ID], "pub", path)) {
+            return usage_error(cli, cmd, "partner id '%s' cannot name a key file in %s",
+                               a->v[OPT_ID], cli->key_dir);
+        }
+        src = path;
+    }
+    if (src == NULL) {
+        return usage_error(cli, cmd,
+                           "a partner needs a public key: give --public-key HEX|FILE, or "
+                           "--key-dir with %s.pub in it",
+                           a->v[OPT_ID]);
+    }
+    char err[CLI_PATH_MAX + 128] = "";
+    if (auth_load_public(src, a->public_key, err, sizeof(err)) != 0) {
+        return usage_error(cli, cmd, "%s", err);
+    }
+    return 0;
 }
 
 static int run_partner_add(struct cli *cli, const struct args *a)
@@ -549,6 +729,77 @@ static int run_partner_add(struct cli *cli, const struct args *a)
         .partner = a->v[OPT_ID],
         .name = a->v[OPT_NAME],
         .txn_id = a->v[OPT_TXN] != NULL ? a->v[OPT_TXN] : a->v[OPT_ID],
+        .public_key = a->public_key,
+    };
+    return submit_txn(cli, &t);
+}
+
+/* apikey create and revoke are signed with the partner's own key. */
+static int check_apikey(struct cli *cli, const struct command *cmd, struct args *a)
+{
+    if (cli->key_dir == NULL) {
+        return usage_error(cli, cmd,
+                           "API keys are issued and revoked with the partner's key: "
+                           "give --key-dir (or set COALITION_KEY_DIR)");
+    }
+    return 0;
+}
+
+/* `apikey create --partner P`: a new API key made here; the ledger gets
+ * only its id and the hash of its secret, so the key is printed once and
+ * cannot be shown again. */
+static int run_apikey_create(struct cli *cli, const struct args *a)
+{
+    char key[AUTH_API_KEY_LEN + 1];
+    char key_id[AUTH_KEY_ID_HEX + 1];
+    uint8_t hash[AUTH_HASH_LEN];
+    if (auth_init() != 0) {
+        return report_error(cli, COALITION_E_INTERNAL, "libsodium did not initialize");
+    }
+    auth_api_key_new(key, key_id, hash);
+    char txn_id[COALITION_ID_MAX + 1];
+    snprintf(txn_id, sizeof(txn_id), "apikey-%s", key_id);
+    struct coalition_txn t = {
+        .kind = COALITION_TXN_APIKEY_ADD,
+        .partner = a->v[OPT_PARTNER],
+        .txn_id = a->v[OPT_TXN] != NULL ? a->v[OPT_TXN] : txn_id,
+        .key_id = key_id,
+        .key_hash = hash,
+    };
+    struct coalition_txn_result r;
+    int rv = cli_txn(cli, &t, &r);
+    if (rv == 0) {
+        if (cli->json) {
+            json_t *obj = json_object();
+            json_object_set_new(obj, "api_key", jstr(key));
+            json_object_set_new(obj, "key_id", jstr(key_id));
+            json_object_set_new(obj, "partner", jstr(t.partner));
+            json_object_set_new(obj, "txn", jstr(t.txn_id));
+            json_object_set_new(obj, "seq", juint(r.seq));
+            json_print(obj);
+        } else {
+            /* The key alone on stdout, for KEY=$(coalition apikey create ...). */
+            printf("%s\n", key);
+            fprintf(stderr,
+                    "ok: API key %s of partner %s (txn %s seq %" PRIu64
+                    "); keep it now, it cannot be shown again\n",
+                    key_id, t.partner, t.txn_id, r.seq);
+        }
+    }
+    sodium_memzero(key, sizeof(key));
+    return rv;
+}
+
+static int run_apikey_revoke(struct cli *cli, const struct args *a)
+{
+    const char *key_id = a->v[OPT_KEY_ID];
+    char txn_id[COALITION_ID_MAX + 1];
+    snprintf(txn_id, sizeof(txn_id), "apikey-revoke-%.32s", key_id);
+    struct coalition_txn t = {
+        .kind = COALITION_TXN_APIKEY_REVOKE,
+        .partner = a->v[OPT_PARTNER],
+        .txn_id = a->v[OPT_TXN] != NULL ? a->v[OPT_TXN] : txn_id,
+        .key_id = key_id,
     };
     return submit_txn(cli, &t);
 }
@@ -1704,7 +1955,7 @@ static bool probe_status(struct probe *p, int timeout_ms)
         return false;
     }
     if (p->client == NULL) {
-        int rv = coalition_client_create(p->cfg->client_addr, timeout_ms, &p->client);
+        int rv = cli_client_create(p->cfg->client_addr, timeout_ms, &p->client);
         if (rv != 0) {
             p->client = NULL;
             call_error(p, NULL, rv);
@@ -1759,7 +2010,7 @@ static void cluster_fetch_leader(const struct cli *cli, struct coalition_cluster
         }
     }
     struct coalition_client *c = NULL;
-    if (addr == NULL || coalition_client_create(addr, node_timeout_ms(cli), &c) != 0) {
+    if (addr == NULL || cli_client_create(addr, node_timeout_ms(cli), &c) != 0) {
         return;
     }
     struct coalition_cluster lc;
@@ -2021,7 +2272,7 @@ static void check_verify(struct cli *cli, struct probe *probes, size_t n, struct
             continue;
         }
         struct coalition_client *c = NULL;
-        int rv = coalition_client_create(p->cfg->client_addr, timeout_ms, &c);
+        int rv = cli_client_create(p->cfg->client_addr, timeout_ms, &c);
         if (rv != 0) {
             call_error(p, NULL, rv);
             continue;
@@ -2727,17 +2978,43 @@ static const struct command commands[] = {
      "Shows the node: id, raft state (leader, follower, candidate, unavailable),\n"
      "membership (voter, standby, spare, none), the leader it knows, applied\n"
      "sequence and index, last log index, chain head hash.\n",
-     0, NULL},
-    {"partner", "add", BIT(OPT_ID) | BIT(OPT_NAME) | BIT(OPT_TXN), BIT(OPT_ID) | BIT(OPT_NAME),
-     run_partner_add, "partner add --id P --name NAME [--txn ID]",
-     "Admits partner P to the coalition.  --txn defaults to P, so repeating the\n"
-     "same command is answered as a duplicate.\n",
-     0, NULL},
+     0, NULL, 0, false},
+    {"keygen", NULL, BIT(OPT_OUT), BIT(OPT_OUT), run_keygen, "keygen --out PREFIX",
+     "Makes an Ed25519 key pair for a partner (or, as admin, for the coalition\n"
+     "admin): the secret key in PREFIX.key (mode 0600, 128 hex digits) and the\n"
+     "public key in PREFIX.pub, and prints the public key.  Never overwrites a\n"
+     "key file.  Needs no node.  In a --key-dir, name them <partner>.key and\n"
+     "admin.key.\n",
+     0, NULL, 0, true},
+    {"partner", "add", BIT(OPT_ID) | BIT(OPT_NAME) | BIT(OPT_TXN) | BIT(OPT_PUBLIC_KEY),
+     BIT(OPT_ID) | BIT(OPT_NAME), run_partner_add,
+     "partner add P --name NAME [--public-key HEX|FILE] [--txn ID]",
+     "Admits partner P to the coalition with its Ed25519 public key (64 hex\n"
+     "digits, or a file holding them; default with --key-dir: DIR/P.pub).\n"
+     "Signed with the admin key (DIR/admin.key).  P may also be given as\n"
+     "--id P.  --txn defaults to P, so repeating the same command is answered\n"
+     "as a duplicate.\n",
+     0, check_partner_add, BIT(OPT_ID), false},
+    {"apikey", "create", BIT(OPT_PARTNER) | BIT(OPT_TXN), BIT(OPT_PARTNER), run_apikey_create,
+     "apikey create --partner P [--txn ID]",
+     "Issues an API key for a POS terminal of partner P, signed with P's key\n"
+     "from --key-dir.  The key is made here; the ledger records only its id\n"
+     "and a hash of its secret.  Prints the key (\"<key id>.<secret>\") once on\n"
+     "stdout; --json prints {\"api_key\":..,\"key_id\":..}.  It cannot be shown\n"
+     "again.  --txn defaults to apikey-<key id>.\n",
+     0, check_apikey, 0, false},
+    {"apikey", "revoke", BIT(OPT_PARTNER) | BIT(OPT_KEY_ID) | BIT(OPT_TXN),
+     BIT(OPT_PARTNER) | BIT(OPT_KEY_ID), run_apikey_revoke,
+     "apikey revoke --partner P KEY_ID [--txn ID]",
+     "Revokes partner P's API key KEY_ID (the 16 hex digits before the dot):\n"
+     "it no longer authenticates.  Signed with P's key from --key-dir.  KEY_ID\n"
+     "may also be given as --key-id.  --txn defaults to apikey-revoke-KEY_ID.\n",
+     0, check_apikey, BIT(OPT_KEY_ID), false},
     {"member", "add", BIT(OPT_ID) | BIT(OPT_CARD) | BIT(OPT_TXN) | BIT(OPT_PARTNER), BIT(OPT_ID),
      run_member_add, "member add --id M [--card CARD] [--partner P] [--txn ID]",
      "Enrolls member M, optionally with a card number.  --partner names the\n"
      "enrolling partner; --txn defaults to M.\n",
-     0, NULL},
+     0, NULL, 0, false},
     {"award", NULL,
      WRITE_OPTS | BIT(OPT_MEMBER) | BIT(OPT_POINTS) | BIT(OPT_REASON) | BIT(OPT_PURCHASE_CENTS) |
          BIT(OPT_PAID_POINTS_CENTS) | BIT(OPT_CATEGORY),
@@ -2749,21 +3026,21 @@ static const struct command commands[] = {
      "--category selects a category rate and campaigns).  Shows the points and,\n"
      "for a purchase, the rule that set them.  Retrying with the same --txn is\n"
      "safe: the node answers with the original sequence number.\n",
-     0, check_award},
+     0, check_award, 0, false},
     {"redeem", NULL, WRITE_OPTS | BIT(OPT_MEMBER) | BIT(OPT_POINTS) | BIT(OPT_REASON),
      WRITE_OPTS | BIT(OPT_MEMBER) | BIT(OPT_POINTS), run_redeem,
      "redeem --partner P --member M --points N --txn ID [--reason TEXT]",
-     "Member M spends N points at partner P.\n", 0, NULL},
+     "Member M spends N points at partner P.\n", 0, NULL, 0, false},
     {"reverse", NULL, WRITE_OPTS | BIT(OPT_OF) | BIT(OPT_POINTS) | BIT(OPT_REASON),
      WRITE_OPTS | BIT(OPT_OF), run_reverse,
      "reverse --partner P --of TXN --txn ID [--points N] [--reason TEXT]",
      "Partner P reverses its own award or redemption TXN (a refund).  Without\n"
      "--points, all that is left of TXN is reversed.\n",
-     0, NULL},
+     0, NULL, 0, false},
     {"transfer", NULL, WRITE_OPTS | BIT(OPT_FROM) | BIT(OPT_TO) | BIT(OPT_POINTS) | BIT(OPT_REASON),
      WRITE_OPTS | BIT(OPT_FROM) | BIT(OPT_TO) | BIT(OPT_POINTS), run_transfer,
      "transfer --partner P --from M1 --to M2 --points N --txn ID [--reason TEXT]",
-     "Member M1 gives N points to member M2, submitted by partner P.\n", 0, NULL},
+     "Member M1 gives N points to member M2, submitted by partner P.\n", 0, NULL, 0, false},
     {"balance", NULL, BIT(OPT_MEMBER) | BIT(OPT_CONSISTENT) | BIT(OPT_AT), BIT(OPT_MEMBER),
      run_balance, "balance --member M [--at DATE] [--consistent]",
      "Shows the points member M can spend now (or at DATE: expiry and locks\n"
@@ -2773,12 +3050,12 @@ static const struct command commands[] = {
      "after a raft barrier (a follower forwards the read), so every write\n"
      "acknowledged before is seen.  DATE: YYYY-MM-DD or\n"
      "YYYY-MM-DDTHH:MM:SS[.mmm]Z (UTC).\n",
-     BIT(OPT_AT), NULL},
+     BIT(OPT_AT), NULL, 0, false},
     {"history", NULL, BIT(OPT_MEMBER) | BIT(OPT_LIMIT) | BIT(OPT_CONSISTENT), BIT(OPT_MEMBER),
      run_history, "history --member M [--limit N] [--consistent]",
      "Lists the entries that touched member M, newest first (default 20, at\n"
      "most 1000).  --consistent as for balance.\n",
-     0, NULL},
+     0, NULL, 0, false},
     {"hold", NULL,
      WRITE_OPTS | BIT(OPT_MEMBER) | BIT(OPT_POINTS) | BIT(OPT_TIMEOUT_S) | BIT(OPT_REASON),
      WRITE_OPTS | BIT(OPT_MEMBER) | BIT(OPT_POINTS), run_hold,
@@ -2786,56 +3063,56 @@ static const struct command commands[] = {
      "Partner P reserves N points of member M (the first step of a redemption\n"
      "at the till).  The hold ends by capture or release, or after S seconds\n"
      "(default: the coalition's hold timeout), when the points go back.\n",
-     0, NULL},
+     0, NULL, 0, false},
     {"capture", NULL, WRITE_OPTS | BIT(OPT_HOLD) | BIT(OPT_POINTS) | BIT(OPT_REASON),
      WRITE_OPTS | BIT(OPT_HOLD), run_capture,
      "capture --partner P --hold TXN --txn ID [--points N] [--reason TEXT]",
      "Partner P redeems N points of its hold TXN (default: all of it); the\n"
      "rest goes back to the member.\n",
-     0, NULL},
+     0, NULL, 0, false},
     {"release", NULL, WRITE_OPTS | BIT(OPT_HOLD) | BIT(OPT_REASON), WRITE_OPTS | BIT(OPT_HOLD),
      run_release, "release --partner P --hold TXN --txn ID [--reason TEXT]",
-     "Partner P gives the points of its hold TXN back to the member.\n", 0, NULL},
+     "Partner P gives the points of its hold TXN back to the member.\n", 0, NULL, 0, false},
     {"expiring", NULL, BIT(OPT_MEMBER) | BIT(OPT_WITHIN) | BIT(OPT_AT) | BIT(OPT_CONSISTENT),
      BIT(OPT_MEMBER) | BIT(OPT_WITHIN), run_expiring,
      "expiring --member M --within DAYS [--at DATE] [--consistent]",
      "Lists member M's points that expire within DAYS days of now (or of\n"
      "DATE), soonest first: issuer, points, when earned, when they expire.\n",
-     BIT(OPT_AT), NULL},
+     BIT(OPT_AT), NULL, 0, false},
     {"program", "set", WRITE_OPTS | BIT(OPT_FILE) | BIT(OPT_REASON), WRITE_OPTS | BIT(OPT_FILE),
      run_program_set, "program set --partner P --txn ID --file program.json [--reason TEXT]",
      "Replaces partner P's earning program with the one in the file (JSON, see\n"
      "docs/protocol.md): point value, base rate, category rates, campaigns,\n"
      "minimum purchase, lock days.  Unknown keys are an error.\n",
-     0, check_file},
+     0, check_file, 0, false},
     {"rules", "set", BIT(OPT_PARTNER) | BIT(OPT_TXN) | BIT(OPT_FILE) | BIT(OPT_REASON),
      BIT(OPT_TXN) | BIT(OPT_FILE), run_rules_set,
      "rules set --txn ID --file rules.json [--partner P] [--reason TEXT]",
      "Replaces the coalition rules with those in the file (JSON, see\n"
      "docs/protocol.md): tiers, expiry in months, default hold timeout.\n"
      "Unknown keys are an error.\n",
-     0, check_file},
+     0, check_file, 0, false},
     {"card", "add", BIT(OPT_MEMBER) | BIT(OPT_CARD) | BIT(OPT_TXN) | BIT(OPT_PARTNER),
      BIT(OPT_MEMBER) | BIT(OPT_CARD) | BIT(OPT_TXN), run_card_add,
      "card add --member M --card CARD --txn ID [--partner P]", "Links another card to member M.\n",
-     0, NULL},
+     0, NULL, 0, false},
     {"card", "replace",
      BIT(OPT_MEMBER) | BIT(OPT_OLD) | BIT(OPT_CARD) | BIT(OPT_TXN) | BIT(OPT_PARTNER),
      BIT(OPT_MEMBER) | BIT(OPT_OLD) | BIT(OPT_CARD) | BIT(OPT_TXN), run_card_replace,
      "card replace --member M --old CARD1 --card CARD2 --txn ID [--partner P]",
      "Replaces member M's card CARD1 (lost, say) with CARD2; the balance\n"
      "stays with the member.\n",
-     0, NULL},
+     0, NULL, 0, false},
     {"identify", NULL, BIT(OPT_MEMBER) | BIT(OPT_PHONE) | BIT(OPT_EMAIL) | BIT(OPT_TXN),
      BIT(OPT_MEMBER) | BIT(OPT_TXN), run_identify,
      "identify --member M [--phone PHONE] [--email EMAIL] --txn ID",
      "Makes member M findable by phone number and/or email.  The node hashes\n"
      "them with the coalition identity key; the raw values never enter the\n"
      "ledger.\n",
-     0, check_identify},
+     0, check_identify, 0, false},
     {"lookup", NULL, BIT(OPT_CARD) | BIT(OPT_PHONE) | BIT(OPT_EMAIL) | BIT(OPT_CONSISTENT), 0,
      run_lookup, "lookup (--card CARD | --phone PHONE | --email EMAIL) [--consistent]",
-     "Finds the member with this card, phone number or email.\n", 0, check_lookup},
+     "Finds the member with this card, phone number or email.\n", 0, check_lookup, 0, false},
     {"merge", NULL,
      BIT(OPT_MEMBER) | BIT(OPT_INTO) | BIT(OPT_TXN) | BIT(OPT_PARTNER) | BIT(OPT_REASON),
      BIT(OPT_MEMBER) | BIT(OPT_INTO) | BIT(OPT_TXN), run_merge,
@@ -2843,13 +3120,13 @@ static const struct command commands[] = {
      "Merges member A into member B (two records of one person): B gets A's\n"
      "points (same lots, same expiry), cards and phone/email keys; A is closed\n"
      "and keeps its history.  Refused while A has open holds.\n",
-     0, NULL},
+     0, NULL, 0, false},
     {"erase", NULL, BIT(OPT_MEMBER) | BIT(OPT_TXN) | BIT(OPT_PARTNER) | BIT(OPT_REASON),
      BIT(OPT_MEMBER) | BIT(OPT_TXN), run_erase,
      "erase --member M --txn ID [--partner P] [--reason TEXT]",
      "Erases member M's personal data (cards, phone and email keys) and closes\n"
      "the account.\n",
-     0, NULL},
+     0, NULL, 0, false},
     {"settlement", NULL, BIT(OPT_FROM) | BIT(OPT_TO) | BIT(OPT_CSV), BIT(OPT_FROM) | BIT(OPT_TO),
      run_settlement, "settlement --from DATE --to DATE [--csv]",
      "Who owes whom for the entries from DATE (inclusive) to DATE (exclusive):\n"
@@ -2859,7 +3136,7 @@ static const struct command commands[] = {
      "between each pair of partners.  Money in currency units with 2\n"
      "decimals; --json and --csv give the exact thousandths of a cent (mc).\n"
      "The node asked answers from its own state (through seq N says how far).\n",
-     BIT(OPT_FROM) | BIT(OPT_TO), check_csv},
+     BIT(OPT_FROM) | BIT(OPT_TO), check_csv, 0, false},
     {"report", NULL, BIT(OPT_PARTNER) | BIT(OPT_ALL) | BIT(OPT_FROM) | BIT(OPT_TO) | BIT(OPT_CSV),
      BIT(OPT_FROM) | BIT(OPT_TO), run_report,
      "report (--partner P | --all) --from DATE --to DATE [--csv]",
@@ -2869,18 +3146,18 @@ static const struct command commands[] = {
      "average order value, points issued, redeemed and expired, breakage rate,\n"
      "outstanding points, liability, top flows.  A rate is n/a when there is\n"
      "nothing to divide by.\n",
-     BIT(OPT_FROM) | BIT(OPT_TO), check_report},
+     BIT(OPT_FROM) | BIT(OPT_TO), check_report, 0, false},
     {"verify", NULL, 0, 0, run_verify, "verify",
      "Asks the node to replay and check its whole ledger: hash chain, double\n"
      "entry, balances.  Exit status 1 if it finds a broken entry.\n",
-     0, NULL},
+     0, NULL, 0, false},
     {"cluster", "status", 0, 0, run_cluster_status, "cluster status",
      "Asks the node for the raft configuration (the leader's, if the node knows\n"
      "the leader), then every node with a client address for its status (1 s\n"
      "each unless --timeout-ms is given): id, addresses, role (voter, standby,\n"
      "spare), state (leader, follower, candidate, unavailable, or\n"
      "unreachable), applied index and sequence.\n",
-     0, NULL},
+     0, NULL, 0, false},
     {"cluster", "check", BIT(OPT_WAIT_S), 0, run_cluster_check, "cluster check [--wait-s S]",
      "Checks that the nodes of the configuration hold the same ledger.  Polls\n"
      "every node until they report one applied index (up to S seconds, default\n"
@@ -2889,19 +3166,19 @@ static const struct command commands[] = {
      "they all have.  Spares hold no log and are not compared.  Exit status 0\n"
      "if they agree, 1 if a node differs (named, with the first entry where it\n"
      "does), 3 if a node cannot be asked.\n",
-     0, NULL},
+     0, NULL, 0, false},
     {"cluster", "add", BIT(OPT_ID) | BIT(OPT_RAFT) | BIT(OPT_CLIENT) | BIT(OPT_ROLE),
      BIT(OPT_ID) | BIT(OPT_RAFT), run_cluster_add,
      "cluster add --id N --raft HOST:PORT [--client HOST:PORT] [--role R]",
      "Adds node N, reachable by its peers at the raft address, with role R\n"
      "(voter, standby or spare; default standby).  The leader makes the change\n"
      "(a follower forwards it); \"ok\" once it is made.\n",
-     0, NULL},
+     0, NULL, 0, false},
     {"cluster", "assign", BIT(OPT_ID) | BIT(OPT_ROLE), BIT(OPT_ID) | BIT(OPT_ROLE),
      run_cluster_assign, "cluster assign --id N --role R",
-     "Gives node N the role R: voter, standby or spare.\n", 0, NULL},
+     "Gives node N the role R: voter, standby or spare.\n", 0, NULL, 0, false},
     {"cluster", "remove", BIT(OPT_ID), BIT(OPT_ID), run_cluster_remove, "cluster remove --id N",
-     "Removes node N from the configuration.\n", 0, NULL},
+     "Removes node N from the configuration.\n", 0, NULL, 0, false},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -2919,7 +3196,8 @@ static const struct command *find_command(const char *name, const char *sub)
 
 static void print_main_usage(FILE *out)
 {
-    fputs("usage: coalition [--node HOST:PORT] [--json] [--timeout-ms N] COMMAND [options]\n"
+    fputs("usage: coalition [--node HOST:PORT] [--json] [--timeout-ms N] [--key-dir DIR]\n"
+          "                 [--api-key KEY] COMMAND [options]\n"
           "\n"
           "Talks to a coalitiond node (default: $COALITION_NODE, else " COALITION_DEFAULT_NODE
           ").\n"
@@ -2938,6 +3216,14 @@ static void print_main_usage(FILE *out)
           "  --timeout-ms N    connect and answer timeout (default 5000; verify 60000;\n"
           "                    cluster add/assign/remove 30000; cluster status/check\n"
           "                    1000 for each node they ask)\n"
+          "  --key-dir DIR     sign every write (default: $COALITION_KEY_DIR): with\n"
+          "                    DIR/<partner>.key for the partner's own writes, with\n"
+          "                    DIR/admin.key for partner add, rules set, merge, erase\n"
+          "                    and writes without --partner\n"
+          "  --api-key KEY     send this API key with every request (default:\n"
+          "                    $COALITION_API_KEY); writes are then signed by the node\n"
+          "                    for the key's partner, except the admin's and apikey\n"
+          "                    commands, which --key-dir still signs\n"
           "\n"
           "exit status: 0 ok, 1 rejected by the ledger, 2 usage error,\n"
           "             3 node unreachable or no answer in time\n",
@@ -2946,8 +3232,10 @@ static void print_main_usage(FILE *out)
 
 static void print_command_help(const struct command *cmd)
 {
-    printf("usage: coalition [--node HOST:PORT] [--json] [--timeout-ms N] %s\n\n%s", cmd->synopsis,
-           cmd->help);
+    printf("usage: coalition [global options] %s\n\n%s\n"
+           "global options: --node HOST:PORT, --json, --timeout-ms N, --key-dir DIR,\n"
+           "--api-key KEY (see coalition --help)\n",
+           cmd->synopsis, cmd->help);
 }
 
 /* ------------------------------------------------------------------------
@@ -2972,6 +3260,19 @@ static int global_option(struct cli *cli, const struct command *cmd, int opt, co
         cli->timeout_ms = (int)v;
         return 0;
     }
+    case GOPT_KEY_DIR:
+        if (arg[0] == '\0') {
+            return usage_error(cli, cmd, "--key-dir needs a directory");
+        }
+        cli->key_dir = arg;
+        return 0;
+    case GOPT_API_KEY:
+        if (strlen(arg) > COALITION_API_KEY_MAX) {
+            return usage_error(cli, cmd, "--api-key is longer than %d bytes",
+                               COALITION_API_KEY_MAX);
+        }
+        cli->api_key = arg[0] != '\0' ? arg : NULL;
+        return 0;
     default:
         assert(false);
         return EXIT_USAGE;
@@ -2981,6 +3282,8 @@ static int global_option(struct cli *cli, const struct command *cmd, int opt, co
 #define GLOBAL_LONG_OPTIONS                                                                        \
     {"node", required_argument, NULL, GOPT_NODE}, {"json", no_argument, NULL, GOPT_JSON},          \
         {"timeout-ms", required_argument, NULL, GOPT_TIMEOUT},                                     \
+        {"key-dir", required_argument, NULL, GOPT_KEY_DIR},                                        \
+        {"api-key", required_argument, NULL, GOPT_API_KEY},                                        \
     {                                                                                              \
         "help", no_argument, NULL, 'h'                                                             \
     }
@@ -3003,7 +3306,7 @@ static int bad_option(struct cli *cli, const struct command *cmd, int argc, char
 static int parse_command(struct cli *cli, const struct command *cmd, int argc, char **argv,
                          struct args *a)
 {
-    struct option longopts[OPT_COUNT + 5];
+    struct option longopts[OPT_COUNT + 7];
     size_t n = 0;
     for (int i = 0; i < OPT_COUNT; i++) {
         if (cmd->allowed & BIT(i)) {
@@ -3021,13 +3324,22 @@ static int parse_command(struct cli *cli, const struct command *cmd, int argc, c
     optind = 0; /* glibc: restart scanning from argv[1] */
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "+:h", longopts, NULL)) != -1) {
+    /* "-": a bare argument comes back as 1 wherever it stands. */
+    while ((c = getopt_long(argc, argv, "-:h", longopts, NULL)) != -1) {
         if (c == 'h') {
             print_command_help(cmd);
             return -1;
         }
         if (c == '?' || c == ':') {
             return bad_option(cli, cmd, argc, argv, c);
+        }
+        if (c == 1) {
+            int pos = cmd->positional != 0 ? __builtin_ctzll(cmd->positional) : -1;
+            if (pos < 0 || a->v[pos] != NULL) {
+                return usage_error(cli, cmd, "unexpected argument '%s'", optarg);
+            }
+            a->v[pos] = optarg;
+            continue;
         }
         if (c >= GOPT_CMD_BASE && c < GOPT_CMD_BASE + OPT_COUNT) {
             a->v[c - GOPT_CMD_BASE] = optarg != NULL ? optarg : "1";
@@ -3192,7 +3504,13 @@ static int run_command(struct cli *cli, int argc, char **argv)
             timeout_ms = CLI_REPORT_TIMEOUT_MS_DEFAULT;
         }
     }
-    rv = coalition_client_create(cli->node, timeout_ms, &cli->client);
+    if (cmd->offline) {
+        rv = cmd->run(cli, &a);
+        json_decref(a.file.doc);
+        return rv;
+    }
+    cli_api_key = cli->api_key;
+    rv = cli_client_create(cli->node, timeout_ms, &cli->client);
     if (rv == COALITION_E_INVALID_ARGUMENT) {
         rv = usage_error(cli, NULL, "--node '%s' is not HOST:PORT", cli->node);
     } else if (rv != 0) {
@@ -3211,6 +3529,7 @@ static int run_command(struct cli *cli, int argc, char **argv)
 int main(int argc, char **argv)
 {
     struct cli cli = {.node = NULL, .json = false, .timeout_ms = 0, .client = NULL};
+    assert(cli.key_dir == NULL && cli.api_key == NULL);
     /* Known before anything can fail, so that even a usage error is JSON. */
     for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
         if (strcmp(argv[i], "--json") == 0) {
@@ -3219,6 +3538,14 @@ int main(int argc, char **argv)
     }
     const char *env_node = getenv("COALITION_NODE");
     cli.node = env_node != NULL && env_node[0] != '\0' ? env_node : COALITION_DEFAULT_NODE;
+    const char *env_key_dir = getenv("COALITION_KEY_DIR");
+    cli.key_dir = env_key_dir != NULL && env_key_dir[0] != '\0' ? env_key_dir : NULL;
+    const char *env_api_key = getenv("COALITION_API_KEY");
+    cli.api_key = env_api_key != NULL && env_api_key[0] != '\0' ? env_api_key : NULL;
+    if (cli.api_key != NULL && strlen(cli.api_key) > COALITION_API_KEY_MAX) {
+        return usage_error(&cli, NULL, "COALITION_API_KEY is longer than %d bytes",
+                           COALITION_API_KEY_MAX);
+    }
 
     static const struct option longopts[] = {GLOBAL_LONG_OPTIONS, {NULL, 0, NULL, 0}};
     opterr = 0;

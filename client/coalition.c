@@ -1,7 +1,9 @@
 /* libcoalition (client/coalition.h): one non-blocking TCP connection to a
  * coalitiond node, an output queue of packed request frames and a frame
  * decoder for the answers.  Synchronous calls are a submit plus a wait for
- * that request id; pipelined callers submit, flush and poll themselves. */
+ * that request id (with the retries the caller asked for); pipelined callers
+ * submit, flush and poll themselves.  Transactions go out as a plain Txn or,
+ * with a signer set, as a SignedGroup of one Txn (proto/auth.c signs). */
 #include "coalition.h"
 
 #include <assert.h>
@@ -19,6 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
+#include "auth.h"
 #include "frame.h"
 
 /* Limits on what one client holds: requests submitted and not answered, and
@@ -32,6 +37,11 @@
 #define CLIENT_PORT_MAX   32
 /* Addresses in one comma-separated node list. */
 #define CLIENT_ADDRS_MAX 64
+/* Pauses between the retries of a synchronous call: doubling from the first
+ * to the last. */
+#define CLIENT_RETRY_PAUSE_MS_FIRST 50
+#define CLIENT_RETRY_PAUSE_MS_MAX   1000
+#define CLIENT_RETRIES_MAX          1000
 
 _Static_assert(COALITION_HASH_LEN == 32, "hashes are BLAKE2b-256");
 #define CLIENT_KIND_MIRRORS_(name)                                                                 \
@@ -56,6 +66,9 @@ CLIENT_KIND_MIRRORS_(ERASE)
 CLIENT_KIND_MIRRORS_(EXPIRE)
 CLIENT_KIND_MIRRORS_(HOLD_TIMEOUT)
 CLIENT_KIND_MIRRORS_(TIER_REVIEW)
+CLIENT_KIND_MIRRORS_(INIT)
+CLIENT_KIND_MIRRORS_(APIKEY_ADD)
+CLIENT_KIND_MIRRORS_(APIKEY_REVOKE)
 #undef CLIENT_KIND_MIRRORS_
 _Static_assert((int)COALITION_ROLE_STANDBY == (int)COALITION__NODE_ROLE__ROLE_STANDBY &&
                    (int)COALITION_ROLE_VOTER == (int)COALITION__NODE_ROLE__ROLE_VOTER &&
@@ -70,6 +83,11 @@ _Static_assert((int)COALITION_CLUSTER_ADD == (int)COALITION__CLUSTER_CHANGE_REQU
                "public cluster ops mirror coalition.ClusterChangeRequest.Op");
 _Static_assert(COALITION_ADDR_MAX + 1 >= CLIENT_HOST_MAX + CLIENT_PORT_MAX - 32,
                "an address buffer holds a host and a port");
+_Static_assert(COALITION_PUBLIC_KEY_LEN == AUTH_PUBLIC_LEN &&
+                   COALITION_SECRET_KEY_LEN == AUTH_SECRET_LEN &&
+                   COALITION_HASH_LEN == AUTH_HASH_LEN && COALITION_KEY_ID_MAX == AUTH_KEY_ID_HEX,
+               "public key sizes are proto/auth.h's");
+_Static_assert(COALITION_API_KEY_MAX >= AUTH_API_KEY_LEN, "an API key fits");
 
 struct coalition_client {
     int fd;           /* -1 while disconnected; reconnected by the next call */
@@ -89,6 +107,14 @@ struct coalition_client {
     size_t out_cap;
     char errmsg[CLIENT_ERRMSG_LEN];
     char leader_hint[COALITION_ADDR_MAX + 1];
+    unsigned retries; /* synchronous calls: extra attempts after a failure */
+    /* Request.api_key of every request; "" sends none. */
+    char api_key[COALITION_API_KEY_MAX + 1];
+    /* With `signing`, transactions go out as SignedGroups of `signer` ("":
+     * the admin) signed with sk (wiped when no longer needed). */
+    bool signing;
+    char signer[COALITION_ID_MAX + 1];
+    uint8_t sk[COALITION_SECRET_KEY_LEN];
 };
 
 static int64_t now_ms(void)
@@ -371,6 +397,8 @@ void coalition_client_destroy(struct coalition_client *c)
     frame_decoder_close(&c->in);
     free(c->out);
     free(c->addr_buf);
+    sodium_memzero(c->sk, sizeof(c->sk));
+    sodium_memzero(c->api_key, sizeof(c->api_key));
     free(c);
 }
 
@@ -396,6 +424,72 @@ void coalition_client_set_consistent(struct coalition_client *c, bool consistent
 {
     assert(c != NULL);
     c->consistent = consistent;
+}
+
+int coalition_client_set_api_key(struct coalition_client *c, const char *api_key)
+{
+    assert(c != NULL);
+    size_t len = api_key != NULL ? strlen(api_key) : 0;
+    if (len > COALITION_API_KEY_MAX) {
+        return client_fail(c, COALITION_E_INVALID_ARGUMENT, "an API key has at most %d bytes",
+                           COALITION_API_KEY_MAX);
+    }
+    sodium_memzero(c->api_key, sizeof(c->api_key));
+    if (len > 0) {
+        memcpy(c->api_key, api_key, len);
+    }
+    assert(c->api_key[len] == '\0');
+    return 0;
+}
+
+int coalition_client_set_signer(struct coalition_client *c, const char *signer, const uint8_t *sk)
+{
+    assert(c != NULL);
+    if (signer != NULL && sk == NULL) {
+        return client_fail(c, COALITION_E_INVALID_ARGUMENT, "a signer needs its secret key");
+    }
+    if (signer != NULL && strlen(signer) > COALITION_ID_MAX) {
+        return client_fail(c, COALITION_E_INVALID_ARGUMENT, "a signer id has at most %d bytes",
+                           COALITION_ID_MAX);
+    }
+    if (signer != NULL && auth_init() != 0) {
+        return client_fail(c, COALITION_E_INTERNAL, "libsodium did not initialize");
+    }
+    sodium_memzero(c->sk, sizeof(c->sk));
+    c->signing = signer != NULL;
+    copy_str(c->signer, sizeof(c->signer), signer);
+    if (signer != NULL) {
+        memcpy(c->sk, sk, sizeof(c->sk));
+    }
+    return 0;
+}
+
+int coalition_secret_key_load(const char *path, uint8_t sk[COALITION_SECRET_KEY_LEN], char *err,
+                              size_t errlen)
+{
+    assert(path != NULL && sk != NULL);
+    assert(err != NULL || errlen == 0);
+    if (auth_init() != 0) {
+        if (errlen > 0) {
+            snprintf(err, errlen, "libsodium did not initialize");
+        }
+        return COALITION_E_INTERNAL;
+    }
+    char msg[CLIENT_ERRMSG_LEN] = "";
+    int rv = auth_load_secret(path, sk, msg, sizeof(msg));
+    if (rv != 0) {
+        sodium_memzero(sk, COALITION_SECRET_KEY_LEN);
+        if (errlen > 0) {
+            snprintf(err, errlen, "%s", msg);
+        }
+    }
+    return rv;
+}
+
+void coalition_client_set_retries(struct coalition_client *c, unsigned retries)
+{
+    assert(c != NULL);
+    c->retries = retries < CLIENT_RETRIES_MAX ? retries : CLIENT_RETRIES_MAX;
 }
 
 /* Every public call starts with no message and no leader hint. */
@@ -432,6 +526,8 @@ static int client_queue(struct coalition_client *c, Coalition__Request *req, uin
                            c->outstanding);
     }
     req->id = c->next_id;
+    /* Borrowed until packed below. */
+    req->api_key = c->api_key[0] != '\0' ? c->api_key : (char *)"";
     uint8_t *frame = NULL;
     size_t frame_len = 0;
     int rv = frame_pack_request(req, &frame, &frame_len);
@@ -637,9 +733,11 @@ static int client_code(struct coalition_client *c, const Coalition__Response *re
 }
 
 /* One synchronous round trip: queue, then wait for this id.  Returns 0 with
- * *out (caller frees) whatever the node's code, or a local error. */
-static int client_call(struct coalition_client *c, Coalition__Request *req,
-                       Coalition__Response **out)
+ * *out (caller frees) whatever the node's code, or a local error.  After a
+ * timeout the connection is dropped: its late answer would only be
+ * discarded, and a node that does not answer is not the one to ask next. */
+static int client_call_once(struct coalition_client *c, Coalition__Request *req,
+                            Coalition__Response **out)
 {
     uint64_t id = 0;
     int rv = client_queue(c, req, &id);
@@ -653,12 +751,69 @@ static int client_call(struct coalition_client *c, Coalition__Request *req,
     if (rv == 0) {
         /* Only a write has a transaction id to retry with. */
         bool write = req->op_case == COALITION__REQUEST__OP_TXN ||
+                     req->op_case == COALITION__REQUEST__OP_GROUP ||
                      req->op_case == COALITION__REQUEST__OP_IDENTIFY;
+        client_disconnect(c);
         return client_fail(c, COALITION_E_TIMEOUT, "no answer from %s within %d ms%s", c->node,
                            c->timeout_ms, write ? "; retry with the same transaction id" : "");
     }
     assert((*out)->id == id);
     return 0;
+}
+
+/* The code of an answer that says "ask again later or elsewhere": the
+ * node's own, or the one transaction's of a signed request. */
+static int answer_code(const Coalition__Response *resp)
+{
+    if (resp->code != 0 || resp->n_group_results == 0 || resp->group_results[0] == NULL) {
+        return resp->code;
+    }
+    return resp->group_results[0]->code;
+}
+
+static bool code_retryable(int code)
+{
+    return code == COALITION_E_TIMEOUT || code == COALITION_E_UNREACHABLE ||
+           code == COALITION_E_UNAVAILABLE || code == COALITION_E_NOT_LEADER;
+}
+
+static void pause_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* client_call_once, repeated up to c->retries more times while the call
+ * fails in a way that a retry may cure (code_retryable).  The same request
+ * goes again: a write keeps its txn id, so the node answers a retry of a
+ * write that was applied with the original result.  With several addresses
+ * each retry starts from the next one.  Membership changes are not
+ * retried: the first may have been made. */
+static int client_call(struct coalition_client *c, Coalition__Request *req,
+                       Coalition__Response **out)
+{
+    unsigned retries = req->op_case == COALITION__REQUEST__OP_CLUSTER_CHANGE ? 0 : c->retries;
+    int wait_ms = CLIENT_RETRY_PAUSE_MS_FIRST;
+    for (unsigned attempt = 0;; attempt++) {
+        *out = NULL;
+        int rv = client_call_once(c, req, out);
+        int code = rv != 0 ? rv : answer_code(*out);
+        if (attempt >= retries || !code_retryable(code)) {
+            return rv;
+        }
+        if (*out != NULL) {
+            frame_free_response(*out);
+            *out = NULL;
+        }
+        if (c->n_addrs > 1) {
+            client_disconnect(c);
+            c->cur = (c->cur + 1) % c->n_addrs;
+            c->node = c->addrs[c->cur];
+        }
+        pause_ms(wait_ms);
+        wait_ms = wait_ms * 2 < CLIENT_RETRY_PAUSE_MS_MAX ? wait_ms * 2 : CLIENT_RETRY_PAUSE_MS_MAX;
+    }
 }
 
 static int check_len(struct coalition_client *c, const char *field, const char *s, size_t max)
@@ -803,7 +958,13 @@ static int txn_to_pb(struct coalition_client *c, const struct coalition_txn *t, 
                            "%s entries are scheduled by the leader, not submitted",
                            coalition_txn_kind_name(t->kind));
     }
-    if (t->kind < COALITION_TXN_PARTNER_ADD || t->kind > COALITION_TXN_ERASE) {
+    if (t->kind == COALITION_TXN_INIT) {
+        return client_fail(c, COALITION_E_INVALID_ARGUMENT,
+                           "init is recorded by the bootstrap node, not submitted");
+    }
+    if (t->kind < COALITION_TXN_PARTNER_ADD ||
+        (t->kind > COALITION_TXN_ERASE && t->kind != COALITION_TXN_APIKEY_ADD &&
+         t->kind != COALITION_TXN_APIKEY_REVOKE)) {
         return client_fail(c, COALITION_E_INVALID_ARGUMENT, "unknown transaction kind %d",
                            (int)t->kind);
     }
@@ -817,6 +978,7 @@ static int txn_to_pb(struct coalition_client *c, const struct coalition_txn *t, 
         {"of_txn", t->of_txn, COALITION_ID_MAX},     {"card", t->card, COALITION_ID_MAX},
         {"old_card", t->old_card, COALITION_ID_MAX}, {"category", t->category, COALITION_ID_MAX},
         {"reason", t->reason, COALITION_REASON_MAX}, {"name", t->name, COALITION_REASON_MAX},
+        {"key id", t->key_id, COALITION_ID_MAX},
     };
     for (size_t i = 0; i < sizeof(checks) / sizeof(checks[0]); i++) {
         int rv = check_len(c, checks[i].field, checks[i].value, checks[i].max);
@@ -855,7 +1017,40 @@ static int txn_to_pb(struct coalition_client *c, const struct coalition_txn *t, 
     tx->paid_points_cents = t->paid_points_cents;
     tx->category = str_or_empty(t->category);
     tx->timeout_s = t->timeout_s;
+    tx->key_id = str_or_empty(t->key_id);
+    /* protobuf-c only reads these while packing. */
+    if (t->public_key != NULL) {
+        tx->public_key.data = (uint8_t *)t->public_key;
+        tx->public_key.len = COALITION_PUBLIC_KEY_LEN;
+    }
+    if (t->key_hash != NULL) {
+        tx->key_hash.data = (uint8_t *)t->key_hash;
+        tx->key_hash.len = COALITION_HASH_LEN;
+    }
     return 0;
+}
+
+/* Queues the transaction in `pb` (borrowed): a plain Txn, or with a signer
+ * set a SignedGroup of that one Txn, signed here. */
+static int client_queue_txn(struct coalition_client *c, struct txn_pb *pb, uint64_t *id)
+{
+    Coalition__Request req = COALITION__REQUEST__INIT;
+    if (!c->signing) {
+        req.op_case = COALITION__REQUEST__OP_TXN;
+        req.txn = &pb->txn;
+        return client_queue(c, &req, id);
+    }
+    Coalition__SignedGroup group;
+    Coalition__Txn *one = &pb->txn;
+    int rv = auth_group_make(&group, c->signer, &one, 1, c->sk);
+    if (rv != 0) {
+        return client_fail(c, rv, "cannot sign: %s", coalition_strerror(rv));
+    }
+    req.op_case = COALITION__REQUEST__OP_GROUP;
+    req.group = &group;
+    rv = client_queue(c, &req, id);
+    auth_group_clear(&group);
+    return rv;
 }
 
 static void txn_result_from_pb(struct coalition_txn_result *out, const Coalition__TxnResult *r)
@@ -871,6 +1066,43 @@ static void txn_result_from_pb(struct coalition_txn_result *out, const Coalition
 static int client_missing_result(struct coalition_client *c)
 {
     return client_fail(c, COALITION_E_BAD_FRAME, "response from %s has no result", c->node);
+}
+
+/* The outcome of a transaction from its answer, whichever way it was sent:
+ * a signed request is answered in group_results (one per transaction: we
+ * send one), a plain one in `txn`.  Returns 0 with *out filled, or the
+ * node's code (message kept) or BAD_FRAME.  *out is zeroed first. */
+static int client_txn_answer(struct coalition_client *c, const Coalition__Response *resp,
+                             struct coalition_txn_result *out)
+{
+    memset(out, 0, sizeof(*out));
+    int rv = client_code(c, resp);
+    if (rv != 0) {
+        return rv;
+    }
+    if (resp->n_group_results > 0) {
+        const Coalition__GroupTxnResult *g = resp->group_results[0];
+        if (resp->n_group_results != 1 || g == NULL) {
+            return client_fail(c, COALITION_E_BAD_FRAME,
+                               "%s answered one transaction with %zu results", c->node,
+                               resp->n_group_results);
+        }
+        if (g->code != 0) {
+            int code = g->code < 0 ? g->code : COALITION_E_INTERNAL;
+            return client_fail(c, code, "%s",
+                               resp->message[0] != '\0' ? resp->message : coalition_strerror(code));
+        }
+        if (g->txn == NULL) {
+            return client_missing_result(c);
+        }
+        txn_result_from_pb(out, g->txn);
+        return 0;
+    }
+    if (resp->result_case != COALITION__RESPONSE__RESULT_TXN) {
+        return client_missing_result(c);
+    }
+    txn_result_from_pb(out, resp->txn);
+    return 0;
 }
 
 /* Sends `req` and checks the answer: 0 when it has code 0 and the result
@@ -927,13 +1159,28 @@ int coalition_client_txn(struct coalition_client *c, const struct coalition_txn 
     if (rv != 0) {
         return rv;
     }
+    Coalition__SignedGroup group;
     Coalition__Request req = COALITION__REQUEST__INIT;
-    req.op_case = COALITION__REQUEST__OP_TXN;
-    req.txn = &pb.txn;
+    if (c->signing) {
+        /* Signed once: every retry sends the same bytes. */
+        Coalition__Txn *one = &pb.txn;
+        rv = auth_group_make(&group, c->signer, &one, 1, c->sk);
+        if (rv != 0) {
+            return client_fail(c, rv, "cannot sign: %s", coalition_strerror(rv));
+        }
+        req.op_case = COALITION__REQUEST__OP_GROUP;
+        req.group = &group;
+    } else {
+        req.op_case = COALITION__REQUEST__OP_TXN;
+        req.txn = &pb.txn;
+    }
     Coalition__Response *resp = NULL;
-    rv = client_request(c, &req, COALITION__RESPONSE__RESULT_TXN, &resp);
+    rv = client_call(c, &req, &resp);
+    if (c->signing) {
+        auth_group_clear(&group);
+    }
     if (rv == 0) {
-        txn_result_from_pb(out, resp->txn);
+        rv = client_txn_answer(c, resp, out);
     }
     frame_free_response(resp);
     return rv;
@@ -1564,6 +1811,12 @@ const char *coalition_txn_kind_name(enum coalition_txn_kind kind)
         return "hold_timeout";
     case COALITION_TXN_TIER_REVIEW:
         return "tier_review";
+    case COALITION_TXN_INIT:
+        return "init";
+    case COALITION_TXN_APIKEY_ADD:
+        return "apikey_add";
+    case COALITION_TXN_APIKEY_REVOKE:
+        return "apikey_revoke";
     }
     return "unknown";
 }
@@ -1605,10 +1858,7 @@ int coalition_client_submit(struct coalition_client *c, const struct coalition_t
     if (rv != 0) {
         return rv;
     }
-    Coalition__Request req = COALITION__REQUEST__INIT;
-    req.op_case = COALITION__REQUEST__OP_TXN;
-    req.txn = &pb.txn;
-    return client_queue(c, &req, request_id);
+    return client_queue_txn(c, &pb, request_id);
 }
 
 int coalition_client_flush(struct coalition_client *c)
@@ -1638,14 +1888,7 @@ int coalition_client_poll(struct coalition_client *c, int timeout_ms, uint64_t *
         return rv;
     }
     *request_id = resp->id;
-    *code = client_code(c, resp);
-    if (*code == 0 && resp->result_case != COALITION__RESPONSE__RESULT_TXN) {
-        *code = client_missing_result(c);
-    }
-    memset(out, 0, sizeof(*out));
-    if (resp->result_case == COALITION__RESPONSE__RESULT_TXN) {
-        txn_result_from_pb(out, resp->txn);
-    }
+    *code = client_txn_answer(c, resp, out);
     frame_free_response(resp);
     return 1;
 }

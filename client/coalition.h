@@ -369,8 +369,7 @@ int coalition_client_set_api_key(struct coalition_client *c, const char *api_key
  * microseconds per transaction on the caller's thread.  The node checks that
  * each transaction's partner is the signer (an empty partner: the admin).
  * coalition_client_identify is not a Txn and is not signed. */
-int coalition_client_set_signer(struct coalition_client *c, const char *signer,
-                                const uint8_t *sk);
+int coalition_client_set_signer(struct coalition_client *c, const char *signer, const uint8_t *sk);
 
 /* Reads a secret key file written by `coalition keygen` (128 hex digits)
  * into sk (caller's buffer of COALITION_SECRET_KEY_LEN bytes).  `path` is
