@@ -409,7 +409,7 @@ static int conn_queue(struct forwarder_conn *c, const Coalition__Request *msg,
 {
     Coalition__Request copy = *msg; /* shallow: msg stays untouched */
     copy.id = r->id;
-    copy.forwarded = true;
+    copy.forwarded = !c->f->as_client;
     uint8_t *frame = NULL;
     size_t len = 0;
     int rv = frame_pack_request(&copy, &frame, &len);

@@ -43,6 +43,9 @@ struct forward_req {
 struct forwarder_conn; /* private */
 
 struct forwarder {
+    /* public: set after forwarder_init to send requests as a client does,
+     * without `forwarded` (the HTTP front talking to its own node) */
+    bool as_client;
     /* private */
     uv_loop_t *loop;
     uint64_t timeout_ms;
@@ -65,7 +68,7 @@ int forwarder_init(struct forwarder *f, uv_loop_t *loop, uint64_t timeout_ms);
 void forwarder_close(struct forwarder *f, void (*cb)(struct forwarder *f));
 
 /* Forwards `msg` (borrowed: packed before return, with a new request id and
- * forwarded = true) to the node at `addr` ("host:port", borrowed).  If the
+ * forwarded = true, or false with as_client) to the node at `addr` ("host:port", borrowed).  If the
  * current connection goes elsewhere it is closed first and its requests fail
  * with UNAVAILABLE; a connection is (re)opened as needed.  `cb` runs exactly
  * once, never before this function returns. */

@@ -20,6 +20,7 @@
 #include "config.h"
 #include "errors.h"
 #include "forward.h"
+#include "http.h"
 #include "ledger.h"
 #include "server.h"
 #include "store.h"
@@ -37,6 +38,7 @@ struct node {
     struct sweeper sweeper;
     struct identity_key identity;
     struct server server;
+    struct http_server http; /* only with cfg.http */
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
     bool stopping;
@@ -277,10 +279,12 @@ static void on_shutdown_poll(uv_timer_t *t)
     /* Answers under way are delivered first.  Known limitation: a client
      * that never reads its answers delays this until it goes away (see
      * docs/architecture.md, "Durability and crashes"). */
-    if (!server_idle(&n->server) || !sweeper_idle(&n->sweeper) || !batcher_idle(&n->batcher)) {
+    if (!http_idle(&n->http) || !server_idle(&n->server) || !sweeper_idle(&n->sweeper) ||
+        !batcher_idle(&n->batcher)) {
         return;
     }
     uv_timer_stop(t);
+    http_close(&n->http);
     server_close(&n->server);
     sweeper_close(&n->sweeper);
     batcher_close(&n->batcher);
@@ -296,6 +300,9 @@ static void on_signal(uv_signal_t *sig, int signum)
     }
     n->stopping = true;
     fprintf(stderr, "coalitiond: %s received, shutting down\n", strsignal(signum));
+    /* HTTP first: its requests go through the frame port, which must still
+     * answer those under way. */
+    http_stop(&n->http);
     server_stop(&n->server);
     sweeper_stop(&n->sweeper);
     uv_timer_start(&n->shutdown_timer, on_shutdown_poll, 0, SHUTDOWN_POLL_MS);
@@ -377,8 +384,31 @@ int main(int argc, char **argv)
                 sweeper_close(&n.sweeper);
             }
         }
+        const char *where = cfg->listen;
+        if (rv == 0 && cfg->http[0] != '\0') {
+            /* The HTTP API's requests reach the node through its own frame
+             * port; the node may forward them to the leader, so they wait
+             * a little longer than a forwarded request does. */
+            struct http_deps hdeps = {.node_id = cfg->id,
+                                      .node_addr = cfg->listen,
+                                      .cluster = &n.cluster,
+                                      .batcher = &n.batcher,
+                                      .node_timeout_ms = (uint64_t)cfg->forward_timeout_ms + 2000,
+                                      .header_max = cfg->http_header_max,
+                                      .body_max = cfg->http_body_max,
+                                      .idle_timeout_ms = cfg->idle_timeout_ms,
+                                      .request_timeout_ms = cfg->request_timeout_ms,
+                                      .conns_per_addr = cfg->conns_per_addr};
+            rv = http_start(&n.http, &n.loop, cfg->http, &hdeps);
+            if (rv != 0) {
+                where = cfg->http;
+                server_stop(&n.server);
+                server_close(&n.server);
+                sweeper_close(&n.sweeper);
+            }
+        }
         if (rv != 0) {
-            fprintf(stderr, "coalitiond: cannot listen on %s: %s\n", cfg->listen, uv_strerror(rv));
+            fprintf(stderr, "coalitiond: cannot listen on %s: %s\n", where, uv_strerror(rv));
             batcher_close(&n.batcher);
             forwarder_close(&n.forwarder, NULL);
             cluster_close(&n.cluster, NULL);
@@ -406,9 +436,10 @@ int main(int argc, char **argv)
     char hex[2 * LEDGER_HASH_LEN + 1];
     sodium_bin2hex(hex, sizeof(hex), head.hash, sizeof(head.hash));
     fprintf(stderr,
-            "coalitiond: node %llu serving clients on %s, raft on %s, data %s, seq %llu, "
+            "coalitiond: node %llu serving clients on %s%s%s, raft on %s, data %s, seq %llu, "
             "index %llu, head %s\n",
-            (unsigned long long)cfg->id, cfg->listen, cfg->raft, cfg->data,
+            (unsigned long long)cfg->id, cfg->listen, cfg->http[0] != '\0' ? ", HTTP on " : "",
+            cfg->http, cfg->raft, cfg->data,
             (unsigned long long)head.seq, (unsigned long long)head.applied_index, hex);
 
     uv_run(&n.loop, UV_RUN_DEFAULT);
