@@ -15,7 +15,8 @@
 #include "cluster.h"
 #include "ledger.h"
 
-/* Largest number of transactions in one batch (one raft entry).  raft keeps
+/* Largest number of transactions in one batch (one raft entry; a single
+ * larger group still goes alone).  raft keeps
  * up to snapshot threshold + trailing entries in memory, so this bounds the
  * log's memory: (8192 + 2048) x 1024 x ~150 bytes, about 1.5 GiB at worst. */
 #define BATCHER_BATCH_MAX 1024
@@ -25,19 +26,25 @@
 struct batcher_req;
 typedef void (*batcher_cb)(struct batcher_req *req);
 
-/* A transaction in flight.  Caller-allocated; must stay valid until its
- * callback runs. */
+/* A transaction, or a signed group of them, in flight.  Caller-allocated;
+ * must stay valid until its callback runs.  Exactly one of txn (unsigned:
+ * only the kinds the leader schedules and the genesis INIT are accepted by
+ * the state machine) and group is set. */
 struct batcher_req {
-    Coalition__Txn *txn;         /* public: borrowed until cb */
-    struct ledger_result result; /* read-only: set before cb; code UNAVAILABLE
-                                    if the outcome is unknown (retry) */
-    batcher_cb cb;               /* public */
-    struct batcher_req *next;    /* private */
+    Coalition__Txn *txn;           /* public: borrowed until cb */
+    Coalition__SignedGroup *group; /* public: borrowed until cb */
+    size_t n;                      /* public: the group's transactions */
+    struct ledger_result *results; /* public: group: n slots (caller's), set before cb */
+    struct ledger_result result;   /* read-only: txn: set before cb; code UNAVAILABLE
+                                      if the outcome is unknown (retry) */
+    batcher_cb cb;                 /* public */
+    struct batcher_req *next;      /* private */
 };
 
 struct batcher_stats {
     uint64_t batches; /* batches proposed */
     uint64_t txns;    /* transactions proposed */
+    uint64_t groups;  /* signed groups proposed */
     uint64_t failed;  /* batches whose outcome was unknown (leadership lost) */
     uint64_t batch_max_seen;
 };

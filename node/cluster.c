@@ -389,14 +389,15 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
         }
     }
     struct ledger_result *res = NULL;
+    size_t n_res = 0;
     if (p != NULL) {
-        assert(p->n == b->n_txns);
         res = p->results;
-    } else if (b->n_txns > 0) {
-        if (b->n_txns > c->scratch_len) {
+        n_res = p->n;
+    } else if ((n_res = ledger_batch_count(b)) > 0) {
+        if (n_res > c->scratch_len) {
             free(c->scratch);
-            c->scratch = calloc(b->n_txns, sizeof(*c->scratch));
-            c->scratch_len = c->scratch != NULL ? b->n_txns : 0;
+            c->scratch = calloc(n_res, sizeof(*c->scratch));
+            c->scratch_len = c->scratch != NULL ? n_res : 0;
         }
         res = c->scratch;
         if (res == NULL) {
@@ -405,7 +406,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
             return RAFT_NOMEM;
         }
     }
-    int rv = ledger_apply_batch(c->ledger, index, b, res);
+    int rv = ledger_apply_batch(c->ledger, index, b, res, n_res);
     if (rv < 0) {
         coalition__batch__free_unpacked(b, NULL);
         c->on_fatal(rv);
@@ -722,7 +723,7 @@ int cluster_propose(struct cluster *c, Coalition__Batch *batch, struct cluster_p
                     cluster_proposal_cb cb)
 {
     assert(batch != NULL && p != NULL && cb != NULL);
-    assert(p->n == batch->n_txns);
+    assert(p->n >= batch->n_txns);
     if (c->closing || raft_state(&c->raft) != RAFT_LEADER) {
         return COALITION_E_NOT_LEADER;
     }
@@ -1134,7 +1135,8 @@ static int make_dir(const char *path)
 
 int cluster_start(struct cluster *c, uv_loop_t *loop, const struct config *cfg,
                   const char *raft_addr, const char *client_addr, struct ledger *l, struct store *s,
-                  void (*on_fatal)(int code), char *err, size_t errlen)
+                  const struct link_config *link, void (*on_fatal)(int code), char *err,
+                  size_t errlen)
 {
     memset(c, 0, sizeof(*c));
     c->loop = loop;
@@ -1159,15 +1161,15 @@ int cluster_start(struct cluster *c, uv_loop_t *loop, const struct config *cfg,
                  strerror(errno));
         return -1;
     }
-    int rv = raft_uv_tcp_init(&c->transport, loop);
+    int rv = link_transport_init(&c->transport, loop, link);
     if (rv != 0) {
-        snprintf(err, errlen, "raft transport: %s", raft_strerror(rv));
+        snprintf(err, errlen, "raft transport: %s", coalition_strerror(rv));
         return -1;
     }
     rv = raft_uv_init(&c->uv_io, loop, dir, &c->transport);
     if (rv != 0) {
         snprintf(err, errlen, "raft storage in '%s': %s", dir, c->uv_io.errmsg);
-        raft_uv_tcp_close(&c->transport);
+        link_transport_close(&c->transport);
         return -1;
     }
     io_wrap(c);
@@ -1182,7 +1184,7 @@ int cluster_start(struct cluster *c, uv_loop_t *loop, const struct config *cfg,
     if (rv != 0) {
         snprintf(err, errlen, "raft init: %s", raft_errmsg(&c->raft));
         raft_uv_close(&c->uv_io);
-        raft_uv_tcp_close(&c->transport);
+        link_transport_close(&c->transport);
         return -1;
     }
     raft_set_election_timeout(&c->raft, cfg->election_timeout_ms);
@@ -1254,7 +1256,7 @@ static void cluster_on_raft_closed(struct raft *r)
 void cluster_free(struct cluster *c)
 {
     raft_uv_close(&c->uv_io);
-    raft_uv_tcp_close(&c->transport);
+    link_transport_close(&c->transport);
     free(c->scratch);
     c->scratch = NULL;
 }

@@ -1,4 +1,4 @@
-/* Cluster glue around canonical raft (libraft 0.15, raft_uv + raft_uv_tcp):
+/* Cluster glue around canonical raft (libraft 0.15, raft_uv + node/link):
  * the ledger is the raft state machine.  This module starts raft (new
  * coalition, single node, join or restart), proposes batches on the leader
  * and routes their results back, applies committed batches on every node,
@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "ledger.h"
+#include "link.h"
 #include "store.h"
 
 #define CLUSTER_NODES_MAX 64 /* servers in the configuration we track */
@@ -114,11 +115,14 @@ struct cluster {
 /* Opens raft in `cfg->data`/raft for the ledger `l` kept in `s` (borrowed),
  * bootstrapping a new coalition if cfg says so and the log is empty, and
  * starts it.  `client_addr` is this node's client address (for the
- * directory).  on_fatal is called on any raft I/O or apply failure and must
- * not return.  Returns 0 or -1 with a message in err. */
+ * directory).  `link` (borrowed for the call) sets up the authenticated,
+ * encrypted links to the other nodes (node/link.h).  on_fatal is called on
+ * any raft I/O or apply failure and must not return.  Returns 0 or -1 with a
+ * message in err. */
 int cluster_start(struct cluster *c, uv_loop_t *loop, const struct config *cfg,
                   const char *raft_addr, const char *client_addr, struct ledger *l, struct store *s,
-                  void (*on_fatal)(int code), char *err, size_t errlen);
+                  const struct link_config *link, void (*on_fatal)(int code), char *err,
+                  size_t errlen);
 
 /* Closes raft: proposals and changes in flight fail with UNAVAILABLE; cb
  * runs when every handle is closed.  Then, after uv_run has returned,
@@ -132,8 +136,8 @@ bool cluster_is_leader(struct cluster *c);
 uint64_t cluster_leader(struct cluster *c, char *addr, size_t addrlen);
 
 /* Proposes `batch` (borrowed; packed here with proposer fields set) on the
- * leader.  p->results must have room for batch->n_txns results.  Returns 0
- * (cb will run) or NOT_LEADER / NOMEM (cb will not run). */
+ * leader.  p->results must have room for every result: p->n is batch->n_txns plus the transactions
+ * of its groups.  Returns 0 (cb will run) or NOT_LEADER / NOMEM (cb will not run). */
 int cluster_propose(struct cluster *c, Coalition__Batch *batch, struct cluster_proposal *p,
                     cluster_proposal_cb cb);
 

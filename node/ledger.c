@@ -18,6 +18,12 @@
  *   'e' seq8                   hash(32) + packed Entry (the hash chain)
  *   'h' member 0 seq8          (empty) history index
  *   'n' id8                    NodeInfo: the node directory (cluster)
+ *   'm' "admin"                the coalition admin's Ed25519 public key (INIT)
+ *   'K' key_id                 ApiKeyRecord: an API key of a partner (hashed)
+ *
+ * Authorization (docs/security.md): a transaction of a replicated batch acts
+ * for the signer of its SignedGroup, verified here with the key recorded on
+ * the ledger; only scheduled kinds and the genesis INIT come unsigned.
  *
  * Nothing here reads a clock, randomness or node identity. */
 #include "ledger.h"
@@ -28,6 +34,7 @@
 
 #include <sodium.h>
 
+#include "auth.h"
 #include "bytes.h"
 #include "date.h"
 #include "errors.h"
@@ -44,6 +51,7 @@ _Static_assert(LEDGER_RULE_LEN == RULES_RULE_LEN, "rule descriptions fit");
 static const char LEDGER_HEAD_KEY[] = "mhead";
 /* Present while a snapshot replaces the store (see ledger_restore_begin). */
 static const char LEDGER_RESTORE_KEY[] = "mrestore";
+static const char LEDGER_ADMIN_KEY[] = "madmin";
 
 struct posting;
 
@@ -183,6 +191,9 @@ enum {
     F_RULES = 1 << 13,
     F_OLD_CARD = 1 << 14,
     F_KEYS = 1 << 15,
+    F_PUBKEY = 1 << 16,
+    F_KEY_ID = 1 << 17,
+    F_KEY_HASH = 1 << 18,
 };
 
 static unsigned fields_allowed(Coalition__TxnKind kind)
@@ -191,7 +202,13 @@ static unsigned fields_allowed(Coalition__TxnKind kind)
     const unsigned admin = F_PARTNER | F_TXN | F_MEMBER;
     switch (kind) {
     case COALITION__TXN_KIND__TXN_PARTNER_ADD:
-        return F_PARTNER | F_NAME | F_TXN;
+        return F_PARTNER | F_NAME | F_TXN | F_PUBKEY;
+    case COALITION__TXN_KIND__TXN_INIT:
+        return F_PUBKEY;
+    case COALITION__TXN_KIND__TXN_APIKEY_ADD:
+        return F_PARTNER | F_TXN | F_KEY_ID | F_KEY_HASH;
+    case COALITION__TXN_KIND__TXN_APIKEY_REVOKE:
+        return F_PARTNER | F_TXN | F_KEY_ID;
     case COALITION__TXN_KIND__TXN_MEMBER_ADD:
         return admin | F_CARD;
     case COALITION__TXN_KIND__TXN_AWARD:
@@ -253,6 +270,7 @@ static unsigned fields_required(Coalition__TxnKind kind)
     case COALITION__TXN_KIND__TXN_IDENTIFY:
     case COALITION__TXN_KIND__TXN_MERGE:
     case COALITION__TXN_KIND__TXN_ERASE:
+    case COALITION__TXN_KIND__TXN_APIKEY_REVOKE: /* the admin revokes without a partner */
         return allowed & ~F_PARTNER;
     default:
         return allowed;
@@ -269,7 +287,9 @@ static unsigned fields_present(const Coalition__Txn *t)
            (t->purchase_cents == 0 ? 0u : F_PURCHASE) | (t->paid_points_cents == 0 ? 0u : F_PAID) |
            (empty(t->category) ? 0u : F_CATEGORY) | (t->timeout_s == 0 ? 0u : F_TIMEOUT) |
            (t->program == NULL ? 0u : F_PROGRAM) | (t->rules == NULL ? 0u : F_RULES) |
-           (empty(t->old_card) ? 0u : F_OLD_CARD) | (t->n_lookup_keys == 0 ? 0u : F_KEYS);
+           (empty(t->old_card) ? 0u : F_OLD_CARD) | (t->n_lookup_keys == 0 ? 0u : F_KEYS) |
+           (t->public_key.len == 0 ? 0u : F_PUBKEY) | (empty(t->key_id) ? 0u : F_KEY_ID) |
+           (t->key_hash.len == 0 ? 0u : F_KEY_HASH);
 }
 
 /* Every id field present is well formed. */
@@ -285,12 +305,39 @@ static bool ids_ok(const Coalition__Txn *t)
     return empty(t->category) || ledger_id_ok(t->category);
 }
 
+static bool public_key_ok(const Coalition__Txn *t)
+{
+    return t->public_key.len == AUTH_PUBLIC_LEN && auth_public_valid(t->public_key.data);
+}
+
+/* An API key id: AUTH_KEY_ID_HEX lower-case hex digits. */
+static bool key_id_ok(const char *id)
+{
+    size_t n = 0;
+    for (; id[n] != '\0'; n++) {
+        if (!((id[n] >= '0' && id[n] <= '9') || (id[n] >= 'a' && id[n] <= 'f'))) {
+            return false;
+        }
+    }
+    return n == AUTH_KEY_ID_HEX;
+}
+
 /* Checks particular to a kind, after the field sets. */
 static int validate_kind(const Coalition__Txn *t)
 {
     switch (t->kind) {
     case COALITION__TXN_KIND__TXN_PARTNER_ADD:
-        return ledger_text_ok(t->name, true) ? 0 : COALITION_E_INVALID_ARGUMENT;
+        return ledger_text_ok(t->name, true) && (t->public_key.len == 0 || public_key_ok(t))
+                   ? 0
+                   : COALITION_E_INVALID_ARGUMENT;
+    case COALITION__TXN_KIND__TXN_INIT:
+        return public_key_ok(t) ? 0 : COALITION_E_INVALID_ARGUMENT;
+    case COALITION__TXN_KIND__TXN_APIKEY_ADD:
+        return key_id_ok(t->key_id) && t->key_hash.len == AUTH_HASH_LEN
+                   ? 0
+                   : COALITION_E_INVALID_ARGUMENT;
+    case COALITION__TXN_KIND__TXN_APIKEY_REVOKE:
+        return key_id_ok(t->key_id) ? 0 : COALITION_E_INVALID_ARGUMENT;
     case COALITION__TXN_KIND__TXN_AWARD:
         if (t->purchase_cents != 0) {
             /* Points come from the rules; the purchase is checked there. */
@@ -619,6 +666,13 @@ struct posting {
 };
 
 /* One transaction being applied. */
+/* Whom a transaction acts for. */
+enum actor {
+    ACTOR_TRUSTED,  /* ledger_apply: a caller that authorized it (tools, tests) */
+    ACTOR_UNSIGNED, /* Batch.txns: only scheduled kinds and the genesis INIT */
+    ACTOR_SIGNED,   /* a verified SignedGroup: acts for apply.actor */
+};
+
 struct apply {
     struct ledger *l;
     struct store_batch *b;
@@ -635,6 +689,8 @@ struct apply {
     const char *tier_member; /* non-NULL when the entry changes this member's tier */
     char tier[LEDGER_ID_MAX + 1];
     char holder[LEDGER_ID_MAX + 1]; /* a reversal's member after merges */
+    enum actor actor_kind;
+    const char *actor; /* ACTOR_SIGNED: the signer ("" = coalition admin) */
 };
 
 /* A business rejection: not a failure of the apply. */
@@ -1582,7 +1638,10 @@ static int apply_partner_add(struct apply *a)
     int rv =
         batch_get_msg(a->b, &k, &coalition__partner_record__descriptor, (ProtobufCMessage **)&old);
     if (rv == 0) {
-        rv = admin_repeat(a, strcmp(old->name, t->name) == 0, old->seq);
+        bool same = strcmp(old->name, t->name) == 0 && old->public_key.len == t->public_key.len &&
+                    (t->public_key.len == 0 ||
+                     memcmp(old->public_key.data, t->public_key.data, t->public_key.len) == 0);
+        rv = admin_repeat(a, same, old->seq);
         coalition__partner_record__free_unpacked(old, NULL);
         return rv;
     }
@@ -1595,6 +1654,7 @@ static int apply_partner_add(struct apply *a)
     Coalition__PartnerRecord rec = COALITION__PARTNER_RECORD__INIT;
     rec.name = t->name;
     rec.seq = a->res->seq;
+    rec.public_key = t->public_key;
     if ((rv = batch_put_msg(a->b, &k, &rec.base)) != 0) {
         return rv;
     }
@@ -2515,6 +2575,7 @@ static bool kind_has_txn_record(Coalition__TxnKind kind)
     switch (kind) {
     case COALITION__TXN_KIND__TXN_PARTNER_ADD:
     case COALITION__TXN_KIND__TXN_MEMBER_ADD:
+    case COALITION__TXN_KIND__TXN_INIT:
     case COALITION__TXN_KIND__TXN_EXPIRE:
     case COALITION__TXN_KIND__TXN_HOLD_TIMEOUT:
     case COALITION__TXN_KIND__TXN_TIER_REVIEW:
@@ -2526,10 +2587,178 @@ static bool kind_has_txn_record(Coalition__TxnKind kind)
 
 /* Applies one transaction into the batch.  Returns 0 (outcome in a->res) or
  * a storage/memory error. */
+/* The coalition admin key: 0, STORE_NOT_FOUND before INIT, or an error.
+ * Reads through the batch when b is given, else committed state. */
+static int admin_key_get(struct ledger *l, struct store_batch *b, uint8_t pk[AUTH_PUBLIC_LEN])
+{
+    void *v = NULL;
+    size_t len = 0;
+    int rv =
+        b != NULL
+            ? store_batch_get(b, LEDGER_ADMIN_KEY, sizeof(LEDGER_ADMIN_KEY) - 1, &v, &len)
+            : store_get(l->store, NULL, LEDGER_ADMIN_KEY, sizeof(LEDGER_ADMIN_KEY) - 1, &v, &len);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = len == AUTH_PUBLIC_LEN ? 0 : COALITION_E_STORAGE;
+    if (rv == 0) {
+        memcpy(pk, v, AUTH_PUBLIC_LEN);
+    }
+    free(v);
+    return rv;
+}
+
+/* The key that verifies `signer`'s groups: the admin's for "", else the
+ * partner's.  0, UNAUTHENTICATED (unknown signer, or no key) or an error. */
+static int signer_key_get(struct ledger *l, struct store_batch *b, const char *signer,
+                          uint8_t pk[AUTH_PUBLIC_LEN])
+{
+    if (signer[0] == '\0') {
+        int rv = admin_key_get(l, b, pk);
+        return rv == STORE_NOT_FOUND ? COALITION_E_UNAUTHENTICATED : rv;
+    }
+    if (!ledger_id_ok(signer)) {
+        return COALITION_E_UNAUTHENTICATED;
+    }
+    struct key k;
+    key_partner(&k, signer);
+    void *v = NULL;
+    size_t len = 0;
+    int rv = b != NULL ? store_batch_get(b, k.buf, k.len, &v, &len)
+                       : store_get(l->store, NULL, k.buf, k.len, &v, &len);
+    if (rv == STORE_NOT_FOUND) {
+        return COALITION_E_UNAUTHENTICATED;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    Coalition__PartnerRecord *rec = coalition__partner_record__unpack(NULL, len, v);
+    free(v);
+    if (rec == NULL) {
+        return COALITION_E_STORAGE;
+    }
+    rv = rec->public_key.len == AUTH_PUBLIC_LEN ? 0 : COALITION_E_UNAUTHENTICATED;
+    if (rv == 0) {
+        memcpy(pk, rec->public_key.data, AUTH_PUBLIC_LEN);
+    }
+    coalition__partner_record__free_unpacked(rec, NULL);
+    return rv;
+}
+
+/* Genesis: records the admin key, once. */
+static int apply_init(struct apply *a)
+{
+    uint8_t pk[AUTH_PUBLIC_LEN];
+    int rv = admin_key_get(a->l, a->b, pk);
+    if (rv == 0) {
+        return reject(a, COALITION_E_ALREADY_EXISTS);
+    }
+    if (rv != STORE_NOT_FOUND || (rv = append_entry(a)) != 0) {
+        return rv;
+    }
+    store_batch_put(a->b, LEDGER_ADMIN_KEY, sizeof(LEDGER_ADMIN_KEY) - 1, a->txn->public_key.data,
+                    AUTH_PUBLIC_LEN);
+    return 0;
+}
+
+static void key_api(struct key *k, const char *key_id)
+{
+    key_init(k, 'K');
+    key_add_str(k, key_id);
+}
+
+/* APIKEY_ADD (partner's own, new id) and APIKEY_REVOKE (own key, or any
+ * key by the admin; revoking twice is accepted and changes nothing more). */
+static int apply_api_key(struct apply *a)
+{
+    const Coalition__Txn *t = a->txn;
+    struct key k;
+    key_api(&k, t->key_id);
+    Coalition__ApiKeyRecord *old = NULL;
+    int rv =
+        batch_get_msg(a->b, &k, &coalition__api_key_record__descriptor, (ProtobufCMessage **)&old);
+    if (rv != 0 && rv != STORE_NOT_FOUND) {
+        return rv;
+    }
+    if (t->kind == COALITION__TXN_KIND__TXN_APIKEY_ADD) {
+        Coalition__PartnerRecord *partner = NULL;
+        if (old != NULL) {
+            coalition__api_key_record__free_unpacked(old, NULL);
+            return reject(a, COALITION_E_ALREADY_EXISTS);
+        }
+        if ((rv = partner_get(a, t->partner, &partner)) != 0 || a->res->code != 0) {
+            return rv;
+        }
+        coalition__partner_record__free_unpacked(partner, NULL);
+        if ((rv = append_entry(a)) != 0) {
+            return rv;
+        }
+        Coalition__ApiKeyRecord rec = COALITION__API_KEY_RECORD__INIT;
+        rec.partner = t->partner;
+        rec.hash = t->key_hash;
+        rec.seq = a->res->seq;
+        return batch_put_msg(a->b, &k, &rec.base);
+    }
+    if (old == NULL) {
+        return reject(a, COALITION_E_INVALID_ARGUMENT);
+    }
+    if (!empty(t->partner) && strcmp(old->partner, t->partner) != 0) {
+        coalition__api_key_record__free_unpacked(old, NULL);
+        return reject(a, COALITION_E_FORBIDDEN);
+    }
+    if ((rv = append_entry(a)) == 0 && old->revoked_seq == 0) {
+        old->revoked_seq = a->res->seq;
+        rv = batch_put_msg(a->b, &k, &old->base);
+    }
+    coalition__api_key_record__free_unpacked(old, NULL);
+    return rv;
+}
+
+/* May the actor do this?  0, UNAUTHENTICATED or FORBIDDEN (nothing is
+ * recorded: a forged or misdirected request changes nothing). */
+static int authorize(const struct apply *a)
+{
+    const Coalition__Txn *t = a->txn;
+    bool scheduled = ledger_kind_scheduled(t->kind);
+    bool init = t->kind == COALITION__TXN_KIND__TXN_INIT;
+    switch (a->actor_kind) {
+    case ACTOR_TRUSTED:
+        return 0;
+    case ACTOR_UNSIGNED:
+        return scheduled || init ? 0 : COALITION_E_UNAUTHENTICATED;
+    case ACTOR_SIGNED:
+        break;
+    }
+    assert(a->actor != NULL);
+    if (scheduled || init) {
+        return COALITION_E_FORBIDDEN;
+    }
+    bool admin = a->actor[0] == '\0';
+    switch (t->kind) {
+    case COALITION__TXN_KIND__TXN_PARTNER_ADD:
+        /* The partner's key is what will verify its writes. */
+        if (t->public_key.len == 0) {
+            return COALITION_E_INVALID_ARGUMENT;
+        }
+        return admin ? 0 : COALITION_E_FORBIDDEN;
+    case COALITION__TXN_KIND__TXN_RULES_SET:
+    case COALITION__TXN_KIND__TXN_MERGE:
+    case COALITION__TXN_KIND__TXN_ERASE:
+        return admin ? 0 : COALITION_E_FORBIDDEN;
+    default:
+        /* A partner acts in its own name; the admin without a partner. */
+        return strcmp(t->partner != NULL ? t->partner : "", a->actor) == 0 ? 0
+                                                                           : COALITION_E_FORBIDDEN;
+    }
+}
+
 static int apply_one(struct apply *a)
 {
     const Coalition__Txn *t = a->txn;
     int code = ledger_validate(t);
+    if (code == 0) {
+        code = authorize(a);
+    }
     if (code != 0) {
         return reject(a, code);
     }
@@ -2578,6 +2807,11 @@ static int apply_one(struct apply *a)
         return apply_merge(a);
     case COALITION__TXN_KIND__TXN_ERASE:
         return apply_erase(a);
+    case COALITION__TXN_KIND__TXN_INIT:
+        return apply_init(a);
+    case COALITION__TXN_KIND__TXN_APIKEY_ADD:
+    case COALITION__TXN_KIND__TXN_APIKEY_REVOKE:
+        return apply_api_key(a);
     default:
         return reject(a, COALITION_E_INVALID_ARGUMENT);
     }
@@ -2598,46 +2832,124 @@ static int apply_nodes(struct ledger *l, Coalition__NodeInfo *const *nodes, size
     return 0;
 }
 
-/* The one apply path: transactions and directory updates of one batch, all
- * in one atomic write together with the new head. */
+/* Applies one transaction in its own savepoint: a rejection rolls back
+ * whatever it wrote.  0 or a storage error (fatal). */
+static int apply_in_savepoint(struct ledger *l, uint64_t time_ms, const Coalition__Txn *txn,
+                              enum actor actor_kind, const char *actor, struct ledger_result *res)
+{
+    struct apply a = {.l = l,
+                      .b = l->wb,
+                      .time_ms = time_ms,
+                      .txn = txn,
+                      .res = res,
+                      .postings = l->postings,
+                      .cap_postings = l->cap_postings,
+                      .actor_kind = actor_kind,
+                      .actor = actor};
+    memset(res, 0, sizeof(*res));
+    struct ledger_head prev = l->head;
+    store_batch_savepoint(l->wb);
+    int rv = apply_one(&a);
+    l->postings = a.postings; /* kept, maybe grown */
+    l->cap_postings = a.cap_postings;
+    if (rv != 0) {
+        return rv;
+    }
+    if (res->code != 0) {
+        store_batch_rollback(l->wb);
+        l->head = prev;
+        res->seq = 0;
+        res->duplicate = false;
+    } else {
+        store_batch_release_savepoint(l->wb);
+    }
+    assert(res->code != 0 || res->seq > 0);
+    return 0;
+}
+
+/* A signed group's transactions, or NULL if the group does not decode.
+ * Free with coalition__txn_list__free_unpacked. */
+static Coalition__TxnList *group_unpack(const Coalition__SignedGroup *g)
+{
+    if (g->signer == NULL || g->txns.len == 0) {
+        return NULL;
+    }
+    return coalition__txn_list__unpack(NULL, g->txns.len, g->txns.data);
+}
+
+size_t ledger_batch_count(const Coalition__Batch *batch)
+{
+    size_t n = batch->n_txns;
+    for (size_t i = 0; i < batch->n_groups; i++) {
+        Coalition__TxnList *list = group_unpack(batch->groups[i]);
+        n += list != NULL ? list->n_txns : 0;
+        coalition__txn_list__free_unpacked(list, NULL);
+    }
+    return n;
+}
+
+/* Applies a signed group at its place in the batch: its signature is
+ * checked with the signer's key as of the transactions before it, then each
+ * transaction acts for the signer.  A group that fails verification changes
+ * nothing; each of its results says UNAUTHENTICATED.  Fills at most `room`
+ * results; *used says how many.  0 or a storage error. */
+static int apply_group(struct ledger *l, uint64_t time_ms, const Coalition__SignedGroup *g,
+                       struct ledger_result *results, size_t room, size_t *used)
+{
+    *used = 0;
+    Coalition__TxnList *list = group_unpack(g);
+    if (list == NULL) {
+        return 0; /* counted as no transactions by ledger_batch_count too */
+    }
+    uint8_t pk[AUTH_PUBLIC_LEN];
+    int rv = signer_key_get(l, l->wb, g->signer, pk);
+    int code = rv;
+    if (rv == 0 || rv == COALITION_E_UNAUTHENTICATED) {
+        rv = 0;
+        if (code == 0) {
+            code = auth_group_verify(g->txns.data, g->txns.len, g->signature.data, g->signature.len,
+                                     pk);
+        }
+    }
+    size_t n = list->n_txns < room ? list->n_txns : room;
+    for (size_t i = 0; rv == 0 && i < n; i++) {
+        if (code != 0) {
+            memset(&results[i], 0, sizeof(results[i]));
+            results[i].code = code;
+            continue;
+        }
+        rv = apply_in_savepoint(l, time_ms, list->txns[i], ACTOR_SIGNED, g->signer, &results[i]);
+    }
+    *used = n;
+    coalition__txn_list__free_unpacked(list, NULL);
+    return rv;
+}
+
+/* The one apply path: transactions, signed groups and directory updates of
+ * one batch, all in one atomic write together with the new head.  results
+ * has n_results slots (see ledger_batch_count). */
 static int ledger_apply_all(struct ledger *l, uint64_t index, uint64_t time_ms,
-                            Coalition__Txn *const *txns, size_t n,
+                            Coalition__Txn *const *txns, size_t n, enum actor txns_actor,
+                            Coalition__SignedGroup *const *groups, size_t n_groups,
                             Coalition__NodeInfo *const *nodes, size_t n_nodes,
-                            struct ledger_result *results)
+                            struct ledger_result *results, size_t n_results)
 {
     assert(l != NULL && (n == 0 || (txns != NULL && results != NULL)));
+    assert(n <= n_results);
     if (index <= l->head.applied_index) {
         return 1;
     }
     struct ledger_head before = l->head;
     store_batch_clear(l->wb);
     int rv = 0;
-    for (size_t i = 0; i < n; i++) {
-        struct apply a = {.l = l,
-                          .b = l->wb,
-                          .time_ms = time_ms,
-                          .txn = txns[i],
-                          .postings = l->postings,
-                          .cap_postings = l->cap_postings};
-        a.res = &results[i];
-        memset(a.res, 0, sizeof(*a.res));
-        struct ledger_head prev = l->head;
-        store_batch_savepoint(l->wb);
-        rv = apply_one(&a);
-        l->postings = a.postings; /* kept, maybe grown */
-        l->cap_postings = a.cap_postings;
-        if (rv != 0) {
-            break;
-        }
-        if (a.res->code != 0) {
-            store_batch_rollback(l->wb);
-            l->head = prev;
-            a.res->seq = 0;
-            a.res->duplicate = false;
-        } else {
-            store_batch_release_savepoint(l->wb);
-        }
-        assert(a.res->code != 0 || a.res->seq > 0);
+    size_t done = 0;
+    for (size_t i = 0; rv == 0 && i < n; i++) {
+        rv = apply_in_savepoint(l, time_ms, txns[i], txns_actor, NULL, &results[done++]);
+    }
+    for (size_t i = 0; rv == 0 && i < n_groups; i++) {
+        size_t used = 0;
+        rv = apply_group(l, time_ms, groups[i], results + done, n_results - done, &used);
+        done += used;
     }
     if (rv == 0) {
         rv = apply_nodes(l, nodes, n_nodes);
@@ -2653,7 +2965,7 @@ static int ledger_apply_all(struct ledger *l, uint64_t index, uint64_t time_ms,
     store_batch_clear(l->wb);
     if (rv != 0) {
         l->head = before;
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n_results; i++) {
             results[i].code = rv;
         }
     }
@@ -2663,15 +2975,96 @@ static int ledger_apply_all(struct ledger *l, uint64_t index, uint64_t time_ms,
 int ledger_apply(struct ledger *l, uint64_t index, uint64_t time_ms, Coalition__Txn *const *txns,
                  size_t n, struct ledger_result *results)
 {
-    return ledger_apply_all(l, index, time_ms, txns, n, NULL, 0, results);
+    return ledger_apply_all(l, index, time_ms, txns, n, ACTOR_TRUSTED, NULL, 0, NULL, 0, results,
+                            n);
 }
 
 int ledger_apply_batch(struct ledger *l, uint64_t index, const Coalition__Batch *batch,
-                       struct ledger_result *results)
+                       struct ledger_result *results, size_t n_results)
 {
     assert(batch != NULL);
-    return ledger_apply_all(l, index, batch->time_ms, batch->txns, batch->n_txns, batch->nodes,
-                            batch->n_nodes, results);
+    return ledger_apply_all(l, index, batch->time_ms, batch->txns, batch->n_txns, ACTOR_UNSIGNED,
+                            batch->groups, batch->n_groups, batch->nodes, batch->n_nodes, results,
+                            n_results);
+}
+
+int ledger_signer_key(struct ledger *l, const char *signer, uint8_t pk[AUTH_PUBLIC_LEN])
+{
+    return signer_key_get(l, NULL, signer, pk);
+}
+
+bool ledger_initialized(struct ledger *l)
+{
+    uint8_t pk[AUTH_PUBLIC_LEN];
+    return admin_key_get(l, NULL, pk) == 0;
+}
+
+int ledger_api_key_partner(struct ledger *l, const char *key_id, const uint8_t hash[AUTH_HASH_LEN],
+                           char partner[LEDGER_ID_MAX + 1])
+{
+    struct key k;
+    if (!key_id_ok(key_id)) {
+        return COALITION_E_UNAUTHENTICATED;
+    }
+    key_api(&k, key_id);
+    void *v = NULL;
+    size_t len = 0;
+    int rv = store_get(l->store, NULL, k.buf, k.len, &v, &len);
+    if (rv == STORE_NOT_FOUND) {
+        return COALITION_E_UNAUTHENTICATED;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    Coalition__ApiKeyRecord *rec = coalition__api_key_record__unpack(NULL, len, v);
+    free(v);
+    if (rec == NULL) {
+        return COALITION_E_STORAGE;
+    }
+    rv = rec->revoked_seq == 0 && rec->hash.len == AUTH_HASH_LEN &&
+                 auth_hash_equal(rec->hash.data, hash) && strlen(rec->partner) <= LEDGER_ID_MAX
+             ? 0
+             : COALITION_E_UNAUTHENTICATED;
+    if (rv == 0) {
+        strcpy(partner, rec->partner);
+    }
+    coalition__api_key_record__free_unpacked(rec, NULL);
+    return rv;
+}
+
+int ledger_key_trusted(struct ledger *l, const uint8_t pk[AUTH_PUBLIC_LEN], bool *trusted)
+{
+    uint8_t admin[AUTH_PUBLIC_LEN];
+    *trusted = false;
+    int rv = admin_key_get(l, NULL, admin);
+    if (rv == 0 && sodium_memcmp(admin, pk, AUTH_PUBLIC_LEN) == 0) {
+        *trusted = true;
+        return 0;
+    }
+    if (rv != 0 && rv != STORE_NOT_FOUND) {
+        return rv;
+    }
+    struct store_iter *it = NULL;
+    if ((rv = store_iter_create(l->store, NULL, NULL, "p", 1, &it)) != 0) {
+        return rv;
+    }
+    for (store_iter_seek_first(it); store_iter_valid(it) && !*trusted; store_iter_next(it)) {
+        size_t vlen = 0;
+        const void *vp = store_iter_value(it, &vlen);
+        Coalition__PartnerRecord *rec = coalition__partner_record__unpack(NULL, vlen, vp);
+        if (rec == NULL) {
+            rv = COALITION_E_STORAGE;
+            break;
+        }
+        *trusted = rec->public_key.len == AUTH_PUBLIC_LEN &&
+                   sodium_memcmp(rec->public_key.data, pk, AUTH_PUBLIC_LEN) == 0;
+        coalition__partner_record__free_unpacked(rec, NULL);
+    }
+    if (rv == 0) {
+        rv = store_iter_status(it);
+    }
+    store_iter_destroy(it);
+    return rv;
 }
 
 int ledger_nodes_each(struct ledger *l, void (*fn)(void *data, const Coalition__NodeInfo *node),

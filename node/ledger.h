@@ -78,10 +78,33 @@ bool ledger_kind_scheduled(int kind);
 int ledger_apply(struct ledger *l, uint64_t index, uint64_t time_ms, Coalition__Txn *const *txns,
                  size_t n, struct ledger_result *results);
 
-/* Applies one replicated batch: its transactions as ledger_apply does, and
- * its node directory updates, in the same atomic write.  Same returns. */
+/* Applies one replicated batch, in the same atomic write: its unsigned
+ * transactions (only scheduled kinds and the genesis INIT are accepted
+ * there; anything else is UNAUTHENTICATED), then each signed group (its
+ * signature verified with the signer's key on the ledger, each transaction
+ * authorized for the signer: docs/security.md), then its node directory
+ * updates.  results has n_results slots, ledger_batch_count(batch) of them
+ * in order.  Same returns as ledger_apply. */
 int ledger_apply_batch(struct ledger *l, uint64_t index, const Coalition__Batch *batch,
-                       struct ledger_result *results);
+                       struct ledger_result *results, size_t n_results);
+
+/* Transactions of a batch, counting those of every group that decodes. */
+size_t ledger_batch_count(const Coalition__Batch *batch);
+
+/* Committed-state lookups for authentication (any thread that owns the
+ * ledger's loop):
+ * - ledger_initialized: the admin key is recorded (INIT applied);
+ * - ledger_signer_key: the key verifying `signer`'s groups ("" = admin):
+ *   0 or UNAUTHENTICATED (unknown, no key) or an error;
+ * - ledger_api_key_partner: the partner whose valid, unrevoked API key has
+ *   id `key_id` and secret hash `hash`: 0 (partner filled) or
+ *   UNAUTHENTICATED or an error;
+ * - ledger_key_trusted: pk is the admin's or a partner's key. */
+bool ledger_initialized(struct ledger *l);
+int ledger_signer_key(struct ledger *l, const char *signer, uint8_t pk[32]);
+int ledger_api_key_partner(struct ledger *l, const char *key_id, const uint8_t hash[32],
+                           char partner[LEDGER_ID_MAX + 1]);
+int ledger_key_trusted(struct ledger *l, const uint8_t pk[32], bool *trusted);
 
 /* Calls fn for every node directory entry (borrowed for the call), in id
  * order.  0 or a storage error. */

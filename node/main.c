@@ -16,6 +16,7 @@
 
 #include "batcher.h"
 #include "sweeper.h"
+#include "auth.h"
 #include "cluster.h"
 #include "config.h"
 #include "errors.h"
@@ -26,6 +27,16 @@
 #include "store.h"
 
 #define SHUTDOWN_POLL_MS 10
+
+/* The keys of the links between nodes (node/link.h). */
+struct link_keys {
+    bool has_secret;
+    uint8_t secret[AUTH_SECRET_LEN]; /* partner_key_file */
+    bool has_admin;
+    uint8_t admin[AUTH_PUBLIC_LEN];     /* admin_public_key */
+    uint8_t (*trusted)[AUTH_PUBLIC_LEN]; /* trusted_keys_file (malloc'd) */
+    size_t n_trusted;
+};
 
 struct node {
     uv_loop_t loop;
@@ -38,6 +49,7 @@ struct node {
     struct sweeper sweeper;
     struct identity_key identity;
     struct server server;
+    struct link_keys link_keys; /* raft links: this node's key, keys it trusts */
     struct http_server http; /* only with cfg.http */
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
@@ -82,6 +94,30 @@ static void usage(FILE *out)
                  "\n"
                  "Without --bootstrap or --join a new data directory becomes a one-node\n"
                  "coalition.  SIGINT or SIGTERM stops the node cleanly.\n");
+}
+
+/* Loads this node's partner key and the admin public key, as configured.
+ * 0, or -1 with a message. */
+static int load_keys(const struct config *cfg, uint8_t partner_sk[AUTH_SECRET_LEN],
+                     uint8_t admin_pk[AUTH_PUBLIC_LEN], char *err, size_t errlen)
+{
+    if (auth_init() != 0) {
+        snprintf(err, errlen, "libsodium did not initialize");
+        return -1;
+    }
+    if ((cfg->partner[0] != '\0') != (cfg->partner_key_file[0] != '\0')) {
+        snprintf(err, errlen, "[security] partner and partner_key_file go together");
+        return -1;
+    }
+    if (cfg->partner_key_file[0] != '\0' &&
+        auth_load_secret(cfg->partner_key_file, partner_sk, err, errlen) != 0) {
+        return -1;
+    }
+    if (cfg->admin_public_key[0] != '\0' &&
+        auth_load_public(cfg->admin_public_key, admin_pk, err, errlen) != 0) {
+        return -1;
+    }
+    return 0;
 }
 
 /* Applies "section.key=value" (--set). */
@@ -253,6 +289,60 @@ static int make_dirs(const char *path)
     return 0;
 }
 
+/* Loads the keys of the raft links: 0, or -1 with a message in err.  A node
+ * without partner_key_file gets none and refuses every link (it can only run
+ * a coalition alone). */
+static int link_keys_load(const struct config *cfg, struct link_keys *k, char *err, size_t errlen)
+{
+    memset(k, 0, sizeof(*k));
+    if (auth_init() != 0) {
+        snprintf(err, errlen, "libsodium did not initialize");
+        return -1;
+    }
+    if (cfg->partner_key_file[0] != '\0') {
+        if (auth_load_secret(cfg->partner_key_file, k->secret, err, errlen) != 0) {
+            return -1;
+        }
+        k->has_secret = true;
+    }
+    if (cfg->admin_public_key[0] != '\0') {
+        if (auth_load_public(cfg->admin_public_key, k->admin, err, errlen) != 0) {
+            return -1;
+        }
+        k->has_admin = true;
+    }
+    if (cfg->trusted_keys_file[0] != '\0' &&
+        auth_load_public_list(cfg->trusted_keys_file, &k->trusted, &k->n_trusted, err, errlen) !=
+            0) {
+        return -1;
+    }
+    return 0;
+}
+
+static void link_keys_clear(struct link_keys *k)
+{
+    sodium_memzero(k->secret, sizeof(k->secret));
+    free(k->trusted);
+    k->trusted = NULL;
+    k->n_trusted = 0;
+}
+
+/* link_trusted_cb: the admin key and the keys of trusted_keys_file.  (Partner
+ * keys recorded on the ledger join them with ledger_key_trusted.) */
+static bool link_key_trusted(void *data, const uint8_t pk[LINK_PUBLIC_LEN])
+{
+    const struct link_keys *k = data;
+    if (k->has_admin && sodium_memcmp(k->admin, pk, AUTH_PUBLIC_LEN) == 0) {
+        return true;
+    }
+    for (size_t i = 0; i < k->n_trusted; i++) {
+        if (sodium_memcmp(k->trusted[i], pk, AUTH_PUBLIC_LEN) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void on_fatal(int code)
 {
     /* Fail-stop: nothing more may be acknowledged.  A restart recovers from
@@ -352,6 +442,23 @@ int main(int argc, char **argv)
         store_close(n.store);
         return 1;
     }
+    uint8_t partner_sk[AUTH_SECRET_LEN], admin_pk[AUTH_PUBLIC_LEN];
+    if (load_keys(cfg, partner_sk, admin_pk, errbuf, sizeof(errbuf)) != 0) {
+        fprintf(stderr, "coalitiond: %s\n", errbuf);
+        ledger_close(n.ledger);
+        store_close(n.store);
+        return 1;
+    }
+    if (link_keys_load(cfg, &n.link_keys, errbuf, sizeof(errbuf)) != 0) {
+        fprintf(stderr, "coalitiond: %s\n", errbuf);
+        link_keys_clear(&n.link_keys);
+        ledger_close(n.ledger);
+        store_close(n.store);
+        return 1;
+    }
+    struct link_config link = {.secret_key = n.link_keys.has_secret ? n.link_keys.secret : NULL,
+                               .trusted = link_key_trusted,
+                               .trusted_data = &n.link_keys};
     uv_loop_init(&n.loop);
     char host[CONFIG_ADDR_MAX];
     int port = 0;
@@ -359,7 +466,7 @@ int main(int argc, char **argv)
     rv = forwarder_init(&n.forwarder, &n.loop, cfg->forward_timeout_ms);
     if (rv == 0) {
         rv = cluster_start(&n.cluster, &n.loop, cfg, cfg->raft, cfg->listen, n.ledger, n.store,
-                           on_fatal, errbuf, sizeof(errbuf));
+                           &link, on_fatal, errbuf, sizeof(errbuf));
         if (rv != 0) {
             fprintf(stderr, "coalitiond: %s\n", errbuf);
             forwarder_close(&n.forwarder, NULL);
@@ -376,8 +483,14 @@ int main(int argc, char **argv)
                                    .batcher = &n.batcher,
                                    .cluster = &n.cluster,
                                    .forwarder = &n.forwarder,
-                                   .identity = &n.identity};
+                                   .identity = &n.identity,
+                                   .partner = cfg->partner,
+                                   .partner_sk = cfg->partner[0] != '\0' ? partner_sk : NULL,
+                                   .partner_rps = cfg->partner_rps};
         rv = sweeper_init(&n.sweeper, &n.loop, &n.cluster, n.ledger, &n.batcher);
+        if (rv == 0 && cfg->admin_public_key[0] != '\0') {
+            sweeper_set_genesis(&n.sweeper, admin_pk);
+        }
         if (rv == 0) {
             rv = server_start(&n.server, &n.loop, host, port, &deps);
             if (rv != 0) {
@@ -420,6 +533,7 @@ int main(int argc, char **argv)
             cluster_free(&n.cluster);
         }
         uv_loop_close(&n.loop);
+        link_keys_clear(&n.link_keys);
         ledger_close(n.ledger);
         store_close(n.store);
         return 1;
@@ -447,6 +561,7 @@ int main(int argc, char **argv)
             (unsigned long long)n.batcher.stats.txns, (unsigned long long)n.batcher.stats.batches,
             (unsigned long long)n.batcher.stats.batch_max_seen);
     cluster_free(&n.cluster);
+    link_keys_clear(&n.link_keys);
     rv = uv_loop_close(&n.loop);
     if (rv != 0) {
         fprintf(stderr, "coalitiond: loop closed with handles open: %s\n", uv_strerror(rv));

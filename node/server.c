@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth.h"
 #include "bytes.h"
 #include "errors.h"
 #include "frame.h"
@@ -41,8 +42,24 @@ struct op {
     Coalition__Txn ident;                    /* identify: the hashed transaction */
     ProtobufCBinaryData ident_keys[2];
     uint8_t ident_hash[2][IDENTITY_HASH_LEN];
-    struct forward_req freq; /* forwarded to the leader */
-    struct cluster_op cop;   /* barrier or membership change */
+    struct forward_req freq;       /* forwarded to the leader */
+    struct cluster_op cop;         /* barrier or membership change */
+    Coalition__TxnList *list;      /* a signed group's transactions (owned) */
+    struct ledger_result *results; /* a signed group's results (owned) */
+    struct op *sign_next;          /* waiting to be signed by this node */
+};
+
+/* Writes this node signed for its partner in one loop iteration: one
+ * signature, one group, routed to the leader like a tool's signed group. */
+struct sgroup {
+    struct batcher_req breq; /* first */
+    struct server *srv;
+    Coalition__SignedGroup g;
+    struct op **ops; /* n, each waiting for results[i] */
+    size_t n;
+    struct ledger_result *results;
+    Coalition__Request fwd;
+    struct forward_req freq;
 };
 
 static uint8_t server_read_buf[SERVER_READ_BUF];
@@ -168,6 +185,10 @@ static void op_finish(struct op *op)
     if (op->req != NULL) {
         coalition__request__free_unpacked(op->req, NULL);
     }
+    if (op->list != NULL) {
+        coalition__txn_list__free_unpacked(op->list, NULL);
+    }
+    free(op->results);
     free(op);
     conn_unref(c);
 }
@@ -565,36 +586,386 @@ static void handle_scan(struct conn *c, Coalition__Request *req)
     }
 }
 
+/* ---------------------------------------------------------------------------
+ * Authentication, rate limits and signing (docs/security.md) */
+
+/* Kinds only the coalition admin may submit (a partner's API key cannot). */
+static bool admin_only(int kind)
+{
+    return kind == COALITION__TXN_KIND__TXN_PARTNER_ADD ||
+           kind == COALITION__TXN_KIND__TXN_RULES_SET || kind == COALITION__TXN_KIND__TXN_MERGE ||
+           kind == COALITION__TXN_KIND__TXN_ERASE;
+}
+
+/* The partner whose API key the request carries: 0, UNAUTHENTICATED
+ * (missing, malformed, unknown or revoked) or a storage error. */
+static int request_partner(struct server *s, const Coalition__Request *req,
+                           char partner[LEDGER_ID_MAX + 1])
+{
+    char id[AUTH_KEY_ID_HEX + 1];
+    uint8_t hash[AUTH_HASH_LEN];
+    if (req->api_key == NULL || req->api_key[0] == '\0') {
+        return COALITION_E_UNAUTHENTICATED;
+    }
+    int rv = auth_api_key_parse(req->api_key, id, hash);
+    return rv != 0 ? rv : ledger_api_key_partner(s->ledger, id, hash, partner);
+}
+
+/* Takes one request from `partner`'s budget (a token bucket refilled at
+ * partner_rps per second, holding at most one second's worth).  False if
+ * the partner is over its rate. */
+static bool rate_take(struct server *s, const char *partner)
+{
+    if (s->partner_rps == 0) {
+        return true;
+    }
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = partner; *p != '\0'; p++) {
+        h = (h ^ (uint8_t)*p) * 1099511628211ull;
+    }
+    struct server_rate *r = NULL;
+    for (size_t i = 0; i < 8 && r == NULL; i++) {
+        struct server_rate *slot = &s->rates[(h + i) % SERVER_RATES];
+        if (strcmp(slot->partner, partner) == 0) {
+            r = slot;
+        }
+    }
+    uint64_t now = uv_now(s->loop);
+    double cap = (double)s->partner_rps;
+    if (r == NULL) {
+        /* New (or evicted): a full bucket in its home slot. */
+        r = &s->rates[h % SERVER_RATES];
+        snprintf(r->partner, sizeof(r->partner), "%s", partner);
+        r->tokens = cap;
+        r->at_ms = now;
+    }
+    r->tokens += (double)(now - r->at_ms) * cap / 1000.0;
+    r->tokens = r->tokens > cap ? cap : r->tokens;
+    r->at_ms = now;
+    if (r->tokens < 1.0) {
+        return false;
+    }
+    r->tokens -= 1.0;
+    return true;
+}
+
+/* Answers a write or identify request that failed before ordering. */
+static void refuse(struct conn *c, Coalition__Request *req, int code)
+{
+    conn_send_error(c, req->id, code);
+    coalition__request__free_unpacked(req, NULL);
+}
+
+/* A POS write with an API key: the key's partner must be the one this node
+ * signs for; the transaction acts in its name.  0 or the code to refuse
+ * with. */
+static int authorize_api_write(struct server *s, const Coalition__Request *req, Coalition__Txn *t)
+{
+    char partner[LEDGER_ID_MAX + 1];
+    int rv = request_partner(s, req, partner);
+    if (rv != 0) {
+        return rv;
+    }
+    if (!s->signs || strcmp(partner, s->partner) != 0 || admin_only(t->kind)) {
+        return COALITION_E_FORBIDDEN;
+    }
+    if (t->partner == NULL || t->partner[0] == '\0') {
+        char *copy = strdup(partner); /* freed with the request */
+        if (copy == NULL) {
+            return COALITION_E_NOMEM;
+        }
+        t->partner = copy;
+    } else if (strcmp(t->partner, partner) != 0) {
+        return COALITION_E_FORBIDDEN;
+    }
+    return rate_take(s, partner) ? 0 : COALITION_E_RATE_LIMITED;
+}
+
+/* Queues op (whose breq.txn is set) to be signed at the end of this loop
+ * iteration. */
+static void sign_queue(struct server *s, struct op *op)
+{
+    op->sign_next = NULL;
+    *s->sign_tail = op;
+    s->sign_tail = &op->sign_next;
+}
+
+static void sgroup_free(struct sgroup *sg)
+{
+    auth_group_clear(&sg->g);
+    free(sg->ops);
+    free(sg->results);
+    free(sg);
+}
+
+/* Every op of the group gets its result (or `code` for all, with the
+ * leader hint); then the group is freed. */
+static void sgroup_finish(struct sgroup *sg, int code)
+{
+    for (size_t i = 0; i < sg->n; i++) {
+        struct op *op = sg->ops[i];
+        if (code != 0) {
+            memset(&op->breq.result, 0, sizeof(op->breq.result));
+            op->breq.result.code = code;
+        } else {
+            op->breq.result = sg->results[i];
+        }
+        op_on_txn(&op->breq);
+    }
+    sgroup_free(sg);
+}
+
+static void sgroup_on_applied(struct batcher_req *breq)
+{
+    sgroup_finish((struct sgroup *)breq, 0);
+}
+
+/* A result that came back from the leader in a GroupTxnResult. */
+static void result_from_wire(const Coalition__GroupTxnResult *gr, struct ledger_result *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->code = gr->code;
+    if (gr->code == 0 && gr->txn != NULL) {
+        out->seq = gr->txn->seq;
+        out->duplicate = gr->txn->duplicate;
+        out->points = gr->txn->points;
+        out->time_ms = gr->txn->time_ms;
+        snprintf(out->rule, sizeof(out->rule), "%s", gr->txn->rule != NULL ? gr->txn->rule : "");
+    }
+}
+
+static void sgroup_on_forwarded(struct forward_req *freq, int code, const Coalition__Response *resp)
+{
+    struct sgroup *sg = freq->data;
+    if (code == 0 && resp->code != 0) {
+        code = resp->code;
+    }
+    if (code == 0 && resp->n_group_results != sg->n) {
+        code = COALITION_E_UNAVAILABLE;
+    }
+    for (size_t i = 0; code == 0 && i < sg->n; i++) {
+        result_from_wire(resp->group_results[i], &sg->results[i]);
+    }
+    sgroup_finish(sg, code);
+}
+
+/* Sends a group to be ordered: into the batcher on the leader, forwarded to
+ * the leader elsewhere. */
+static void sgroup_route(struct sgroup *sg)
+{
+    struct server *s = sg->srv;
+    if (cluster_is_leader(s->cluster)) {
+        sg->breq.group = &sg->g;
+        sg->breq.n = sg->n;
+        sg->breq.results = sg->results;
+        sg->breq.cb = sgroup_on_applied;
+        batcher_submit(s->batcher, &sg->breq);
+        return;
+    }
+    char addr[CONFIG_ADDR_MAX];
+    if (cluster_leader(s->cluster, addr, sizeof(addr)) == 0 || addr[0] == '\0') {
+        sgroup_finish(sg, COALITION_E_UNAVAILABLE);
+        return;
+    }
+    coalition__request__init(&sg->fwd);
+    sg->fwd.op_case = COALITION__REQUEST__OP_GROUP;
+    sg->fwd.group = &sg->g;
+    sg->freq.data = sg;
+    forwarder_send(s->forwarder, addr, &sg->fwd, &sg->freq, sgroup_on_forwarded);
+}
+
+/* End of a loop iteration: signs what this node's partner wrote during it,
+ * up to BATCHER_BATCH_MAX transactions per signature. */
+static void server_on_sign_check(uv_check_t *h)
+{
+    struct server *s = h->data;
+    while (s->sign_pending != NULL) {
+        size_t n = 0;
+        for (struct op *op = s->sign_pending; op != NULL && n < BATCHER_BATCH_MAX;
+             op = op->sign_next) {
+            n++;
+        }
+        struct sgroup *sg = calloc(1, sizeof(*sg));
+        Coalition__Txn **txns = calloc(n, sizeof(*txns));
+        if (sg != NULL) {
+            sg->srv = s;
+            sg->ops = calloc(n, sizeof(*sg->ops));
+            sg->results = calloc(n, sizeof(*sg->results));
+        }
+        bool ok = sg != NULL && txns != NULL && sg->ops != NULL && sg->results != NULL;
+        for (size_t i = 0; i < n; i++) {
+            struct op *op = s->sign_pending;
+            s->sign_pending = op->sign_next;
+            if (ok) {
+                sg->ops[i] = op;
+                txns[i] = op->breq.txn;
+            } else {
+                conn_send_error(op->conn, op->req->id, COALITION_E_NOMEM);
+                op_finish(op);
+            }
+        }
+        if (s->sign_pending == NULL) {
+            s->sign_tail = &s->sign_pending;
+        }
+        if (ok) {
+            sg->n = n;
+            int rv = auth_group_make(&sg->g, s->partner, txns, n, s->partner_sk);
+            if (rv != 0) {
+                sgroup_finish(sg, rv);
+            } else {
+                sgroup_route(sg);
+            }
+        } else if (sg != NULL) {
+            sgroup_free(sg);
+        }
+        free(txns);
+    }
+}
+
 static void handle_txn(struct conn *c, Coalition__Request *req)
 {
     /* Checked here before ordering, and again when applied.  Scheduled kinds
-     * come only from the leader's sweeper. */
-    int rv = ledger_kind_scheduled(req->txn->kind) ? COALITION_E_INVALID_ARGUMENT
-                                                   : ledger_validate(req->txn);
+     * come only from the leader's sweeper, INIT only from genesis. */
+    Coalition__Txn *t = req->txn;
+    int rv = ledger_kind_scheduled(t->kind) || t->kind == COALITION__TXN_KIND__TXN_INIT
+                 ? COALITION_E_INVALID_ARGUMENT
+                 : authorize_api_write(c->srv, req, t);
+    if (rv == 0) {
+        rv = ledger_validate(t);
+    }
     if (rv != 0) {
-        conn_send_error(c, req->id, rv);
-        coalition__request__free_unpacked(req, NULL);
+        refuse(c, req, rv);
         return;
     }
+    struct op *op = op_start(c, req);
+    if (op != NULL) {
+        op->breq.txn = t;
+        op->breq.cb = op_on_txn;
+        sign_queue(c->srv, op);
+    }
+}
+
+/* The answer to a signed group: one result per transaction. */
+static void op_on_group(struct batcher_req *breq)
+{
+    struct op *op = (struct op *)breq;
+    size_t n = breq->n;
+    Coalition__GroupTxnResult *items = calloc(n, sizeof(*items));
+    Coalition__GroupTxnResult **ptrs = calloc(n, sizeof(*ptrs));
+    Coalition__TxnResult *trs = calloc(n, sizeof(*trs));
+    Coalition__Response resp = COALITION__RESPONSE__INIT;
+    resp.id = op->req->id;
+    if (items == NULL || ptrs == NULL || trs == NULL) {
+        resp.code = COALITION_E_NOMEM;
+    } else {
+        /* Unknown outcome for all (leadership lost): said once, for retry. */
+        bool all_unavailable = true;
+        for (size_t i = 0; i < n; i++) {
+            const struct ledger_result *r = &op->results[i];
+            all_unavailable &= r->code == COALITION_E_UNAVAILABLE;
+            coalition__group_txn_result__init(&items[i]);
+            coalition__txn_result__init(&trs[i]);
+            items[i].code = r->code;
+            if (r->code == 0) {
+                trs[i].txn_id = op->list->txns[i]->txn_id;
+                trs[i].seq = r->seq;
+                trs[i].duplicate = r->duplicate;
+                trs[i].points = r->points;
+                trs[i].time_ms = r->time_ms;
+                trs[i].rule = (char *)r->rule;
+                items[i].txn = &trs[i];
+            }
+            ptrs[i] = &items[i];
+        }
+        resp.code = all_unavailable ? COALITION_E_UNAVAILABLE : 0;
+        resp.n_group_results = n;
+        resp.group_results = ptrs;
+    }
+    resp.message = (char *)coalition_strerror(resp.code);
+    conn_send(op->conn, &resp);
+    free(items);
+    free(ptrs);
+    free(trs);
+    op_finish(op);
+}
+
+/* Checks a group a tool signed itself (or a follower forwards): it decodes,
+ * every transaction is one a client may send, and (on the leader, whose
+ * state has everything acknowledged) the signature verifies with the
+ * signer's key.  0 or the code to refuse with; *list on success. */
+static int group_check(struct server *s, const Coalition__Request *req, Coalition__TxnList **list)
+{
+    const Coalition__SignedGroup *g = req->group;
+    *list = g->signer != NULL && g->txns.len > 0
+                ? coalition__txn_list__unpack(NULL, g->txns.len, g->txns.data)
+                : NULL;
+    if (*list == NULL || (*list)->n_txns == 0 || (*list)->n_txns > BATCHER_BATCH_MAX) {
+        return COALITION_E_INVALID_ARGUMENT;
+    }
+    for (size_t i = 0; i < (*list)->n_txns; i++) {
+        const Coalition__Txn *t = (*list)->txns[i];
+        int rv = ledger_kind_scheduled(t->kind) || t->kind == COALITION__TXN_KIND__TXN_INIT
+                     ? COALITION_E_INVALID_ARGUMENT
+                     : ledger_validate(t);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    if (!cluster_is_leader(s->cluster)) {
+        return 0; /* the leader checks the signature: a follower may lag */
+    }
+    uint8_t pk[AUTH_PUBLIC_LEN];
+    int rv = ledger_signer_key(s->ledger, g->signer, pk);
+    if (rv == 0) {
+        rv = auth_group_verify(g->txns.data, g->txns.len, g->signature.data, g->signature.len, pk);
+    }
+    if (rv == 0 && !rate_take(s, g->signer)) {
+        rv = COALITION_E_RATE_LIMITED;
+    }
+    return rv;
+}
+
+static void handle_group(struct conn *c, Coalition__Request *req)
+{
+    Coalition__TxnList *list = NULL;
+    int rv = group_check(c->srv, req, &list);
+    if (rv != 0) {
+        if (list != NULL) {
+            coalition__txn_list__free_unpacked(list, NULL);
+        }
+        refuse(c, req, rv);
+        return;
+    }
+    size_t n = list->n_txns;
     if (!leader_only(c, req)) {
+        coalition__txn_list__free_unpacked(list, NULL);
         return;
     }
     struct op *op = op_start(c, req);
     if (op == NULL) {
+        coalition__txn_list__free_unpacked(list, NULL);
         return;
     }
-    op->breq.txn = req->txn;
-    op->breq.cb = op_on_txn;
+    op->list = list;
+    op->results = calloc(n, sizeof(*op->results));
+    if (op->results == NULL) {
+        conn_send_error(c, req->id, COALITION_E_NOMEM);
+        op_finish(op);
+        return;
+    }
+    op->breq.group = req->group;
+    op->breq.n = n;
+    op->breq.results = op->results;
+    op->breq.cb = op_on_group;
     batcher_submit(c->srv->batcher, &op->breq);
 }
 
-/* Phone and email become keyed hashes here, on the leader, before anything
- * is ordered: the raw values are never stored or replicated. */
+/* Phone and email become keyed hashes here, on the node the POS talks to,
+ * before anything is signed, forwarded or ordered: the raw values never
+ * leave this node.  Needs an API key (the node signs the IDENTIFY). */
 static void handle_identify(struct conn *c, Coalition__Request *req)
 {
-    if (!leader_only(c, req)) {
-        return;
-    }
+    struct server *s = c->srv;
     struct op *op = op_start(c, req);
     if (op == NULL) {
         return;
@@ -606,15 +977,15 @@ static void handle_identify(struct conn *c, Coalition__Request *req)
     t->member = ir->member;
     t->txn_id = ir->txn_id;
     t->lookup_keys = op->ident_keys;
-    int rv = 0;
-    if (ir->phone[0] != '\0') {
-        rv = identity_hash_phone(c->srv->identity, ir->phone, op->ident_hash[t->n_lookup_keys]);
+    int rv = authorize_api_write(s, req, t);
+    if (rv == 0 && ir->phone[0] != '\0') {
+        rv = identity_hash_phone(s->identity, ir->phone, op->ident_hash[t->n_lookup_keys]);
         op->ident_keys[t->n_lookup_keys] =
             (ProtobufCBinaryData){IDENTITY_HASH_LEN, op->ident_hash[t->n_lookup_keys]};
         t->n_lookup_keys++;
     }
     if (rv == 0 && ir->email[0] != '\0') {
-        rv = identity_hash_email(c->srv->identity, ir->email, op->ident_hash[t->n_lookup_keys]);
+        rv = identity_hash_email(s->identity, ir->email, op->ident_hash[t->n_lookup_keys]);
         op->ident_keys[t->n_lookup_keys] =
             (ProtobufCBinaryData){IDENTITY_HASH_LEN, op->ident_hash[t->n_lookup_keys]};
         t->n_lookup_keys++;
@@ -629,7 +1000,7 @@ static void handle_identify(struct conn *c, Coalition__Request *req)
     }
     op->breq.txn = t;
     op->breq.cb = op_on_txn;
-    batcher_submit(c->srv->batcher, &op->breq);
+    sign_queue(s, op);
 }
 
 static void handle_cluster_status(struct conn *c, uint64_t id)
@@ -705,10 +1076,28 @@ static void handle_entry_hash(struct conn *c, uint64_t id, const Coalition__Entr
 /* Dispatches one decoded request; takes ownership of `req`. */
 static void handle_request(struct conn *c, Coalition__Request *req)
 {
+    bool keyed = req->api_key != NULL && req->api_key[0] != '\0';
+    if (keyed && req->op_case != COALITION__REQUEST__OP_TXN &&
+        req->op_case != COALITION__REQUEST__OP_IDENTIFY) {
+        /* A read with a key (the HTTP API always sends one): the key must be
+         * valid, and counts against its partner's rate. */
+        char partner[LEDGER_ID_MAX + 1];
+        int rv = request_partner(c->srv, req, partner);
+        if (rv == 0 && !rate_take(c->srv, partner)) {
+            rv = COALITION_E_RATE_LIMITED;
+        }
+        if (rv != 0) {
+            refuse(c, req, rv);
+            return;
+        }
+    }
     switch (req->op_case) {
     case COALITION__REQUEST__OP_TXN:
         handle_txn(c, req);
         return; /* req handed on */
+    case COALITION__REQUEST__OP_GROUP:
+        handle_group(c, req);
+        return;
     case COALITION__REQUEST__OP_VERIFY:
     case COALITION__REQUEST__OP_SETTLEMENT:
     case COALITION__REQUEST__OP_REPORT:
@@ -889,7 +1278,17 @@ int server_start(struct server *s, uv_loop_t *loop, const char *host, int port,
                          .cluster = deps->cluster,
                          .forwarder = deps->forwarder,
                          .identity = deps->identity,
-                         .node_id = deps->node_id};
+                         .node_id = deps->node_id,
+                         .partner_rps = deps->partner_rps};
+    s->sign_tail = &s->sign_pending;
+    if (deps->partner != NULL && deps->partner[0] != '\0' && deps->partner_sk != NULL) {
+        snprintf(s->partner, sizeof(s->partner), "%s", deps->partner);
+        memcpy(s->partner_sk, deps->partner_sk, sizeof(s->partner_sk));
+        s->signs = true;
+    }
+    uv_check_init(loop, &s->sign_check);
+    s->sign_check.data = s;
+    uv_check_start(&s->sign_check, server_on_sign_check);
     struct sockaddr_storage addr;
     int rv = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
     if (rv != 0) {
@@ -906,6 +1305,7 @@ int server_start(struct server *s, uv_loop_t *loop, const char *host, int port,
     }
     if (rv != 0) {
         uv_close((uv_handle_t *)&s->listener, NULL);
+        uv_close((uv_handle_t *)&s->sign_check, NULL);
         s->closing = true;
     }
     return rv;
@@ -942,6 +1342,10 @@ bool server_idle(const struct server *s)
 void server_close(struct server *s)
 {
     assert(s->closing);
+    assert(s->sign_pending == NULL);
+    if (!uv_is_closing((uv_handle_t *)&s->sign_check)) {
+        uv_close((uv_handle_t *)&s->sign_check, NULL);
+    }
     for (struct conn *c = s->conns; c != NULL; c = c->next) {
         conn_close(c);
     }

@@ -2,7 +2,11 @@
  * (proto/frame.h).  It decodes requests, answers reads from this node's
  * state, hands writes to the batcher on the leader or forwards them to the
  * leader elsewhere, and relays their results.
- * Limits: frame size, connections, requests in flight per connection. */
+ * Writes are authenticated (docs/security.md): a group a tool signed is
+ * passed on as it is; a POS write with an API key of this node's partner is
+ * signed here, one signature for what arrived in one loop iteration.
+ * Limits: frame size, connections, requests in flight per connection,
+ * requests per partner per second. */
 #ifndef COALITION_SERVER_H
 #define COALITION_SERVER_H
 
@@ -25,7 +29,17 @@
     ((size_t)8 << 20) /* answers queued per connection; reading pauses beyond                      \
                        */
 
+#define SERVER_RATES 256 /* partners tracked by the rate limiter */
+
 struct conn;
+struct op;
+
+/* A partner's request budget (token bucket). */
+struct server_rate {
+    char partner[LEDGER_ID_MAX + 1];
+    double tokens;
+    uint64_t at_ms;
+};
 
 struct server {
     /* private */
@@ -42,6 +56,14 @@ struct server {
     size_t n_conns;
     bool closing;
     int verifies_running;
+    /* signing for this node's partner (docs/security.md) */
+    bool signs;
+    char partner[LEDGER_ID_MAX + 1];
+    uint8_t partner_sk[64];
+    struct op *sign_pending, **sign_tail; /* writes to sign at the end of this iteration */
+    uv_check_t sign_check;
+    unsigned partner_rps;
+    struct server_rate rates[SERVER_RATES];
 };
 
 /* What the server serves from; all borrowed, must outlive the server. */
@@ -53,6 +75,9 @@ struct server_deps {
     struct cluster *cluster;
     struct forwarder *forwarder;
     const struct identity_key *identity; /* not loaded: no phone/email lookups */
+    const char *partner;                 /* the partner this node signs for, or NULL */
+    const uint8_t *partner_sk;           /* its Ed25519 secret key (64 bytes, copied) */
+    unsigned partner_rps;                /* requests per partner per second, 0 = no limit */
 };
 
 /* Binds `host`:`port` and starts accepting.  Returns 0 or a negative libuv

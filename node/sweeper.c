@@ -75,10 +75,29 @@ static int sweeper_submit(void *data, Coalition__Txn *t)
     return 0;
 }
 
+/* A new coalition's first entry: the admin key, unsigned (nothing can be
+ * verified before it).  The state machine accepts it only once. */
+static void sweeper_genesis(struct sweeper *s)
+{
+    Coalition__Txn *t = calloc(1, sizeof(*t));
+    if (t == NULL) {
+        return;
+    }
+    coalition__txn__init(t);
+    t->kind = COALITION__TXN_KIND__TXN_INIT;
+    t->public_key.data = s->genesis_pk; /* not freed by ledger_txn_free */
+    t->public_key.len = sizeof(s->genesis_pk);
+    (void)sweeper_submit(s, t);
+}
+
 static void sweeper_tick(uv_timer_t *timer)
 {
     struct sweeper *s = timer->data;
     if (s->stopping || !cluster_is_leader(s->cluster) || s->n_inflight >= SWEEPER_INFLIGHT_MAX) {
+        return;
+    }
+    if (s->has_genesis && !ledger_initialized(s->ledger)) {
+        sweeper_genesis(s);
         return;
     }
     /* The leader's clock only proposes; the batch time decides. */
@@ -101,7 +120,14 @@ int sweeper_init(struct sweeper *s, uv_loop_t *loop, struct cluster *c, struct l
         return rv;
     }
     s->timer.data = s;
-    return uv_timer_start(&s->timer, sweeper_tick, SWEEPER_INTERVAL_MS, SWEEPER_INTERVAL_MS);
+    /* The first tick comes soon: a new coalition's genesis waits for it. */
+    return uv_timer_start(&s->timer, sweeper_tick, SWEEPER_FIRST_MS, SWEEPER_INTERVAL_MS);
+}
+
+void sweeper_set_genesis(struct sweeper *s, const uint8_t admin_pk[32])
+{
+    memcpy(s->genesis_pk, admin_pk, sizeof(s->genesis_pk));
+    s->has_genesis = true;
 }
 
 void sweeper_stop(struct sweeper *s)

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <uv.h>
 
@@ -17,6 +18,7 @@
 #include "ledger.h"
 
 #define SWEEPER_INTERVAL_MS  1000
+#define SWEEPER_FIRST_MS     50
 #define SWEEPER_INFLIGHT_MAX 256 /* scheduled transactions under way at once */
 
 struct sweeper_req;
@@ -30,6 +32,8 @@ struct sweeper {
     struct sweeper_req *inflight; /* list */
     size_t n_inflight;
     bool stopping;
+    bool has_genesis;
+    uint8_t genesis_pk[32];
     /* read-only */
     uint64_t submitted; /* scheduled transactions submitted */
 };
@@ -38,6 +42,9 @@ struct sweeper {
 int sweeper_init(struct sweeper *s, uv_loop_t *loop, struct cluster *c, struct ledger *l,
                  struct batcher *b);
 /* Stops proposing; then sweeper_idle() tells when sweeper_close may run. */
+/* Makes the leader of a coalition whose ledger has no admin key yet
+ * propose the genesis INIT with `admin_pk` (copied). */
+void sweeper_set_genesis(struct sweeper *s, const uint8_t admin_pk[32]);
 void sweeper_stop(struct sweeper *s);
 bool sweeper_idle(const struct sweeper *s);
 void sweeper_close(struct sweeper *s);
