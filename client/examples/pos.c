@@ -13,7 +13,7 @@
  *   coalition-example-pos --node H:P[,H:P...] --card CARD
  *       --partner P (--api-key KEY | --key FILE)
  *       [--purchase-cents N] [--discount-points N] [--no-refund]
- *       [--txn-prefix ID] [--timeout-ms N] [--attempts N]
+ *       [--txn-prefix ID] [--timeout-ms N] [--attempts N] [--step-pause-ms N]
  *
  * Output: one line per step, then a final line
  *   RESULT member=M awarded=N captured=N returned=N refunded=N balance=N
@@ -48,6 +48,7 @@ struct pos_options {
     int64_t purchase_cents;
     int64_t discount_points;
     bool refund;
+    int step_pause_ms; /* the cashier's time between two steps */
     int timeout_ms;
     unsigned attempts;
 };
@@ -85,6 +86,9 @@ static bool pos_retryable(int code)
 static int pos_write(struct pos *p, const char *step, const struct coalition_txn *t,
                      struct coalition_txn_result *r)
 {
+    if (p->opt->step_pause_ms > 0) {
+        pos_pause(p->opt->step_pause_ms);
+    }
     int pause_ms = POS_PAUSE_MS_FIRST;
     int rv = COALITION_E_UNREACHABLE;
     for (unsigned attempt = 1; attempt <= p->opt->attempts; attempt++) {
@@ -115,9 +119,11 @@ static int pos_lookup(struct pos *p, char member[COALITION_ID_MAX + 1])
     int rv = COALITION_E_UNREACHABLE;
     for (unsigned attempt = 1; attempt <= p->opt->attempts; attempt++) {
         rv = coalition_client_lookup(p->client, p->opt->card, NULL, NULL, member);
-        if (rv == 0 || !pos_retryable(rv)) {
+        if (rv == 0 || !pos_retryable(rv) || attempt == p->opt->attempts) {
             break;
         }
+        fprintf(stderr, "pos: lookup: %s on %s, retrying\n", coalition_errname(rv),
+                coalition_client_node(p->client));
         p->retries++;
         pos_pause(POS_PAUSE_MS_FIRST);
     }
@@ -133,9 +139,11 @@ static int pos_balance(struct pos *p, const char *member, struct coalition_balan
     int rv = COALITION_E_UNREACHABLE;
     for (unsigned attempt = 1; attempt <= p->opt->attempts; attempt++) {
         rv = coalition_client_balance(p->client, member, b);
-        if (rv == 0 || !pos_retryable(rv)) {
+        if (rv == 0 || !pos_retryable(rv) || attempt == p->opt->attempts) {
             break;
         }
+        fprintf(stderr, "pos: balance: %s on %s, retrying\n", coalition_errname(rv),
+                coalition_client_node(p->client));
         p->retries++;
         pos_pause(POS_PAUSE_MS_FIRST);
     }
@@ -310,7 +318,8 @@ static void pos_usage(FILE *out)
           "  --txn-prefix ID       transaction ids ID-award, ID-hold, ... (default: from\n"
           "                        the time and pid; the same prefix repeats the checkout)\n"
           "  --timeout-ms N        per attempt (default 2000)\n"
-          "  --attempts N          per step (default 10)\n",
+          "  --attempts N          per step (default 10)\n"
+          "  --step-pause-ms N     the cashier's time before each write (default 0)\n",
           out);
 }
 
@@ -339,7 +348,8 @@ static int pos_parse(int argc, char **argv, struct pos_options *opt)
         O_NOREF,
         O_PREFIX,
         O_TIMEOUT,
-        O_ATTEMPTS
+        O_ATTEMPTS,
+        O_STEP_PAUSE,
     };
     static const struct option longopts[] = {
         {"node", required_argument, NULL, O_NODE},
@@ -353,6 +363,7 @@ static int pos_parse(int argc, char **argv, struct pos_options *opt)
         {"txn-prefix", required_argument, NULL, O_PREFIX},
         {"timeout-ms", required_argument, NULL, O_TIMEOUT},
         {"attempts", required_argument, NULL, O_ATTEMPTS},
+        {"step-pause-ms", required_argument, NULL, O_STEP_PAUSE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -410,6 +421,12 @@ static int pos_parse(int argc, char **argv, struct pos_options *opt)
             }
             opt->attempts = (unsigned)v;
             break;
+        case O_STEP_PAUSE:
+            if (!parse_num(optarg, 0, 60000, &v)) {
+                goto bad;
+            }
+            opt->step_pause_ms = (int)v;
+            break;
         case 'h':
             pos_usage(stdout);
             return 1;
@@ -437,6 +454,8 @@ bad:
 int main(int argc, char **argv)
 {
     struct pos_options opt;
+    /* One line per step, even into a pipe or a file. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     int rv = pos_parse(argc, argv, &opt);
     if (rv != 0) {
         return rv == 1 ? 0 : 2;
