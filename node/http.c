@@ -42,6 +42,7 @@ struct http_req {
     size_t body_len;
     const char *content_type;
     bool done, waiting, close_after;
+    bool write; /* not a GET: later requests wait for its answer */
 };
 
 struct http_conn {
@@ -55,6 +56,7 @@ struct http_conn {
     size_t in_len, in_cap;
     struct http_req *head, *tail;
     size_t queued;
+    size_t writes_waiting; /* requests with `write` sent to the node */
     struct outbuf out;
     uint64_t active_ms;  /* last time something happened */
     uint64_t started_ms; /* when the request being parsed began */
@@ -329,6 +331,10 @@ static void on_forwarded(struct forward_req *freq, int code, const Coalition__Re
     assert(r->waiting && s->inflight > 0);
     r->waiting = false;
     s->inflight--;
+    if (c != NULL && r->write) {
+        assert(c->writes_waiting > 0);
+        c->writes_waiting--;
+    }
     if (c == NULL) {
         /* The connection closed meanwhile: only the bookkeeping is left. */
         req_free(r);
@@ -407,6 +413,7 @@ static void conn_dispatch(struct http_conn *c, struct route_msg *m)
     r->conn = c;
     r->start_ns = uv_hrtime();
     r->close_after = !m->keep_alive;
+    r->write = m->method != HTTP_GET;
     if (c->tail != NULL) {
         c->tail->next = r;
     } else {
@@ -426,6 +433,9 @@ static void conn_dispatch(struct http_conn *c, struct route_msg *m)
     } else {
         r->waiting = true;
         r->freq.data = r;
+        if (r->write) {
+            c->writes_waiting++;
+        }
         c->refs++;
         s->inflight++;
         forwarder_send(&s->fwd, s->node_addr, &r->call.req, &r->freq, on_forwarded);
@@ -489,8 +499,10 @@ static void conn_process(struct http_conn *c)
     }
     c->processing = true;
     size_t off = 0;
+    /* Reads pipelined after a write wait for its answer, so that they see
+     * it (RFC 9112 lets only safe methods run in parallel). */
     while (!c->closing && !c->no_more && off < c->in_len && c->queued < HTTP_PIPELINE_MAX &&
-           outbuf_pending(&c->out) < HTTP_OUT_MAX) {
+           c->writes_waiting == 0 && outbuf_pending(&c->out) < HTTP_OUT_MAX) {
         struct route_msg m;
         size_t used = 0;
         int status = 0, code = 0;

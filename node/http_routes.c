@@ -674,7 +674,8 @@ static int body_int(const json_t *obj, const char *name, int64_t min, int64_t ma
     return 0;
 }
 
-/* Path segments, decoded.  NOT_FOUND for a path that no route can have. */
+/* Path segments, decoded.  NOT_FOUND for a path that no route can have,
+ * INVALID_ARGUMENT for one that does not decode. */
 struct path {
     char *seg[ROUTE_SEGMENTS_MAX];
     size_t n;
@@ -705,7 +706,7 @@ static int path_parse(const char *s, size_t len, struct path *p)
         }
         char *seg = decode(s + i, end - i, false);
         if (seg == NULL) {
-            return COALITION_E_NOT_FOUND;
+            return COALITION_E_INVALID_ARGUMENT; /* a bad escape, not text */
         }
         p->seg[p->n++] = seg;
         i = end + 1;
@@ -1151,7 +1152,7 @@ int route_translate(const struct route_msg *m, struct route_call *call, int *htt
     size_t arg = 0;
     if (rv != 0) {
         path_free(&p);
-        *http_status = 404;
+        *http_status = rv == COALITION_E_NOT_FOUND ? 404 : 400;
         return rv;
     }
     rv = route_match(&p, m->method, &call->route, &arg, http_status);
