@@ -9,6 +9,12 @@
 # does both and prints them side by side.  Release build in build-bench/
 # (-O2, no sanitizers); node data and results in ./bench-out/.
 #
+# Partner security is on, as in production: the script makes a coalition
+# admin key and a key pair for every partner (bench-out/keys-STAMP/), starts
+# the nodes with --admin-public-key (and, for three nodes, their link keys),
+# and the load generator signs every transaction as its partner (--key-dir):
+# one Ed25519 signature per transaction, checked by the node.
+#
 #   scripts/bench.sh [--duration S] [--depth D] [--nodes LIST] [--pg] [--keep]
 #     --duration S  seconds per run (default 10)
 #     --depth D     requests in flight per client (default 1)
@@ -106,6 +112,7 @@ if ! {
 fi
 
 RESULTS=$OUT_DIR/results-$STAMP.txt
+KEYS=$OUT_DIR/keys-$STAMP
 NODE_PIDS=()  # of the nodes running now
 DATA_DIRS=()  # to remove at the end unless --keep
 NODES=        # client addresses of the nodes running now, comma-separated
@@ -147,6 +154,7 @@ cleanup() {
         for dir in "${DATA_DIRS[@]}"; do
             rm -rf "$dir"
         done
+        rm -rf "$KEYS"
     fi
     exit "$rc"
 }
@@ -167,6 +175,39 @@ wait_up() {
     done
 }
 
+# make_keys: the coalition admin, the setup partner, P01.. and the three
+# nodes' link keys (with the file of trusted node keys) in $KEYS.
+make_keys() {
+    local name i
+    mkdir -p "$KEYS"
+    local names=(admin SETUP node1 node2 node3)
+    for ((i = 1; i <= PARTNERS; i++)); do
+        names+=("$(printf 'P%02d' "$i")")
+    done
+    for name in "${names[@]}"; do
+        "$BUILD/coalition" keygen --out "$KEYS/$name" >/dev/null
+    done
+    cat "$KEYS"/node{1,2,3}.pub >"$KEYS/trusted"
+    ADMIN_PUB=$(<"$KEYS/admin.pub")
+}
+
+# wait_genesis ADDR: until the node at ADDR has applied the genesis entry
+# (the admin key) that its leader proposes after the first election.
+wait_genesis() {
+    local addr=$1 deadline=$((SECONDS + START_TIMEOUT_S)) out seq
+    while :; do
+        out=$("$BUILD/coalition" --node "$addr" --json --timeout-ms 1000 status 2>/dev/null) || true
+        seq=$(grep -oE '"applied_seq"[[:space:]]*:[[:space:]]*[0-9]+' <<<"$out" |
+            grep -oE '[0-9]+$') || true
+        [[ -n $seq && $seq -ge 1 ]] && return 0
+        if ((SECONDS >= deadline)); then
+            echo "bench: $addr did not apply the genesis entry: $out" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+}
+
 # start_single: one node (a single-node coalition) on free ports.
 start_single() {
     local ports data log_file
@@ -176,10 +217,11 @@ start_single() {
     DATA_DIRS+=("$data")
     mkdir -p "$data"
     "$BUILD/coalitiond" --data "$data" --listen "127.0.0.1:${ports[0]}" \
-        --raft "127.0.0.1:${ports[1]}" >"$log_file" 2>&1 &
+        --raft "127.0.0.1:${ports[1]}" --admin-public-key "$ADMIN_PUB" >"$log_file" 2>&1 &
     NODE_PIDS=("$!")
     NODES=127.0.0.1:${ports[0]}
     wait_up "$NODES" "$!" "$log_file"
+    wait_genesis "$NODES"
 }
 
 # start_cluster3: three nodes on free ports that bootstrap one coalition;
@@ -198,7 +240,9 @@ start_cluster3() {
         mkdir -p "$dir/node$i"
         "$BUILD/coalitiond" --id "$i" --data "$dir/node$i" \
             --listen "127.0.0.1:${ports[2 * i - 2]}" --raft "127.0.0.1:${ports[2 * i - 1]}" \
-            --bootstrap "$boot" >"$dir/node$i.log" 2>&1 &
+            --bootstrap "$boot" --admin-public-key "$ADMIN_PUB" --partner "node$i" \
+            --partner-key "$KEYS/node$i.key" --trusted-keys "$KEYS/trusted" \
+            >"$dir/node$i.log" 2>&1 &
         NODE_PIDS+=("$!")
         NODES+=${NODES:+,}127.0.0.1:${ports[2 * i - 2]}
     done
@@ -238,6 +282,9 @@ start_cluster3() {
             sleep 0.1
         done
     done
+    for addr in "${addrs[@]}"; do
+        wait_genesis "$addr"
+    done
     echo "bench: three nodes up ($NODES), leader node $leader; logs in $dir/"
     LEADER_NOTE="leader node $leader; 1-client run through node 1"
 }
@@ -251,7 +298,7 @@ load() {
     echo "bench: $config $name ..."
     local out
     out=$("$BUILD/coalition-loadgen" --node "$NODES" --members "$MEMBERS" \
-        --partners "$PARTNERS" --duration "$DURATION" --depth "$DEPTH" "$@") || {
+        --partners "$PARTNERS" --duration "$DURATION" --depth "$DEPTH" --key-dir "$KEYS" "$@") || {
         printf '%s\n' "$out"
         echo "bench: $config $name failed" >&2
         exit 1
@@ -282,7 +329,7 @@ bench_config() {
         tee -a "$RESULTS"
     echo "bench: setup ($PARTNERS partners, $MEMBERS members with 1000 points) ..."
     "$BUILD/coalition-loadgen" --node "$NODES" --setup --members "$MEMBERS" \
-        --partners "$PARTNERS" --clients 16 --depth 16 | tee -a "$RESULTS"
+        --partners "$PARTNERS" --clients 16 --depth 16 --key-dir "$KEYS" | tee -a "$RESULTS"
     load "$config" c1 --clients 1
     load "$config" c64 --clients 64
     local peak half
@@ -294,9 +341,10 @@ bench_config() {
     stop_nodes
 }
 
+make_keys
 DATA_FS=$(df -T "$OUT_DIR" | awk 'NR==2 { print $2 }')
 echo "# coalition bench $STAMP: $(nproc) cores, $(uname -r), data on $DATA_FS," \
-    "${DURATION}s per run, depth $DEPTH, nodes $NODES_LIST" | tee "$RESULTS"
+    "${DURATION}s per run, depth $DEPTH, nodes $NODES_LIST, signed transactions" | tee "$RESULTS"
 for size in "${SIZES[@]}"; do
     bench_config "$size"
 done

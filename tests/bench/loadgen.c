@@ -6,7 +6,11 @@
  * throughput and latency, and --check-log resubmits every transaction an
  * earlier run acknowledged to prove that none was lost.  --node may list
  * several nodes of one coalition: connections are spread over them
- * round-robin (setup goes through the first). */
+ * round-robin (setup goes through the first).  With --key-dir every
+ * transaction is signed as its partner (DIR/<partner>.key; partner admission
+ * as the coalition admin, DIR/admin.key); with --api-key every request
+ * carries that key and the load comes from its partner alone (the node
+ * signs). */
 /* ppoll(2), for sub-millisecond pacing, is a GNU extension. */
 #define _GNU_SOURCE
 #include <assert.h>
@@ -43,6 +47,9 @@
 #define LG_LATENCIES_MAX      200000000u
 #define LG_MISMATCH_PRINT_MAX 20
 #define LG_SETUP_PARTNER      "SETUP"
+#define LG_ADMIN_KEY_NAME     "admin"
+#define LG_KEYS_MAX           (LG_PARTNERS_MAX + 2) /* the partners, SETUP and the admin */
+#define LG_PATH_MAX           4096
 #define LG_NS_PER_S           1000000000ull
 
 #define LG_CODES_LEN 32 /* answers are counted per code, |code| < LG_CODES_LEN */
@@ -64,7 +71,47 @@ struct lg_options {
     const char *check_log;
     uint64_t seed;
     bool seed_set;
+    const char *key_dir;     /* sign every transaction with keys from here (NULL: no) */
+    const char *api_key;     /* send this API key with every request (NULL: none) */
+    const char *api_partner; /* with --api-key: the key's partner, the only one used */
 };
+
+/* A partner's (or the admin's, name "") secret key read from --key-dir.
+ * Its second half is the public key. */
+struct lg_key {
+    char name[COALITION_ID_MAX + 1];
+    uint8_t sk[COALITION_SECRET_KEY_LEN];
+};
+
+/* Keys read so far, each once (the table only grows). */
+static struct lg_key lg_keys[LG_KEYS_MAX];
+static size_t lg_n_keys;
+
+/* The key of `name` ("" for the admin) from dir, read on first use.
+ * Returns NULL (message printed) if it cannot be read. */
+static const struct lg_key *lg_key_get(const char *dir, const char *name)
+{
+    for (size_t i = 0; i < lg_n_keys; i++) {
+        if (strcmp(lg_keys[i].name, name) == 0) {
+            return &lg_keys[i];
+        }
+    }
+    if (lg_n_keys == LG_KEYS_MAX) {
+        fprintf(stderr, "loadgen: more than %d keys\n", LG_KEYS_MAX);
+        return NULL;
+    }
+    char path[LG_PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s.key", dir, name[0] != '\0' ? name : LG_ADMIN_KEY_NAME);
+    struct lg_key *k = &lg_keys[lg_n_keys];
+    char err[LG_PATH_MAX + 128];
+    if (coalition_secret_key_load(path, k->sk, err, sizeof err) != 0) {
+        fprintf(stderr, "loadgen: %s\n", err);
+        return NULL;
+    }
+    snprintf(k->name, sizeof k->name, "%s", name);
+    lg_n_keys++;
+    return k;
+}
 
 /* One transaction to send, with everything needed to log or check it. */
 struct lg_job {
@@ -91,6 +138,7 @@ struct lg_conn {
     uint64_t last_flush_ns;
     uint64_t hold_until_ns; /* starts no job before this (0: not held) */
     struct lg_slot *slots;  /* `depth` of them */
+    const char *key_dir;    /* sign with keys from here (opt->key_dir), or NULL */
 };
 
 /* A source of jobs and a sink for their answers: one per mode. */
@@ -259,6 +307,15 @@ static struct lg_conn *lg_conns_create(const struct lg_options *opt, unsigned n_
             lg_conns_destroy(conns, n);
             return NULL;
         }
+        conns[i].key_dir = opt->key_dir;
+        if (opt->api_key != NULL) {
+            rv = coalition_client_set_api_key(conns[i].client, opt->api_key);
+            if (rv != 0) {
+                fprintf(stderr, "loadgen: --api-key: %s\n", coalition_strerror(rv));
+                lg_conns_destroy(conns, n);
+                return NULL;
+            }
+        }
     }
     return conns;
 }
@@ -343,8 +400,11 @@ static void lg_conn_drain(struct lg_conn *conn, unsigned depth, struct lg_source
     }
 }
 
+/* Queues the slot's job on `conn`, signed from conn->key_dir when it is
+ * not NULL. */
 static int lg_submit(struct lg_conn *conn, struct lg_slot *slot, struct lg_stats *st)
 {
+    const char *key_dir = conn->key_dir;
     struct coalition_txn txn;
     memset(&txn, 0, sizeof txn);
     const struct lg_job *job = &slot->job;
@@ -354,6 +414,23 @@ static int lg_submit(struct lg_conn *conn, struct lg_slot *slot, struct lg_stats
     txn.member = job->member[0] ? job->member : NULL;
     txn.name = job->name[0] ? job->name : NULL;
     txn.points = job->points;
+    if (key_dir != NULL) {
+        /* A partner is admitted by the admin, with the public key that will
+         * verify its own writes; everything else is signed by its partner. */
+        bool admit = job->kind == COALITION_TXN_PARTNER_ADD;
+        const struct lg_key *signer = lg_key_get(key_dir, admit ? "" : job->partner);
+        const struct lg_key *subject = admit ? lg_key_get(key_dir, job->partner) : signer;
+        if (signer == NULL || subject == NULL) {
+            return COALITION_E_INVALID_ARGUMENT;
+        }
+        if (admit) {
+            txn.public_key = subject->sk + COALITION_SECRET_KEY_LEN - COALITION_PUBLIC_KEY_LEN;
+        }
+        int rv = coalition_client_set_signer(conn->client, signer->name, signer->sk);
+        if (rv != 0) {
+            return rv;
+        }
+    }
     uint64_t request_id = 0;
     int rv = coalition_client_submit(conn->client, &txn, &request_id);
     if (rv != 0) {
@@ -562,7 +639,13 @@ static int lg_load_next(struct lg_source *src, uint64_t now_ns, struct lg_job *j
     job->t0_ns = t0;
     bool award = lg_rand_upto(&ld->rng, 100) <= LG_AWARD_PERCENT;
     job->kind = award ? COALITION_TXN_AWARD : COALITION_TXN_REDEEM;
-    lg_partner_id(lg_rand_upto(&ld->rng, ld->opt->partners), job->partner);
+    unsigned partner = lg_rand_upto(&ld->rng, ld->opt->partners);
+    if (ld->opt->api_partner != NULL) {
+        /* An API key speaks for one partner. */
+        snprintf(job->partner, sizeof job->partner, "%s", ld->opt->api_partner);
+    } else {
+        lg_partner_id(partner, job->partner);
+    }
     lg_member_id(lg_rand_upto(&ld->rng, ld->opt->members), job->member);
     job->points = lg_rand_upto(&ld->rng, LG_AMOUNT_MAX);
     snprintf(job->txn_id, sizeof job->txn_id, "lg-%s-%" PRIu64, ld->run_id, ld->next_txn++);
@@ -946,6 +1029,11 @@ static void lg_usage(FILE *out)
             "  --setup            create partners, members and their starting points, exit\n"
             "  --ack-log FILE     append every acknowledged transaction to FILE\n"
             "  --check-log FILE   resubmit FILE's transactions, require the same seq\n"
+            "  --key-dir DIR      sign every transaction as its partner with DIR/<id>.key\n"
+            "                     (P01.key.., SETUP.key; partners are admitted with\n"
+            "                     DIR/admin.key and their public keys)\n"
+            "  --api-key KEY      send this API key with every request: the node signs\n"
+            "  --api-partner P    the key's partner: every award and redemption is P's\n"
             "The last line of a load run is a machine-readable RESULT line.\n",
             COALITION_DEFAULT_NODE);
 }
@@ -1025,6 +1113,9 @@ static int lg_parse_options(int argc, char **argv, struct lg_options *opt)
         OPT_SETUP,
         OPT_ACK_LOG,
         OPT_CHECK_LOG,
+        OPT_KEY_DIR,
+        OPT_API_KEY,
+        OPT_API_PARTNER,
         OPT_HELP,
     };
     static const struct option longopts[] = {
@@ -1039,6 +1130,9 @@ static int lg_parse_options(int argc, char **argv, struct lg_options *opt)
         {"setup", no_argument, NULL, OPT_SETUP},
         {"ack-log", required_argument, NULL, OPT_ACK_LOG},
         {"check-log", required_argument, NULL, OPT_CHECK_LOG},
+        {"key-dir", required_argument, NULL, OPT_KEY_DIR},
+        {"api-key", required_argument, NULL, OPT_API_KEY},
+        {"api-partner", required_argument, NULL, OPT_API_PARTNER},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -1096,6 +1190,16 @@ static int lg_parse_options(int argc, char **argv, struct lg_options *opt)
             opt->check_log = optarg;
             opt->mode = LG_MODE_CHECK;
             break;
+        case OPT_KEY_DIR:
+            opt->key_dir = optarg;
+            break;
+        case OPT_API_KEY:
+            opt->api_key = optarg;
+            break;
+        case OPT_API_PARTNER:
+            ok = optarg[0] != '\0' && strlen(optarg) <= COALITION_ID_MAX;
+            opt->api_partner = optarg;
+            break;
         case OPT_HELP:
             lg_usage(stdout);
             return 1;
@@ -1119,6 +1223,14 @@ static int lg_parse_options(int argc, char **argv, struct lg_options *opt)
     }
     if (opt->mode == LG_MODE_SETUP && opt->ack_log != NULL) {
         fprintf(stderr, "coalition-loadgen: --setup excludes --ack-log\n");
+        return 2;
+    }
+    if ((opt->api_key != NULL) != (opt->api_partner != NULL)) {
+        fprintf(stderr, "coalition-loadgen: --api-key and --api-partner go together\n");
+        return 2;
+    }
+    if (opt->api_key != NULL && opt->key_dir != NULL && opt->mode != LG_MODE_SETUP) {
+        fprintf(stderr, "coalition-loadgen: give --key-dir or --api-key, not both\n");
         return 2;
     }
     if (!lg_parse_nodes(opt)) {
