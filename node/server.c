@@ -42,11 +42,12 @@ struct op {
     Coalition__Txn ident;                    /* identify: the hashed transaction */
     ProtobufCBinaryData ident_keys[2];
     uint8_t ident_hash[2][IDENTITY_HASH_LEN];
-    struct forward_req freq;       /* forwarded to the leader */
-    struct cluster_op cop;         /* barrier or membership change */
-    Coalition__TxnList *list;      /* a signed group's transactions (owned) */
-    struct ledger_result *results; /* a signed group's results (owned) */
-    struct op *sign_next;          /* waiting to be signed by this node */
+    struct forward_req freq;         /* forwarded to the leader */
+    struct cluster_op cop;           /* barrier or membership change */
+    Coalition__TxnList *list;        /* a signed group's transactions (owned) */
+    struct ledger_result *results;   /* a signed group's results (owned) */
+    struct op *sign_next;            /* waiting to be signed by this node */
+    char partner[LEDGER_ID_MAX + 1]; /* identify: the partner it acts for */
 };
 
 /* Writes this node signed for its partner in one loop iteration: one
@@ -656,12 +657,12 @@ static void refuse(struct conn *c, Coalition__Request *req, int code)
     coalition__request__free_unpacked(req, NULL);
 }
 
-/* A POS write with an API key: the key's partner must be the one this node
- * signs for; the transaction acts in its name.  0 or the code to refuse
- * with. */
-static int authorize_api_write(struct server *s, const Coalition__Request *req, Coalition__Txn *t)
+/* A POS write with an API key: the key's partner (into `partner`) must be
+ * the one this node signs for, and t must name it or no partner (the caller
+ * then sets it).  0 or the code to refuse with. */
+static int authorize_api_write(struct server *s, const Coalition__Request *req,
+                               const Coalition__Txn *t, char partner[LEDGER_ID_MAX + 1])
 {
-    char partner[LEDGER_ID_MAX + 1];
     int rv = request_partner(s, req, partner);
     if (rv != 0) {
         return rv;
@@ -669,13 +670,7 @@ static int authorize_api_write(struct server *s, const Coalition__Request *req, 
     if (!s->signs || strcmp(partner, s->partner) != 0 || admin_only(t->kind)) {
         return COALITION_E_FORBIDDEN;
     }
-    if (t->partner == NULL || t->partner[0] == '\0') {
-        char *copy = strdup(partner); /* freed with the request */
-        if (copy == NULL) {
-            return COALITION_E_NOMEM;
-        }
-        t->partner = copy;
-    } else if (strcmp(t->partner, partner) != 0) {
+    if (t->partner != NULL && t->partner[0] != '\0' && strcmp(t->partner, partner) != 0) {
         return COALITION_E_FORBIDDEN;
     }
     return rate_take(s, partner) ? 0 : COALITION_E_RATE_LIMITED;
@@ -827,9 +822,15 @@ static void handle_txn(struct conn *c, Coalition__Request *req)
     /* Checked here before ordering, and again when applied.  Scheduled kinds
      * come only from the leader's sweeper, INIT only from genesis. */
     Coalition__Txn *t = req->txn;
+    char partner[LEDGER_ID_MAX + 1];
     int rv = ledger_kind_scheduled(t->kind) || t->kind == COALITION__TXN_KIND__TXN_INIT
                  ? COALITION_E_INVALID_ARGUMENT
-                 : authorize_api_write(c->srv, req, t);
+                 : authorize_api_write(c->srv, req, t, partner);
+    if (rv == 0 && (t->partner == NULL || t->partner[0] == '\0')) {
+        char *copy = strdup(partner); /* freed with the request */
+        rv = copy != NULL ? 0 : COALITION_E_NOMEM;
+        t->partner = copy != NULL ? copy : t->partner;
+    }
     if (rv == 0) {
         rv = ledger_validate(t);
     }
@@ -977,7 +978,8 @@ static void handle_identify(struct conn *c, Coalition__Request *req)
     t->member = ir->member;
     t->txn_id = ir->txn_id;
     t->lookup_keys = op->ident_keys;
-    int rv = authorize_api_write(s, req, t);
+    int rv = authorize_api_write(s, req, t, op->partner);
+    t->partner = op->partner;
     if (rv == 0 && ir->phone[0] != '\0') {
         rv = identity_hash_phone(s->identity, ir->phone, op->ident_hash[t->n_lookup_keys]);
         op->ident_keys[t->n_lookup_keys] =

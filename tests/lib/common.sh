@@ -15,6 +15,18 @@
 #   json_get NAME [TEXT]         first value of "NAME" in JSON text (default $OUT)
 #   fail MESSAGE                 print the message, the logs, and exit 1
 #
+# Keys (docs/security.md): $KEY_DIR holds the coalition admin's key pair
+# (admin.key, admin.pub) and partner key pairs; COALITION_KEY_DIR points the
+# CLI at it, so every write the CLI sends is signed (by the partner it names,
+# or by the admin).  Every node gets --admin-public-key; start_node and
+# start_cluster wait until the genesis entry is applied.
+#   partner_keygen NAME          make $KEY_DIR/NAME.key and .pub (once); `cli
+#                                partner add NAME` does it by itself
+#   api_key_for PARTNER [I]      a fresh API key issued by PARTNER (through node
+#                                I of a cluster, or the single node)
+#   Cluster node I runs with --partner nodeI --partner-key $KEY_DIR/nodeI.key
+#   (its link key) and --trusted-keys $KEY_DIR/trusted (keys of nodes 1..9).
+#
 # Clusters (node i = 1..N on loopback, client port node_port i, raft port
 # raft_port i, data $TEST_TMP/node$i, log $TEST_TMP/node$i.log):
 #   start_cluster N [ARGS...]    start N nodes (1..3 bootstrap, the rest join
@@ -65,6 +77,39 @@ EXIT_CODE=0
 
 log() {
     printf '[%s] %s\n' "$TEST_NAME" "$*"
+}
+
+# ---- keys ------------------------------------------------------------------
+
+KEY_DIR=$TEST_TMP/keys
+mkdir -p "$KEY_DIR"
+"$COALITION" keygen --out "$KEY_DIR/admin" >/dev/null || {
+    echo "FAIL: coalition keygen" >&2
+    exit 1
+}
+ADMIN_PUB=$(<"$KEY_DIR/admin.pub")
+export COALITION_KEY_DIR=$KEY_DIR
+
+partner_keygen() {
+    [[ -f $KEY_DIR/$1.key ]] || "$COALITION" keygen --out "$KEY_DIR/$1" >/dev/null
+}
+
+# keys_for_args ARGS...: `partner add ID` in a CLI command line needs ID's key
+# pair in $KEY_DIR; made here if missing.
+keys_for_args() {
+    local i j args=("$@")
+    for ((i = 0; i + 2 < ${#args[@]}; i++)); do
+        if [[ ${args[i]} == partner && ${args[i + 1]} == add ]]; then
+            for ((j = i + 2; j + 1 < ${#args[@]}; j++)); do
+                if [[ ${args[j]} == --id ]]; then
+                    partner_keygen "${args[j + 1]}"
+                    return 0
+                fi
+            done
+            [[ ${args[i + 2]} == -* ]] || partner_keygen "${args[i + 2]}"
+            return 0
+        fi
+    done
 }
 
 # Milliseconds on the wall clock (for deadlines).
@@ -184,7 +229,34 @@ run() {
 
 # The CLI against the node started last.
 cli() {
+    keys_for_args "$@"
     "$COALITION" --node "127.0.0.1:$NODE_PORT" "$@"
+}
+
+# wait_genesis CLI_FN [ARGS...]: waits until the node CLI_FN ARGS talks to has
+# applied the genesis entry (seq 1): before it no write can be verified.
+wait_genesis() {
+    local deadline=$(($(now_ms) + NODE_START_TIMEOUT_S * 1000)) out seq
+    while :; do
+        out=$("$@" --json --timeout-ms 1000 status 2>/dev/null) || true
+        seq=$(json_get applied_seq "$out")
+        [[ $seq =~ ^[0-9]+$ ]] && ((seq >= 1)) && return 0
+        if (($(now_ms) >= deadline)); then
+            fail "no genesis entry within ${NODE_START_TIMEOUT_S}s: $out"
+        fi
+        sleep 0.05
+    done
+}
+
+# api_key_for PARTNER [I]: prints a new API key issued by PARTNER.
+api_key_for() {
+    local out
+    if [[ -n ${2:-} ]]; then
+        out=$(cli_on "$2" --json apikey create --partner "$1") || fail "apikey create: $out"
+    else
+        out=$(cli --json apikey create --partner "$1") || fail "apikey create: $out"
+    fi
+    json_get api_key "$out"
 }
 
 # Raft port of each single node's data directory: the node's default (the
@@ -210,8 +282,8 @@ start_node() {
     fi
     echo "=== $(date '+%T') start coalitiond --data $data --listen 127.0.0.1:$port" \
         "${raft[*]} $*" >>"$NODE_LOG"
-    "$COALITIOND" --data "$data" --listen "127.0.0.1:$port" "${raft[@]}" "$@" \
-        >>"$NODE_LOG" 2>&1 &
+    "$COALITIOND" --data "$data" --listen "127.0.0.1:$port" "${raft[@]}" \
+        --admin-public-key "$ADMIN_PUB" "$@" >>"$NODE_LOG" 2>&1 &
     NODE_PID=$!
     track_pid "$NODE_PID"
     local deadline=$(($(now_ms) + NODE_START_TIMEOUT_S * 1000))
@@ -221,6 +293,7 @@ start_node() {
             fail "coalitiond exited with $EXIT_CODE while starting"
         fi
         if cli status >/dev/null 2>&1; then
+            wait_genesis cli
             log "node up on port $port (pid $NODE_PID)"
             return 0
         fi
@@ -344,6 +417,7 @@ bootstrap_list() {
 cli_on() {
     local i=$1
     shift
+    keys_for_args "$@"
     "$COALITION" --node "$(node_addr "$i")" "$@"
 }
 
@@ -369,6 +443,7 @@ cluster_ports() {
     mapfile -t ports < <(free_port $((2 * n)))
     ((${#ports[@]} == 2 * n)) || fail "freeport gave ${#ports[@]} ports, wanted $((2 * n))"
     CLUSTER_N=$n
+    cluster_keys
     for ((i = 1; i <= n; i++)); do
         MEMBER_CPORT[i]=${ports[2 * (i - 1)]}
         MEMBER_RPORT[i]=${ports[2 * (i - 1) + 1]}
@@ -398,7 +473,9 @@ start_member() {
     fi
     local log_file=$TEST_TMP/node$i.log
     local args=(--id "$i" --data "$TEST_TMP/node$i" --listen "$(node_addr "$i")"
-        --raft "$(raft_addr "$i")" "${mode[@]}" "${CLUSTER_ARGS[@]}" "${extra[@]}")
+        --raft "$(raft_addr "$i")" "${mode[@]}" --admin-public-key "$ADMIN_PUB"
+        --partner "node$i" --partner-key "$KEY_DIR/node$i.key" --trusted-keys "$KEY_DIR/trusted"
+        "${CLUSTER_ARGS[@]}" "${extra[@]}")
     echo "=== $(date '+%T') start coalitiond ${args[*]}" >>"$log_file"
     "$COALITIOND" "${args[@]}" >>"$log_file" 2>&1 &
     MEMBER_PID[i]=$!
@@ -573,6 +650,17 @@ wait_role() {
     done
 }
 
+# cluster_keys: link keys of nodes 1..9 ($KEY_DIR/nodeI.key) and the file of
+# their public keys every node trusts.
+cluster_keys() {
+    local i
+    [[ -f $KEY_DIR/trusted ]] && return 0
+    for ((i = 1; i <= 9; i++)); do
+        partner_keygen "node$i"
+        cat "$KEY_DIR/node$i.pub" >>"$KEY_DIR/trusted"
+    done
+}
+
 # start_cluster N [ARGS...]: N nodes with ARGS each (kept in CLUSTER_ARGS for
 # restarts).  Nodes 1..min(N,3) bootstrap together; the others join through
 # node 1 once there is a leader.  Returns once every node is listed with its
@@ -586,6 +674,7 @@ start_cluster() {
         start_member "$i"
     done
     wait_leader 20
+    wait_genesis cli_on "$LEADER"
     for ((i = 4; i <= n; i++)); do
         MEMBER_JOIN[i]=$(node_addr 1)
         start_member "$i"

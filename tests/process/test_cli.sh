@@ -136,8 +136,10 @@ log "rejections"
 expect_error 1 UNKNOWN_MEMBER award --partner coffee --member nobody --points 10 --txn e1
 expect_error 1 UNKNOWN_MEMBER redeem --partner coffee --member nobody --points 10 --txn e2
 expect_error 1 UNKNOWN_MEMBER balance --member nobody
-expect_error 1 UNKNOWN_PARTNER award --partner nopartner --member alice --points 10 --txn e3
-expect_error 1 UNKNOWN_PARTNER redeem --partner nopartner --member alice --points 10 --txn e4
+# A key that no admitted partner has: the node cannot verify its signature.
+partner_keygen nopartner
+expect_error 1 UNAUTHENTICATED award --partner nopartner --member alice --points 10 --txn e3
+expect_error 1 UNAUTHENTICATED redeem --partner nopartner --member alice --points 10 --txn e4
 expect_error 1 INSUFFICIENT_POINTS redeem --partner books --member alice --points 261 --txn e5
 expect_error 1 INVALID_AMOUNT award --partner coffee --member alice --points 0 --txn e6
 expect_error 1 INVALID_AMOUNT award --partner coffee --member alice --points -5 --txn e7

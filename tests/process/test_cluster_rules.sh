@@ -54,8 +54,14 @@ expect_eq "$(json_get points)" 88 "points of a purchase partly paid with points,
 expect_eq "$(json_get rule)" "base,tier:Silver" "rule of the Silver purchase"
 
 log "identify alice by phone through a follower; any format finds her on every node"
-expect_exit 0 cli_on "$(a_follower)" identify --member alice --phone "+44 20 7946 0001" \
-    --txn id-1
+# The follower hashes the phone and signs for its own partner, with the API
+# key of a POS of that partner (nothing raw is forwarded).
+F=$(a_follower)
+expect_exit 0 cli_on 1 partner add --id "node$F" --name "Node $F shop"
+POS_KEY=$(api_key_for "node$F" 1)
+cluster_agrees # the follower knows the key
+expect_exit 0 cli_on "$F" --api-key "$POS_KEY" identify --member alice \
+    --phone "+44 20 7946 0001" --txn id-1
 cluster_agrees # reads are local: every node has applied the identify
 expect_same_everywhere "phone lookup" lookup --phone "+442079460001"
 expect_eq "$(json_get member)" alice "member found by phone"
