@@ -14,6 +14,7 @@
  *       --partner P (--api-key KEY | --key FILE)
  *       [--purchase-cents N] [--discount-points N] [--no-refund]
  *       [--txn-prefix ID] [--timeout-ms N] [--attempts N] [--step-pause-ms N]
+ *       [--library-retries]
  *
  * Output: one line per step, then a final line
  *   RESULT member=M awarded=N captured=N returned=N refunded=N balance=N
@@ -48,7 +49,8 @@ struct pos_options {
     int64_t purchase_cents;
     int64_t discount_points;
     bool refund;
-    int step_pause_ms; /* the cashier's time between two steps */
+    int step_pause_ms;    /* the cashier's time between two steps */
+    bool library_retries; /* let libcoalition retry instead of our loops */
     int timeout_ms;
     unsigned attempts;
 };
@@ -59,6 +61,7 @@ struct pos {
     /* What the node signs for us (API key) or we sign as: the partner the
      * writes are for. */
     const char *partner;
+    unsigned attempts; /* of our own per step: 1 when the library retries */
     unsigned retries;
     unsigned duplicates;
 };
@@ -91,7 +94,7 @@ static int pos_write(struct pos *p, const char *step, const struct coalition_txn
     }
     int pause_ms = POS_PAUSE_MS_FIRST;
     int rv = COALITION_E_UNREACHABLE;
-    for (unsigned attempt = 1; attempt <= p->opt->attempts; attempt++) {
+    for (unsigned attempt = 1; attempt <= p->attempts; attempt++) {
         rv = coalition_client_txn(p->client, t, r);
         if (rv == 0) {
             if (r->duplicate) {
@@ -99,7 +102,7 @@ static int pos_write(struct pos *p, const char *step, const struct coalition_txn
             }
             return 0;
         }
-        if (!pos_retryable(rv) || attempt == p->opt->attempts) {
+        if (!pos_retryable(rv) || attempt == p->attempts) {
             break;
         }
         fprintf(stderr, "pos: %s (txn %s): %s on %s, retrying with the same txn id\n", step,
@@ -117,9 +120,9 @@ static int pos_write(struct pos *p, const char *step, const struct coalition_txn
 static int pos_lookup(struct pos *p, char member[COALITION_ID_MAX + 1])
 {
     int rv = COALITION_E_UNREACHABLE;
-    for (unsigned attempt = 1; attempt <= p->opt->attempts; attempt++) {
+    for (unsigned attempt = 1; attempt <= p->attempts; attempt++) {
         rv = coalition_client_lookup(p->client, p->opt->card, NULL, NULL, member);
-        if (rv == 0 || !pos_retryable(rv) || attempt == p->opt->attempts) {
+        if (rv == 0 || !pos_retryable(rv) || attempt == p->attempts) {
             break;
         }
         fprintf(stderr, "pos: lookup: %s on %s, retrying\n", coalition_errname(rv),
@@ -137,9 +140,9 @@ static int pos_lookup(struct pos *p, char member[COALITION_ID_MAX + 1])
 static int pos_balance(struct pos *p, const char *member, struct coalition_balance *b)
 {
     int rv = COALITION_E_UNREACHABLE;
-    for (unsigned attempt = 1; attempt <= p->opt->attempts; attempt++) {
+    for (unsigned attempt = 1; attempt <= p->attempts; attempt++) {
         rv = coalition_client_balance(p->client, member, b);
-        if (rv == 0 || !pos_retryable(rv) || attempt == p->opt->attempts) {
+        if (rv == 0 || !pos_retryable(rv) || attempt == p->attempts) {
             break;
         }
         fprintf(stderr, "pos: balance: %s on %s, retrying\n", coalition_errname(rv),
@@ -319,7 +322,9 @@ static void pos_usage(FILE *out)
           "                        the time and pid; the same prefix repeats the checkout)\n"
           "  --timeout-ms N        per attempt (default 2000)\n"
           "  --attempts N          per step (default 10)\n"
-          "  --step-pause-ms N     the cashier's time before each write (default 0)\n",
+          "  --step-pause-ms N     the cashier's time before each write (default 0)\n"
+          "  --library-retries     let libcoalition retry (coalition_client_set_retries)\n"
+          "                        instead of the POS's own loop\n",
           out);
 }
 
@@ -350,6 +355,7 @@ static int pos_parse(int argc, char **argv, struct pos_options *opt)
         O_TIMEOUT,
         O_ATTEMPTS,
         O_STEP_PAUSE,
+        O_LIB_RETRIES,
     };
     static const struct option longopts[] = {
         {"node", required_argument, NULL, O_NODE},
@@ -364,6 +370,7 @@ static int pos_parse(int argc, char **argv, struct pos_options *opt)
         {"timeout-ms", required_argument, NULL, O_TIMEOUT},
         {"attempts", required_argument, NULL, O_ATTEMPTS},
         {"step-pause-ms", required_argument, NULL, O_STEP_PAUSE},
+        {"library-retries", no_argument, NULL, O_LIB_RETRIES},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -421,6 +428,9 @@ static int pos_parse(int argc, char **argv, struct pos_options *opt)
             }
             opt->attempts = (unsigned)v;
             break;
+        case O_LIB_RETRIES:
+            opt->library_retries = true;
+            break;
         case O_STEP_PAUSE:
             if (!parse_num(optarg, 0, 60000, &v)) {
                 goto bad;
@@ -466,12 +476,19 @@ int main(int argc, char **argv)
         opt.txn_prefix = prefix;
     }
 
-    struct pos p = {.opt = &opt, .partner = opt.partner};
+    struct pos p = {.opt = &opt, .partner = opt.partner, .attempts = opt.attempts};
     /* Connects to the first node of the list that answers. */
     rv = coalition_client_create(opt.node, opt.timeout_ms, &p.client);
     if (rv != 0) {
         fprintf(stderr, "pos: cannot reach %s: %s\n", opt.node, coalition_errname(rv));
         return rv == COALITION_E_INVALID_ARGUMENT ? 2 : 3;
+    }
+    if (opt.library_retries) {
+        /* The same thing done by the library: every synchronous call is sent
+         * again (same request, same txn id) after TIMEOUT, UNREACHABLE,
+         * UNAVAILABLE or NOT_LEADER, moving down the node list. */
+        coalition_client_set_retries(p.client, opt.attempts - 1);
+        p.attempts = 1;
     }
     if (opt.api_key != NULL) {
         /* The key goes with every request; the node signs our writes. */

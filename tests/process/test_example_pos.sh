@@ -130,6 +130,32 @@ expect_exit 0 cli --json history --member m1 --limit 50
 n=$(grep -o '"txn":"c4-award"' <<<"$OUT" | wc -l)
 expect_eq "$n" 1 "entries of the retried award in the history"
 
+log "the same with the library's retries (coalition_client_set_retries)"
+"$POS" --node "127.0.0.1:$PORT" --card card-1 --partner shop --key "$KEY_DIR/shop.key" \
+    --txn-prefix c5 --purchase-cents 10000 --discount-points 10 --no-refund \
+    --timeout-ms 300 --attempts 40 --step-pause-ms 1000 --library-retries \
+    >"$TEST_TMP/pos-c5.out" 2>"$TEST_TMP/pos-c5.err" &
+POS_PID=$!
+track_pid "$POS_PID"
+deadline=$(($(now_ms) + 10000))
+until grep -q '^member m1' "$TEST_TMP/pos-c5.out"; do
+    (($(now_ms) < deadline)) || fail "the POS did not find the member: $(<"$TEST_TMP/pos-c5.err")"
+    sleep 0.02
+done
+kill -STOP "$NODE_PID"
+sleep 2
+kill -CONT "$NODE_PID"
+wait_exit "$POS_PID" 60 || fail "the POS did not finish after the node came back"
+OUT=$(<"$TEST_TMP/pos-c5.out")
+expect_eq "$EXIT_CODE" 0 "POS exit status with library retries (stderr: $(<"$TEST_TMP/pos-c5.err"))"
+line=$(grep '^RESULT ' <<<"$OUT") || fail "no RESULT line: $OUT"
+expect_contains "$line" " awarded=100 " "award after library retries"
+expect_contains "$line" " balance=1380 " "1290 + 100 - 10, once"
+balance_is m1 1380
+expect_exit 0 cli --json history --member m1 --limit 50
+n=$(grep -o '"txn":"c5-award"' <<<"$OUT" | wc -l)
+expect_eq "$n" 1 "entries of the award the library retried"
+
 log "refused checkouts change nothing"
 # Signs as "other" with shop's key: the signature does not verify.
 expect_exit 1 "$POS" --node "127.0.0.1:$PORT" --card card-1 --partner other \
@@ -150,7 +176,7 @@ expect_exit 0 cli apikey revoke --partner shop "${KEY%%.*}"
 expect_exit 1 "$POS" --node "127.0.0.1:$PORT" --card card-1 --partner shop --api-key "$KEY" \
     --txn-prefix f4 --attempts 1
 expect_contains "$ERR" "UNAUTHENTICATED" "revoked API key"
-balance_is m1 1290
+balance_is m1 1380
 
 log "the ledger verifies"
 expect_exit 0 cli verify
