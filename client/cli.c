@@ -3108,7 +3108,8 @@ static const struct command commands[] = {
      "identify --member M [--phone PHONE] [--email EMAIL] --txn ID",
      "Makes member M findable by phone number and/or email.  The node hashes\n"
      "them with the coalition identity key; the raw values never enter the\n"
-     "ledger.\n",
+     "ledger.  Needs --api-key: the node makes the entry and signs it for the\n"
+     "key's partner (--key-dir cannot sign what the node hashes).\n",
      0, check_identify, 0, false},
     {"lookup", NULL, BIT(OPT_CARD) | BIT(OPT_PHONE) | BIT(OPT_EMAIL) | BIT(OPT_CONSISTENT), 0,
      run_lookup, "lookup (--card CARD | --phone PHONE | --email EMAIL) [--consistent]",
