@@ -33,9 +33,10 @@ struct link_keys {
     bool has_secret;
     uint8_t secret[AUTH_SECRET_LEN]; /* partner_key_file */
     bool has_admin;
-    uint8_t admin[AUTH_PUBLIC_LEN];     /* admin_public_key */
+    uint8_t admin[AUTH_PUBLIC_LEN];      /* admin_public_key */
     uint8_t (*trusted)[AUTH_PUBLIC_LEN]; /* trusted_keys_file (malloc'd) */
     size_t n_trusted;
+    struct ledger *ledger; /* partner keys on the ledger (borrowed) */
 };
 
 struct node {
@@ -327,8 +328,10 @@ static void link_keys_clear(struct link_keys *k)
     k->n_trusted = 0;
 }
 
-/* link_trusted_cb: the admin key and the keys of trusted_keys_file.  (Partner
- * keys recorded on the ledger join them with ledger_key_trusted.) */
+/* link_trusted_cb: the admin key, the keys of trusted_keys_file (nodes
+ * trusted before the ledger knows them: a coalition's first nodes, a node
+ * catching up) and the partner keys the ledger has recorded, as of the state
+ * this node has applied.  A ledger read error trusts nothing. */
 static bool link_key_trusted(void *data, const uint8_t pk[LINK_PUBLIC_LEN])
 {
     const struct link_keys *k = data;
@@ -340,7 +343,8 @@ static bool link_key_trusted(void *data, const uint8_t pk[LINK_PUBLIC_LEN])
             return true;
         }
     }
-    return false;
+    bool on_ledger = false;
+    return k->ledger != NULL && ledger_key_trusted(k->ledger, pk, &on_ledger) == 0 && on_ledger;
 }
 
 static void on_fatal(int code)
@@ -456,6 +460,7 @@ int main(int argc, char **argv)
         store_close(n.store);
         return 1;
     }
+    n.link_keys.ledger = n.ledger;
     struct link_config link = {.secret_key = n.link_keys.has_secret ? n.link_keys.secret : NULL,
                                .trusted = link_key_trusted,
                                .trusted_data = &n.link_keys};
