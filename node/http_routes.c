@@ -280,18 +280,20 @@ static struct route_parser *rp_of(http_parser *p)
     return (struct route_parser *)p->data;
 }
 
-/* Refuses the request from inside a callback (non-zero stops the parser). */
+/* Refuses the request from inside a callback.  -1, not 1: a 1 from
+ * on_headers_complete would mean "no body" to http-parser. */
 static int refuse(struct route_parser *rp, int status)
 {
     rp->err_status = status;
-    return 1;
+    return -1;
 }
 
-/* The head grows: 431 past the limit.  http-parser counts the bytes of the
- * head in nread while it reads it. */
-static int check_head(struct route_parser *rp)
+/* The head grew by `n` bytes of a token (`sep` more for the separators
+ * around it, which http-parser does not hand over): 431 past the limit. */
+static int head_grew(struct route_parser *rp, size_t n, size_t sep)
 {
-    if (rp->header_bytes + rp->p.nread > rp->lim.header_max) {
+    rp->head_bytes += n + sep;
+    if (rp->head_bytes > rp->lim.header_max) {
         return refuse(rp, 431);
     }
     return 0;
@@ -308,6 +310,7 @@ static int on_message_begin(http_parser *p)
     rp->value = NULL;
     rp->value_len = 0;
     rp->last_was_value = false;
+    rp->head_bytes = 0;
     return 0;
 }
 
@@ -320,12 +323,14 @@ static int on_url(http_parser *p, const char *at, size_t n)
     if (!append(&rp->msg.url, &rp->msg.url_len, at, n)) {
         return refuse(rp, 503);
     }
-    return check_head(rp);
+    /* "GET " and " HTTP/1.1\r\n" around the first piece of the URL. */
+    return head_grew(rp, n, rp->msg.url_len == n ? 16 : 0);
 }
 
 static int on_header_field(http_parser *p, const char *at, size_t n)
 {
     struct route_parser *rp = rp_of(p);
+    bool first = rp->last_was_value || (rp->field_len == 0 && !rp->field_long);
     if (rp->last_was_value) {
         rp->field_len = 0;
         rp->field_long = false;
@@ -339,7 +344,8 @@ static int on_header_field(http_parser *p, const char *at, size_t n)
         rp->field_len += n;
         rp->field[rp->field_len] = '\0';
     }
-    return check_head(rp);
+    /* ": " and "\r\n" around each header line. */
+    return head_grew(rp, n, first ? 4 : 0);
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t n)
@@ -366,21 +372,18 @@ static int on_header_value(http_parser *p, const char *at, size_t n)
     if (rp->value != NULL && !append(rp->value, &rp->value_len, at, n)) {
         return refuse(rp, 503);
     }
-    return check_head(rp);
+    return head_grew(rp, n, 0);
 }
 
 static int on_headers_complete(http_parser *p)
 {
     struct route_parser *rp = rp_of(p);
-    if (check_head(rp) != 0) {
-        return 1;
-    }
     rp->headers_done = true;
+    rp->msg.method = (int)p->method;
     /* Without a body http-parser's content_length is ULLONG_MAX or 0. */
     if ((p->flags & F_CONTENTLENGTH) != 0 && p->content_length > rp->lim.body_max) {
         return refuse(rp, 413);
     }
-    rp->msg.method = (int)p->method;
     rp->msg.keep_alive = http_should_keep_alive(p) != 0;
     return 0;
 }

@@ -85,7 +85,8 @@ struct route_parser {
     bool in_message; /* between the first byte of a request and its end */
     bool headers_done;
     bool complete;
-    size_t header_bytes; /* bytes of the current request's head seen so far */
+    size_t header_bytes; /* bytes fed while the current head was incomplete */
+    size_t head_bytes;   /* bytes of its tokens, with their separators */
     int err_status;      /* set when a callback refused the request */
     bool failed;
 };

@@ -12,6 +12,8 @@ PACKAGES=(
     libhttp-parser-dev libinih-dev
     # scripts/fuzz.sh: clang and its libFuzzer runtime (libclang_rt.fuzzer)
     clang libclang-rt-14-dev
+    # the HTTP API tests (tests/process/test_http*.sh, test_openapi.sh)
+    curl jq python3 python3-yaml
 )
 
 missing=()
