@@ -217,7 +217,8 @@ start_single() {
     DATA_DIRS+=("$data")
     mkdir -p "$data"
     "$BUILD/coalitiond" --data "$data" --listen "127.0.0.1:${ports[0]}" \
-        --raft "127.0.0.1:${ports[1]}" --admin-public-key "$ADMIN_PUB" >"$log_file" 2>&1 &
+        --raft "127.0.0.1:${ports[1]}" --admin-public-key "$ADMIN_PUB" \
+        --set limits.partner_rps=0 >"$log_file" 2>&1 &
     NODE_PIDS=("$!")
     NODES=127.0.0.1:${ports[0]}
     wait_up "$NODES" "$!" "$log_file"
@@ -242,7 +243,7 @@ start_cluster3() {
             --listen "127.0.0.1:${ports[2 * i - 2]}" --raft "127.0.0.1:${ports[2 * i - 1]}" \
             --bootstrap "$boot" --admin-public-key "$ADMIN_PUB" --partner "node$i" \
             --partner-key "$KEYS/node$i.key" --trusted-keys "$KEYS/trusted" \
-            >"$dir/node$i.log" 2>&1 &
+            --set limits.partner_rps=0 >"$dir/node$i.log" 2>&1 &
         NODE_PIDS+=("$!")
         NODES+=${NODES:+,}127.0.0.1:${ports[2 * i - 2]}
     done

@@ -94,6 +94,22 @@ partner_keygen() {
     [[ -f $KEY_DIR/$1.key ]] || "$COALITION" keygen --out "$KEY_DIR/$1" >/dev/null
 }
 
+# $LOADGEN signs from $KEY_DIR too: a wrapper that makes the key pairs of the
+# load generator's partners (SETUP, P01..P20) on first use.
+LOADGEN_BIN=$LOADGEN
+LOADGEN=$TEST_TMP/loadgen
+cat >"$LOADGEN" <<EOF_LOADGEN
+#!/usr/bin/env bash
+set -e
+if [[ ! -f "$KEY_DIR/P20.key" ]]; then
+    for p in SETUP P01 P02 P03 P04 P05 P06 P07 P08 P09 P10 P11 P12 P13 P14 P15 P16 P17 P18 P19 P20; do
+        [[ -f "$KEY_DIR/\$p.key" ]] || "$COALITION" keygen --out "$KEY_DIR/\$p" >/dev/null
+    done
+fi
+exec "$LOADGEN_BIN" --key-dir "$KEY_DIR" "\$@"
+EOF_LOADGEN
+chmod +x "$LOADGEN"
+
 # keys_for_args ARGS...: `partner add ID` in a CLI command line needs ID's key
 # pair in $KEY_DIR; made here if missing.
 keys_for_args() {

@@ -20,7 +20,7 @@ fi
 trap 'rc=$?; umount -l "$MNT" 2>/dev/null; (exit $rc); cleanup' EXIT
 
 PORT=$(free_port)
-start_node "$DATA" "$PORT"
+start_node "$DATA" "$PORT" --set limits.partner_rps=0 # the setup is one partner
 NODE=127.0.0.1:$PORT
 expect_exit 0 "$LOADGEN" --node "$NODE" --setup --members 20000
 log "load until the 40 MiB raft disk is full (every acknowledgement logged)"
@@ -40,7 +40,7 @@ log "$acked transactions acknowledged before the stop"
 
 log "more room, restart: every acknowledged transaction is there"
 mount -o remount,size=400m "$MNT"
-start_node "$DATA" "$PORT"
+start_node "$DATA" "$PORT" --set limits.partner_rps=0 # the setup is one partner
 expect_exit 0 "$LOADGEN" --node "$NODE" --check-log "$ACKS"
 expect_exit 0 cli verify
 log "ok"
