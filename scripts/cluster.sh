@@ -4,7 +4,13 @@
 # keeps its data in DIR/node$i, its log in DIR/node$i.log and its pid in
 # DIR/node$i.pid.  Nodes 1..3 bootstrap the coalition together; nodes 4..N
 # join it through node 1.  It uses the binaries in BUILD (default build/;
-# scripts/run.sh builds them).
+# scripts/run.sh builds them).  Node i also serves the HTTP/JSON API on port
+# P+80+(i-1).
+# Keys (docs/security.md) live in DIR/keys: the coalition admin's key pair
+# (admin.key, admin.pub; the coalition's genesis records admin.pub), and one
+# key pair per node, named after the partner the node signs for (--partners;
+# default node1, node2, ...), which is also its raft link key; DIR/keys/trusted
+# lists the node keys.  Use `coalition --key-dir DIR/keys` to sign writes.
 #
 #   scripts/cluster.sh start [N] [options] [-- NODE ARGS...]
 #                              start N nodes (default 3), wait for a leader
@@ -13,6 +19,7 @@
 #     --dir DIR        data, logs and pids (default ./run/cluster)
 #     --base-port P    first client port (default 7400)
 #     --build DIR      where coalitiond and coalition are (default ./build)
+#     --partners A,B,. the partners nodes 1, 2, ... sign for (default nodeI)
 #     NODE ARGS        extra coalitiond options for every node
 #                      (e.g. -- --snapshot-threshold 64)
 # start remembers N and P in DIR/cluster.conf, so stop and status find the
@@ -42,6 +49,7 @@ DIR=run/cluster
 BASE_PORT=
 BUILD=${COALITION_BUILD:-build}
 NODE_ARGS=()
+PARTNERS=()
 while (($# > 0)); do
     case $1 in
     --dir)
@@ -54,6 +62,10 @@ while (($# > 0)); do
         ;;
     --build)
         BUILD=${2:?--build needs a directory}
+        shift 2
+        ;;
+    --partners)
+        IFS=, read -r -a PARTNERS <<<"${2:?--partners needs names}"
         shift 2
         ;;
     --)
@@ -119,6 +131,24 @@ COALITIOND=$BUILD/coalitiond
 CLI=$BUILD/coalition
 
 client_addr() { echo "$HOST:$((BASE_PORT + 2 * ($1 - 1)))"; }
+http_addr() { echo "$HOST:$((BASE_PORT + 80 + $1 - 1))"; }
+KEYS=$DIR/keys
+
+# The partner node I signs for.
+partner_of() { echo "${PARTNERS[$1 - 1]:-node$1}"; }
+
+# make_keys: the admin key pair, a key pair for each node's partner, and the
+# trusted file, once.
+make_keys() {
+    local i p
+    mkdir -p "$KEYS"
+    [[ -f $KEYS/admin.key ]] || "$CLI" keygen --out "$KEYS/admin" >/dev/null
+    for ((i = 1; i <= N; i++)); do
+        p=$(partner_of "$i")
+        [[ -f $KEYS/$p.key ]] || "$CLI" keygen --out "$KEYS/$p" >/dev/null
+        grep -qxF "$(<"$KEYS/$p.pub")" "$KEYS/trusted" 2>/dev/null || cat "$KEYS/$p.pub" >>"$KEYS/trusted"
+    done
+}
 raft_addr() { echo "$HOST:$((BASE_PORT + 2 * ($1 - 1) + 1))"; }
 
 # The pid of node I if it is a running coalitiond started from DIR (not a
@@ -182,12 +212,16 @@ start_one() {
     if [[ ! -s $DIR/identity.key ]]; then
         (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$DIR/identity.key")
     fi
+    local p
+    p=$(partner_of "$i")
     local args=(--id "$i" --data "$DIR/node$i" --listen "$(client_addr "$i")"
-        --raft "$(raft_addr "$i")" --identity-key "$DIR/identity.key" "$@" "${NODE_ARGS[@]}")
+        --raft "$(raft_addr "$i")" --identity-key "$DIR/identity.key" --http "$(http_addr "$i")"
+        --admin-public-key "$(<"$KEYS/admin.pub")" --partner "$p" --partner-key "$KEYS/$p.key"
+        --trusted-keys "$KEYS/trusted" "$@" "${NODE_ARGS[@]}")
     echo "=== $(date '+%F %T') coalitiond ${args[*]}" >>"$DIR/node$i.log"
     setsid "$COALITIOND" "${args[@]}" >>"$DIR/node$i.log" 2>&1 </dev/null &
     echo "$!" >"$DIR/node$i.pid"
-    echo "node $i: pid $!, client $(client_addr "$i"), raft $(raft_addr "$i"), log $DIR/node$i.log"
+    echo "node $i: pid $!, client $(client_addr "$i"), raft $(raft_addr "$i"), HTTP $(http_addr "$i"), signs for $p, log $DIR/node$i.log"
 }
 
 # wait_answer I DEADLINE: until node I answers `status`, or fail at DEADLINE
@@ -262,6 +296,7 @@ cmd_start() {
         die "$COALITIOND or $CLI is not built (scripts/run.sh builds them; or give --build DIR)"
     mkdir -p "$DIR"
     printf 'nodes=%s\nbase_port=%s\n' "$N" "$BASE_PORT" >"$CONF"
+    make_keys
     local i first=$((N < 3 ? N : 3)) deadline=$((SECONDS + START_TIMEOUT_S))
     for ((i = 1; i <= first; i++)); do
         if ((N == 1)); then

@@ -20,9 +20,12 @@ CLUSTER_DIR=$RUN_DIR/cluster
 BASE_PORT=${COALITION_BASE_PORT:-7400}
 NODES=3
 CLI=$BUILD/coalition
-CLUSTER=(scripts/cluster.sh --dir "$CLUSTER_DIR" --build "$BUILD")
+CLUSTER=(scripts/cluster.sh --dir "$CLUSTER_DIR" --build "$BUILD" --partners coffee,books,fuel)
+# The CLI signs every write with the partner's (or the admin's) key from here.
+export COALITION_KEY_DIR=$CLUSTER_DIR/keys
 
 node_addr() { echo "127.0.0.1:$((BASE_PORT + 2 * ($1 - 1)))"; }
+http_addr() { echo "127.0.0.1:$((BASE_PORT + 80 + $1 - 1))"; }
 
 # The one-node run.sh of earlier versions kept a node in run/node1: stop it,
 # it holds port 7400.
@@ -63,6 +66,12 @@ start_nodes() {
     "${CLUSTER[@]}" stop >/dev/null
     echo "starting $NODES nodes (scripts/cluster.sh start $NODES --dir $CLUSTER_DIR) ..."
     "${CLUSTER[@]}" start "$NODES" --base-port "$BASE_PORT"
+    # A new coalition's first entry records the admin key; writes wait for it.
+    local deadline=$((SECONDS + 15))
+    until "$CLI" --node "$(node_addr 1)" --json status 2>/dev/null | grep -qE '"applied_seq": *[1-9]'; do
+        ((SECONDS < deadline)) || { echo "no genesis entry on node 1" >&2; exit 1; }
+        sleep 0.1
+    done
 }
 
 # show_cmd NODE ARGS...: prints "$ coalition --node ADDR ARGS" as one would
@@ -129,8 +138,26 @@ run_demo() {
     demo 3 hold --partner books --member alice --points 100 --txn "demo-hold-$run_id"
     demo 3 capture --partner books --hold "demo-hold-$run_id" --points 60 \
         --txn "demo-capture-$run_id"
-    demo 1 identify --member alice --phone "+1 555 0100 123" --txn "demo-id-$run_id"
+    echo
+    echo "# a POS of the bookshop uses node 2 (which signs for books) with an API key:"
+    echo "# the phone number is hashed on node 2, then signed, ordered and replicated"
+    local key
+    key=$("$CLI" --node "$(node_addr 1)" --json apikey create --partner books |
+        sed -E 's/.*"api_key": *"([^"]*)".*/\1/')
+    echo "\$ coalition apikey create --partner books      -> a key shown once: ${key:0:20}..."
+    "$CLI" --node "$(node_addr 1)" cluster check --wait-s 10 >/dev/null
+    demo 2 --api-key "$key" identify --member alice --phone "+1 555 0100 123" --txn "demo-id-$run_id"
     demo 2 lookup --phone "+15550100123" --consistent
+    echo
+    echo "# the same POS over HTTP/JSON (docs/pos-integration.md): an award and a balance"
+    echo "\$ curl -H 'Authorization: Bearer ...' -H 'Idempotency-Key: demo-http-$run_id' \\"
+    echo "       -d '{\"member\":\"alice\",\"points\":25}' http://$(http_addr 2)/v1/awards"
+    curl -sS -H "Authorization: Bearer $key" -H "Idempotency-Key: demo-http-$run_id" \
+        -H 'Content-Type: application/json' -d '{"member":"alice","points":25}' \
+        "http://$(http_addr 2)/v1/awards"
+    echo
+    curl -sS -H "Authorization: Bearer $key" "http://$(http_addr 2)/v1/members/alice/balance"
+    echo
     echo
     echo "# node 3: a --consistent read asks the leader first, so it sees both"
     demo 3 balance --member alice --consistent
@@ -154,8 +181,11 @@ usage_notes() {
 
 === the three nodes keep running ===
 Node 1: $(node_addr 1)   node 2: $(node_addr 2)   node 3: $(node_addr 3)
+HTTP/JSON API: http://$(http_addr 1), http://$(http_addr 2), http://$(http_addr 3)
+  (POS terminals: coalition apikey create --partner books; docs/pos-integration.md)
 Use the CLI (it talks to $(node_addr 1) unless given --node HOST:PORT):
   export PATH="$ROOT/$BUILD:\$PATH"
+  export COALITION_KEY_DIR=$ROOT/$CLUSTER_DIR/keys   # signs writes (docs/security.md)
   coalition status
   coalition award --partner coffee --member alice --points 50 --txn my-txn-1
   coalition --node $(node_addr 2) award --partner coffee --member alice --points 50 --txn my-txn-1
