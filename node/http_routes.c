@@ -797,9 +797,10 @@ static int route_match(const struct path *p, int method, enum route_id *route, s
     return 0;
 }
 
-/* "Bearer <key_id>.<secret>": the key, or NULL if absent or not of that
- * form (the node checks whether it is a valid key). */
-static const char *bearer_key(const char *auth)
+/* "Bearer <key_id>.<secret>": the key (malloc'd, without the blanks around
+ * it), or NULL if absent or not of that form (the node checks whether it is
+ * a valid key). */
+static char *bearer_key(const char *auth)
 {
     if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0) {
         return NULL;
@@ -817,7 +818,7 @@ static const char *bearer_key(const char *auth)
         !is_lower_hex(k + API_KEY_ID_HEX + 1, API_KEY_SECRET_HEX)) {
         return NULL;
     }
-    return k;
+    return strndup(k, n);
 }
 
 /* The Txn fields a write's body may carry, by route. */
@@ -1169,12 +1170,13 @@ int route_translate(const struct route_msg *m, struct route_call *call, int *htt
         goto done;
     }
     if (rv == 0) {
-        const char *key = bearer_key(m->authorization);
+        char *key = bearer_key(m->authorization);
         if (key == NULL) {
+            /* Absent or malformed; out of memory looks the same here. */
             *http_status = 401;
             rv = COALITION_E_UNAUTHENTICATED;
         } else {
-            call->req.api_key = keep(call, strdup(key));
+            call->req.api_key = keep(call, key);
             rv = call->req.api_key != NULL ? 0 : COALITION_E_NOMEM;
         }
     }

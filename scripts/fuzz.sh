@@ -8,7 +8,7 @@
 #
 # Usage: scripts/fuzz.sh [--seconds N] [--target NAME]... [--keep-corpus DIR]
 #   --seconds N        run each target N seconds (default 60)
-#   --target NAME      run only NAME (frame, request, rules, or fuzz_NAME);
+#   --target NAME      run only NAME (frame, request, rules, http, or fuzz_NAME);
 #                      may be repeated; default: every tests/fuzz/fuzz_*.c
 #   --keep-corpus DIR  grow the corpus in DIR/<target> (outside git) and keep
 #                      it for the next run, instead of a throw-away copy
