@@ -4,8 +4,8 @@
  * TCP clients and a relay (which can flip a byte) stand in for hostile
  * peers.  Covered: bytes both ways, the peer's id and address, untrusted keys
  * on either side, the wrong node at an address, a node without a key, a
- * tampered record (only that link dies), garbage and silent clients (the
- * bound on pending handshakes, the timeout; a good peer still gets in),
+ * tampered handshake (refused both ways), a tampered record (only that link dies), garbage and
+ * silent clients (the bound on pending handshakes, the timeout; a good peer still gets in),
  * backpressure with a stalled reader, nothing listening, and close with
  * connects, handshakes and links in flight. */
 #include <arpa/inet.h>
@@ -807,6 +807,41 @@ static void test_link_tampered_record_kills_only_that_link(void **state)
     assert_false(from_c->eof);
 }
 
+static void test_link_tampered_handshake_refused(void **state)
+{
+    struct fixture *fx = *state;
+    struct peer *a = &fx->peers[0], *b = &fx->peers[1];
+    peer_start(a, 1);
+    peer_start(b, 2);
+    trust(a, b);
+    trust(b, a);
+    /* A bit of A's ephemeral key in HELLO_C: B signs a transcript A never
+     * sent, so A refuses B's signature. */
+    relay_start(b->addr, 8 + 32 + 5);
+    struct creq *c1 = creq_new();
+    assert_int_equal(connect_to(a, c1, 2, fx->relay_addr), 0);
+    assert_true(run_until(creq_done, c1));
+    assert_int_equal(c1->status, RAFT_NOCONNECTION);
+    /* A bit of A's signature in FINISH: B refuses it. */
+    fx->relay_flip_at = 336 + 10;
+    struct creq *c2 = creq_new();
+    assert_int_equal(connect_to(a, c2, 2, fx->relay_addr), 0);
+    assert_true(run_until(creq_done, c2));
+    assert_int_equal(c2->status, RAFT_NOCONNECTION);
+    run_until_ms(NULL, NULL, 50);
+    assert_int_equal(b->n_accepted, 0);
+    struct link_stats sa, sb;
+    link_get_stats(&a->t, &sa);
+    link_get_stats(&b->t, &sb);
+    assert_int_equal(sa.links_out, 0);
+    assert_int_equal(sb.links_in, 0);
+    assert_true(sa.handshake_failed >= 1); /* A: bad signature from B */
+    assert_true(sb.handshake_failed >= 1); /* B: bad signature from A */
+    /* Untouched, the same nodes link at once. */
+    link_up(a, b);
+    assert_int_equal(b->n_accepted, 1);
+}
+
 static void test_link_garbage_and_silent_clients_do_not_block(void **state)
 {
     struct fixture *fx = *state;
@@ -993,6 +1028,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_link_bad_key_config, setup, teardown_all),
         cmocka_unit_test_setup_teardown(test_link_tampered_record_kills_only_that_link, setup,
                                         teardown_all),
+        cmocka_unit_test_setup_teardown(test_link_tampered_handshake_refused, setup, teardown_all),
         cmocka_unit_test_setup_teardown(test_link_garbage_and_silent_clients_do_not_block, setup,
                                         teardown_all),
         cmocka_unit_test_setup_teardown(test_link_handshake_timeout_on_connect, setup,
