@@ -1231,20 +1231,21 @@ static void test_frame_client_role_names(void **state)
 static void test_frame_client_txn_kind_names(void **state)
 {
     (void)state;
-    static const char *const names[] = {"partner_add",  "member_add",   "award",       "redeem",
-                                        "reverse",      "transfer",     "program_set", "rules_set",
-                                        "hold",         "capture",      "release",     "card_add",
-                                        "card_replace", "identify",     "merge",       "erase",
-                                        "expire",       "hold_timeout", "tier_review"};
-    for (int k = 1; k <= 19; k++) {
+    static const char *const names[] = {
+        "partner_add",  "member_add", "award",      "redeem",       "reverse", "transfer",
+        "program_set",  "rules_set",  "hold",       "capture",      "release", "card_add",
+        "card_replace", "identify",   "merge",      "erase",        "expire",  "hold_timeout",
+        "tier_review",  "init",       "apikey_add", "apikey_revoke"};
+    for (int k = 1; k <= 22; k++) {
         assert_string_equal(coalition_txn_kind_name((enum coalition_txn_kind)k), names[k - 1]);
     }
     assert_string_equal(coalition_txn_kind_name((enum coalition_txn_kind)0), "unknown");
-    assert_string_equal(coalition_txn_kind_name((enum coalition_txn_kind)20), "unknown");
+    assert_string_equal(coalition_txn_kind_name((enum coalition_txn_kind)23), "unknown");
     /* Same numbers as coalition.TxnKind. */
     assert_int_equal(COALITION_TXN_PROGRAM_SET, COALITION__TXN_KIND__TXN_PROGRAM_SET);
     assert_int_equal(COALITION_TXN_ERASE, COALITION__TXN_KIND__TXN_ERASE);
     assert_int_equal(COALITION_TXN_TIER_REVIEW, COALITION__TXN_KIND__TXN_TIER_REVIEW);
+    assert_int_equal(COALITION_TXN_APIKEY_REVOKE, COALITION__TXN_KIND__TXN_APIKEY_REVOKE);
 }
 
 /* Submits `t` on `c`, reads it on the fake node's side `sfd` and returns the
