@@ -13,12 +13,17 @@
 # admin key and a key pair for every partner (bench-out/keys-STAMP/), starts
 # the nodes with --admin-public-key (and, for three nodes, their link keys),
 # and the load generator signs every transaction as its partner (--key-dir):
-# one Ed25519 signature per transaction, checked by the node.
+# one Ed25519 signature per transaction, checked by the node.  With --auth
+# api-key (one node only) the load goes the way a POS sends it instead: with
+# an API key of partner P01, which the node signs for (one signature per
+# batch); every award and redemption is then P01's.
 #
-#   scripts/bench.sh [--duration S] [--depth D] [--nodes LIST] [--pg] [--keep]
+#   scripts/bench.sh [--duration S] [--depth D] [--nodes LIST] [--auth MODE] [--pg] [--keep]
 #     --duration S  seconds per run (default 10)
 #     --depth D     requests in flight per client (default 1)
 #     --nodes LIST  cluster sizes to run, 1 and/or 3, comma-separated (default 1)
+#     --auth MODE   signed (default: the load generator signs each transaction)
+#                   or api-key (the node signs; --nodes 1 only)
 #     --pg          also run the PostgreSQL baseline (shared/bench/pg_baseline.sh)
 #                   with DURATION=S, and print its SUMMARY line
 #     --keep        keep the nodes' data directories
@@ -32,6 +37,7 @@ DEPTH=1
 PG=0
 KEEP=0
 NODES_LIST=1
+AUTH=signed
 MEMBERS=10000
 PARTNERS=20
 BUILD=build-bench
@@ -66,6 +72,10 @@ while (($# > 0)); do
         NODES_LIST=${2:?--nodes needs 1, 3 or 1,3}
         shift 2
         ;;
+    --auth)
+        AUTH=${2:?--auth needs signed or api-key}
+        shift 2
+        ;;
     -h | --help)
         usage
         exit 0
@@ -95,7 +105,15 @@ for size in "${SIZES[@]}"; do
         echo "bench: --nodes $NODES_LIST: sizes 1 and 3 are supported" >&2
         exit 2
     fi
+    if [[ $AUTH == api-key && $size != 1 ]]; then
+        echo "bench: --auth api-key runs on one node only (--nodes 1)" >&2
+        exit 2
+    fi
 done
+if [[ $AUTH != signed && $AUTH != api-key ]]; then
+    echo "bench: --auth is signed or api-key" >&2
+    exit 2
+fi
 
 scripts/deps.sh
 echo "bench: building (release, -O2, no sanitizers) in $BUILD/ ..."
@@ -218,7 +236,7 @@ start_single() {
     mkdir -p "$data"
     "$BUILD/coalitiond" --data "$data" --listen "127.0.0.1:${ports[0]}" \
         --raft "127.0.0.1:${ports[1]}" --admin-public-key "$ADMIN_PUB" \
-        --set limits.partner_rps=0 >"$log_file" 2>&1 &
+        --set limits.partner_rps=0 "${NODE_AUTH[@]}" >"$log_file" 2>&1 &
     NODE_PIDS=("$!")
     NODES=127.0.0.1:${ports[0]}
     wait_up "$NODES" "$!" "$log_file"
@@ -299,7 +317,7 @@ load() {
     echo "bench: $config $name ..."
     local out
     out=$("$BUILD/coalition-loadgen" --node "$NODES" --members "$MEMBERS" \
-        --partners "$PARTNERS" --duration "$DURATION" --depth "$DEPTH" --key-dir "$KEYS" "$@") || {
+        --partners "$PARTNERS" --duration "$DURATION" --depth "$DEPTH" "${LOAD_AUTH[@]}" "$@") || {
         printf '%s\n' "$out"
         echo "bench: $config $name failed" >&2
         exit 1
@@ -331,6 +349,15 @@ bench_config() {
     echo "bench: setup ($PARTNERS partners, $MEMBERS members with 1000 points) ..."
     "$BUILD/coalition-loadgen" --node "$NODES" --setup --members "$MEMBERS" \
         --partners "$PARTNERS" --clients 16 --depth 16 --key-dir "$KEYS" | tee -a "$RESULTS"
+    if [[ $AUTH == api-key ]]; then
+        local key
+        key=$("$BUILD/coalition" --node "$NODES" --key-dir "$KEYS" apikey create --partner P01 \
+            2>/dev/null) || {
+            echo "bench: could not issue an API key for P01" >&2
+            exit 1
+        }
+        LOAD_AUTH=(--api-key "$key" --api-partner P01)
+    fi
     load "$config" c1 --clients 1
     load "$config" c64 --clients 64
     local peak half
@@ -343,15 +370,20 @@ bench_config() {
 }
 
 make_keys
+NODE_AUTH=()
+LOAD_AUTH=(--key-dir "$KEYS")
+if [[ $AUTH == api-key ]]; then
+    NODE_AUTH=(--partner P01 --partner-key "$KEYS/P01.key")
+fi
 DATA_FS=$(df -T "$OUT_DIR" | awk 'NR==2 { print $2 }')
 echo "# coalition bench $STAMP: $(nproc) cores, $(uname -r), data on $DATA_FS," \
-    "${DURATION}s per run, depth $DEPTH, nodes $NODES_LIST, signed transactions" | tee "$RESULTS"
+    "${DURATION}s per run, depth $DEPTH, nodes $NODES_LIST, auth $AUTH" | tee "$RESULTS"
 for size in "${SIZES[@]}"; do
     bench_config "$size"
 done
 
 echo
-echo "=== Coalition Ledger, durable commit (${DURATION}s per run, depth $DEPTH) ==="
+echo "=== Coalition Ledger, durable commit (${DURATION}s per run, depth $DEPTH, auth $AUTH) ==="
 printf '%-8s %-10s %8s %10s %9s %8s %9s %9s %9s\n' nodes run clients offered tps errors \
     p50_ms p99_ms p999_ms | tee -a "$RESULTS"
 for size in "${SIZES[@]}"; do
