@@ -141,6 +141,8 @@ static const ProtobufCMessage *variant(const Coalition__Request *req)
         return &req->settlement->base;
     case COALITION__REQUEST__OP_REPORT:
         return &req->report->base;
+    case COALITION__REQUEST__OP_GROUP:
+        return &req->group->base;
     default:
         /* protobuf-c sets op_case only to a field it knows. */
         CHECK(!"op_case is not a field of Request");
