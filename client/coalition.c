@@ -774,7 +774,8 @@ static int answer_code(const Coalition__Response *resp)
 static bool code_retryable(int code)
 {
     return code == COALITION_E_TIMEOUT || code == COALITION_E_UNREACHABLE ||
-           code == COALITION_E_UNAVAILABLE || code == COALITION_E_NOT_LEADER;
+           code == COALITION_E_UNAVAILABLE || code == COALITION_E_NOT_LEADER ||
+           code == COALITION_E_BUSY || code == COALITION_E_RATE_LIMITED;
 }
 
 static void pause_ms(int ms)

@@ -380,15 +380,14 @@ int coalition_secret_key_load(const char *path, uint8_t sk[COALITION_SECRET_KEY_
                               size_t errlen);
 
 /* Retries failed synchronous calls by themselves: a call that gets
- * COALITION_E_TIMEOUT, COALITION_E_UNREACHABLE, COALITION_E_UNAVAILABLE or
- * COALITION_E_NOT_LEADER is sent again, the same request with the same txn
- * id (safe: the node answers a retried write with the original result,
- * duplicate set), up to `retries` more times, after a pause that doubles from
- * 50 ms up to 1 s.  Each attempt waits timeout_ms.  Before a retry the client
- * moves on to the next address of its list (with several addresses).
- * Default 0: a failed call returns at once.  Pipelined calls
- * (submit/poll) are never retried by the library.
- * coalition_client_cluster_change is not retried either. */
+ * COALITION_E_TIMEOUT, COALITION_E_UNREACHABLE, COALITION_E_UNAVAILABLE,
+ * COALITION_E_NOT_LEADER, COALITION_E_BUSY or COALITION_E_RATE_LIMITED (from
+ * the node, or for the one transaction of a signed request) is sent again, the same request with
+ * the same txn id (safe: the node answers a retried write with the original result, duplicate set),
+ * up to `retries` more times, after a pause that doubles from 50 ms up to 1 s.  Each attempt waits
+ * timeout_ms.  Before a retry the client moves on to the next address of its list (with several
+ * addresses). Default 0: a failed call returns at once.  Pipelined calls (submit/poll) are never
+ * retried by the library. coalition_client_cluster_change is not retried either. */
 void coalition_client_set_retries(struct coalition_client *c, unsigned retries);
 
 /* Synchronous calls: send one request and wait for its answer. */

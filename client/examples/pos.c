@@ -3,12 +3,11 @@
  * integrator would.  It finds the member by card, awards points for the
  * purchase, takes points as a discount in two steps (hold, then capture),
  * refunds the purchase (gives the discount back, reverses the award) and
- * shows the balance.  Every
- * write is retried with the same transaction id after TIMEOUT, UNREACHABLE,
- * UNAVAILABLE or NOT_LEADER: the node answers a retry of a write it already
- * applied with the original result (duplicate), so a retry never books
- * twice.  Run it again with the same --txn-prefix and every write is
- * answered as a duplicate.
+ * shows the balance.  Every write is retried with the same transaction id
+ * after TIMEOUT, UNREACHABLE, UNAVAILABLE, NOT_LEADER, BUSY or RATE_LIMITED:
+ * the node answers a retry of a write it already applied with the original
+ * result (duplicate), so a retry never books twice.  Run it again with the same --txn-prefix and
+ * every write is answered as a duplicate.
  *
  *   coalition-example-pos --node H:P[,H:P...] --card CARD
  *       --partner P (--api-key KEY | --key FILE)
@@ -79,7 +78,7 @@ static bool pos_retryable(int code)
 {
     return code == COALITION_E_TIMEOUT || code == COALITION_E_UNREACHABLE ||
            code == COALITION_E_UNAVAILABLE || code == COALITION_E_NOT_LEADER ||
-           code == COALITION_E_BUSY;
+           code == COALITION_E_BUSY || code == COALITION_E_RATE_LIMITED;
 }
 
 /* Submits `t` (the same struct, hence the same txn id, on every attempt)
@@ -486,7 +485,8 @@ int main(int argc, char **argv)
     if (opt.library_retries) {
         /* The same thing done by the library: every synchronous call is sent
          * again (same request, same txn id) after TIMEOUT, UNREACHABLE,
-         * UNAVAILABLE or NOT_LEADER, moving down the node list. */
+         * UNAVAILABLE, NOT_LEADER, BUSY or RATE_LIMITED, moving down the
+         * node list. */
         coalition_client_set_retries(p.client, opt.attempts - 1);
         p.attempts = 1;
     }
