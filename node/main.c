@@ -51,7 +51,7 @@ struct node {
     struct identity_key identity;
     struct server server;
     struct link_keys link_keys; /* raft links: this node's key, keys it trusts */
-    struct http_server http; /* only with cfg.http */
+    struct http_server http;    /* only with cfg.http */
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
     bool stopping;
@@ -558,8 +558,8 @@ int main(int argc, char **argv)
             "coalitiond: node %llu serving clients on %s%s%s, raft on %s, data %s, seq %llu, "
             "index %llu, head %s\n",
             (unsigned long long)cfg->id, cfg->listen, cfg->http[0] != '\0' ? ", HTTP on " : "",
-            cfg->http, cfg->raft, cfg->data,
-            (unsigned long long)head.seq, (unsigned long long)head.applied_index, hex);
+            cfg->http, cfg->raft, cfg->data, (unsigned long long)head.seq,
+            (unsigned long long)head.applied_index, hex);
 
     uv_run(&n.loop, UV_RUN_DEFAULT);
     fprintf(stderr, "coalitiond: proposed %llu transactions in %llu batches (largest %llu)\n",

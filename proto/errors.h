@@ -36,7 +36,7 @@
     X(UNKNOWN_CARD, -27, "No such card for this member")                                           \
     X(NOTHING_DUE, -28, "Nothing is due yet")                                                      \
     X(IDENTITY_UNAVAILABLE, -29, "This node cannot look up phone numbers or emails")               \
-    X(OPEN_HOLDS, -30, "The member has open holds; capture or release them first")                \
+    X(OPEN_HOLDS, -30, "The member has open holds; capture or release them first")                 \
     X(UNAUTHENTICATED, -31, "The API key or signature is missing or not valid")                    \
     X(FORBIDDEN, -32, "This partner is not allowed to do this")                                    \
     X(RATE_LIMITED, -33, "Too many requests; slow down and retry")                                 \
