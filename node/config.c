@@ -325,18 +325,6 @@ static int set_string(char *field, size_t cap, const char *section, const char *
     return 0;
 }
 
-/* True if s is exactly n hex digits. */
-static bool is_hex(const char *s, size_t n)
-{
-    size_t i = 0;
-    for (; s[i] != '\0'; i++) {
-        if (!isxdigit((unsigned char)s[i])) {
-            return false;
-        }
-    }
-    return i == n;
-}
-
 static int set_unsigned(unsigned *field, unsigned min, unsigned max, const char *section,
                         const char *key, const char *value, char *err, size_t errlen)
 {
@@ -426,10 +414,7 @@ int config_set(struct config *c, const char *section, const char *key, const cha
         }
     } else if (strcmp(section, "security") == 0) {
         if (strcmp(key, "admin_public_key") == 0) {
-            if (value[0] != '\0' && !is_hex(value, 64)) {
-                return config_fail(err, errlen,
-                                   "[security] admin_public_key: expected 64 hex digits");
-            }
+            /* Hex or a file holding it: checked when loaded (auth_load_public). */
             return set_string(c->admin_public_key, sizeof(c->admin_public_key), section, key, value,
                               false, true, err, errlen);
         }

@@ -7,11 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define CONFIG_ADDR_MAX    256 /* "host:port" */
-#define CONFIG_PATH_MAX    4096
-#define CONFIG_PEERS_MAX   16
-#define CONFIG_HEX_KEY_MAX 65 /* 32 bytes in hex and NUL */
-#define CONFIG_ID_MAX      65 /* a partner id (64 bytes) and NUL */
+#define CONFIG_ADDR_MAX  256 /* "host:port" */
+#define CONFIG_PATH_MAX  4096
+#define CONFIG_PEERS_MAX 16
+#define CONFIG_ID_MAX    65 /* a partner id (64 bytes) and NUL */
 
 struct config_peer {
     uint64_t id;
@@ -34,9 +33,9 @@ struct config {
     char identity_key_file[CONFIG_PATH_MAX]; /* coalition identity key ("" = none) */
     char http[CONFIG_ADDR_MAX];              /* HTTP/JSON API address ("" = no HTTP API) */
     /* [security] (docs/security.md) */
-    char admin_public_key[CONFIG_HEX_KEY_MAX]; /* hex Ed25519; a new coalition's INIT */
-    char partner[CONFIG_ID_MAX];               /* the partner this node signs for ("" = none) */
-    char partner_key_file[CONFIG_PATH_MAX];    /* its Ed25519 secret key (coalition keygen) */
+    char admin_public_key[CONFIG_PATH_MAX];  /* hex Ed25519, or a file with it; genesis */
+    char partner[CONFIG_ID_MAX];             /* the partner this node signs for ("" = none) */
+    char partner_key_file[CONFIG_PATH_MAX];  /* its Ed25519 secret key (coalition keygen) */
     char trusted_keys_file[CONFIG_PATH_MAX]; /* peer node keys trusted before the ledger knows them
                                               */
     /* [limits] */

@@ -28,8 +28,10 @@
 
 #define SHUTDOWN_POLL_MS 10
 
-/* The keys of the links between nodes (node/link.h). */
-struct link_keys {
+/* This node's keys: its partner's secret key (it signs its POS writes with
+ * it, and it is the node's raft link key), the admin key (genesis, and
+ * trusted for links) and the link keys trusted from a file. */
+struct node_keys {
     bool has_secret;
     uint8_t secret[AUTH_SECRET_LEN]; /* partner_key_file */
     bool has_admin;
@@ -50,8 +52,8 @@ struct node {
     struct sweeper sweeper;
     struct identity_key identity;
     struct server server;
-    struct link_keys link_keys; /* raft links: this node's key, keys it trusts */
-    struct http_server http;    /* only with cfg.http */
+    struct node_keys keys;   /* signing, genesis and raft links */
+    struct http_server http; /* only with cfg.http */
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
     bool stopping;
@@ -84,7 +86,7 @@ static void usage(FILE *out)
                  "  --identity-key FILE        coalition identity key (64 hex digits, the same\n"
                  "                             on every node) for phone and email lookups\n"
                  "  --http HOST:PORT           serve the HTTP/JSON API there (default: none)\n"
-                 "  --admin-public-key HEX     coalition admin key (coalition keygen); a new\n"
+                 "  --admin-public-key HEX|FILE coalition admin key (coalition keygen); a new\n"
                  "                             coalition records it in its first entry\n"
                  "  --partner ID               the partner this node signs writes for\n"
                  "  --partner-key FILE         that partner's secret key (coalition keygen)\n"
@@ -95,30 +97,6 @@ static void usage(FILE *out)
                  "\n"
                  "Without --bootstrap or --join a new data directory becomes a one-node\n"
                  "coalition.  SIGINT or SIGTERM stops the node cleanly.\n");
-}
-
-/* Loads this node's partner key and the admin public key, as configured.
- * 0, or -1 with a message. */
-static int load_keys(const struct config *cfg, uint8_t partner_sk[AUTH_SECRET_LEN],
-                     uint8_t admin_pk[AUTH_PUBLIC_LEN], char *err, size_t errlen)
-{
-    if (auth_init() != 0) {
-        snprintf(err, errlen, "libsodium did not initialize");
-        return -1;
-    }
-    if ((cfg->partner[0] != '\0') != (cfg->partner_key_file[0] != '\0')) {
-        snprintf(err, errlen, "[security] partner and partner_key_file go together");
-        return -1;
-    }
-    if (cfg->partner_key_file[0] != '\0' &&
-        auth_load_secret(cfg->partner_key_file, partner_sk, err, errlen) != 0) {
-        return -1;
-    }
-    if (cfg->admin_public_key[0] != '\0' &&
-        auth_load_public(cfg->admin_public_key, admin_pk, err, errlen) != 0) {
-        return -1;
-    }
-    return 0;
 }
 
 /* Applies "section.key=value" (--set). */
@@ -290,14 +268,18 @@ static int make_dirs(const char *path)
     return 0;
 }
 
-/* Loads the keys of the raft links: 0, or -1 with a message in err.  A node
- * without partner_key_file gets none and refuses every link (it can only run
- * a coalition alone). */
-static int link_keys_load(const struct config *cfg, struct link_keys *k, char *err, size_t errlen)
+/* Loads the keys the configuration names, once: 0, or -1 with a message in
+ * err.  A node without partner_key_file signs for nobody and refuses every
+ * link (it can only run a coalition alone). */
+static int node_keys_load(const struct config *cfg, struct node_keys *k, char *err, size_t errlen)
 {
     memset(k, 0, sizeof(*k));
     if (auth_init() != 0) {
         snprintf(err, errlen, "libsodium did not initialize");
+        return -1;
+    }
+    if ((cfg->partner[0] != '\0') != (cfg->partner_key_file[0] != '\0')) {
+        snprintf(err, errlen, "[security] partner and partner_key_file go together");
         return -1;
     }
     if (cfg->partner_key_file[0] != '\0') {
@@ -320,7 +302,7 @@ static int link_keys_load(const struct config *cfg, struct link_keys *k, char *e
     return 0;
 }
 
-static void link_keys_clear(struct link_keys *k)
+static void node_keys_clear(struct node_keys *k)
 {
     sodium_memzero(k->secret, sizeof(k->secret));
     free(k->trusted);
@@ -334,7 +316,7 @@ static void link_keys_clear(struct link_keys *k)
  * this node has applied.  A ledger read error trusts nothing. */
 static bool link_key_trusted(void *data, const uint8_t pk[LINK_PUBLIC_LEN])
 {
-    const struct link_keys *k = data;
+    const struct node_keys *k = data;
     if (k->has_admin && sodium_memcmp(k->admin, pk, AUTH_PUBLIC_LEN) == 0) {
         return true;
     }
@@ -446,24 +428,17 @@ int main(int argc, char **argv)
         store_close(n.store);
         return 1;
     }
-    uint8_t partner_sk[AUTH_SECRET_LEN], admin_pk[AUTH_PUBLIC_LEN];
-    if (load_keys(cfg, partner_sk, admin_pk, errbuf, sizeof(errbuf)) != 0) {
+    if (node_keys_load(cfg, &n.keys, errbuf, sizeof(errbuf)) != 0) {
         fprintf(stderr, "coalitiond: %s\n", errbuf);
+        node_keys_clear(&n.keys);
         ledger_close(n.ledger);
         store_close(n.store);
         return 1;
     }
-    if (link_keys_load(cfg, &n.link_keys, errbuf, sizeof(errbuf)) != 0) {
-        fprintf(stderr, "coalitiond: %s\n", errbuf);
-        link_keys_clear(&n.link_keys);
-        ledger_close(n.ledger);
-        store_close(n.store);
-        return 1;
-    }
-    n.link_keys.ledger = n.ledger;
-    struct link_config link = {.secret_key = n.link_keys.has_secret ? n.link_keys.secret : NULL,
+    n.keys.ledger = n.ledger;
+    struct link_config link = {.secret_key = n.keys.has_secret ? n.keys.secret : NULL,
                                .trusted = link_key_trusted,
-                               .trusted_data = &n.link_keys};
+                               .trusted_data = &n.keys};
     uv_loop_init(&n.loop);
     char host[CONFIG_ADDR_MAX];
     int port = 0;
@@ -490,11 +465,11 @@ int main(int argc, char **argv)
                                    .forwarder = &n.forwarder,
                                    .identity = &n.identity,
                                    .partner = cfg->partner,
-                                   .partner_sk = cfg->partner[0] != '\0' ? partner_sk : NULL,
+                                   .partner_sk = n.keys.has_secret ? n.keys.secret : NULL,
                                    .partner_rps = cfg->partner_rps};
         rv = sweeper_init(&n.sweeper, &n.loop, &n.cluster, n.ledger, &n.batcher);
-        if (rv == 0 && cfg->admin_public_key[0] != '\0') {
-            sweeper_set_genesis(&n.sweeper, admin_pk);
+        if (rv == 0 && n.keys.has_admin) {
+            sweeper_set_genesis(&n.sweeper, n.keys.admin);
         }
         if (rv == 0) {
             rv = server_start(&n.server, &n.loop, host, port, &deps);
@@ -538,7 +513,7 @@ int main(int argc, char **argv)
             cluster_free(&n.cluster);
         }
         uv_loop_close(&n.loop);
-        link_keys_clear(&n.link_keys);
+        node_keys_clear(&n.keys);
         ledger_close(n.ledger);
         store_close(n.store);
         return 1;
@@ -566,7 +541,7 @@ int main(int argc, char **argv)
             (unsigned long long)n.batcher.stats.txns, (unsigned long long)n.batcher.stats.batches,
             (unsigned long long)n.batcher.stats.batch_max_seen);
     cluster_free(&n.cluster);
-    link_keys_clear(&n.link_keys);
+    node_keys_clear(&n.keys);
     rv = uv_loop_close(&n.loop);
     if (rv != 0) {
         fprintf(stderr, "coalitiond: loop closed with handles open: %s\n", uv_strerror(rv));
