@@ -388,25 +388,9 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
             p->next = NULL;
         }
     }
-    struct ledger_result *res = NULL;
-    size_t n_res = 0;
-    if (p != NULL) {
-        res = p->results;
-        n_res = p->n;
-    } else if ((n_res = ledger_batch_count(b)) > 0) {
-        if (n_res > c->scratch_len) {
-            free(c->scratch);
-            c->scratch = calloc(n_res, sizeof(*c->scratch));
-            c->scratch_len = c->scratch != NULL ? n_res : 0;
-        }
-        res = c->scratch;
-        if (res == NULL) {
-            coalition__batch__free_unpacked(b, NULL);
-            c->on_fatal(COALITION_E_NOMEM);
-            return RAFT_NOMEM;
-        }
-    }
-    int rv = ledger_apply_batch(c->ledger, index, b, res, n_res);
+    /* Results matter only to the proposer; elsewhere they are not kept. */
+    int rv = ledger_apply_batch(c->ledger, index, b, p != NULL ? p->results : NULL,
+                                p != NULL ? p->n : 0);
     if (rv < 0) {
         coalition__batch__free_unpacked(b, NULL);
         c->on_fatal(rv);
@@ -1257,8 +1241,6 @@ void cluster_free(struct cluster *c)
 {
     raft_uv_close(&c->uv_io);
     link_transport_close(&c->transport);
-    free(c->scratch);
-    c->scratch = NULL;
 }
 
 static void cluster_on_tick_closed(uv_handle_t *h)

@@ -96,8 +96,6 @@ struct cluster {
     uint64_t announced_at_ms; /* when we last asked to be recorded */
     struct cluster_proposal *inflight, **inflight_tail;
     uint64_t next_proposal;
-    struct ledger_result *scratch;
-    size_t scratch_len;
     struct cluster_directory_entry dir[CLUSTER_NODES_MAX];
     size_t n_dir;
     struct cluster_proposal *announce; /* our own directory update, if pending */

@@ -2877,29 +2877,26 @@ static Coalition__TxnList *group_unpack(const Coalition__SignedGroup *g)
     return coalition__txn_list__unpack(NULL, g->txns.len, g->txns.data);
 }
 
-size_t ledger_batch_count(const Coalition__Batch *batch)
+/* Where the outcome of the k-th transaction of a batch goes: the caller's
+ * slot while there is one, else `spare` (not kept).  Every transaction is
+ * applied either way: what is applied never depends on who is listening. */
+static struct ledger_result *result_slot(struct ledger_result *results, size_t n_results, size_t k,
+                                         struct ledger_result *spare)
 {
-    size_t n = batch->n_txns;
-    for (size_t i = 0; i < batch->n_groups; i++) {
-        Coalition__TxnList *list = group_unpack(batch->groups[i]);
-        n += list != NULL ? list->n_txns : 0;
-        coalition__txn_list__free_unpacked(list, NULL);
-    }
-    return n;
+    return results != NULL && k < n_results ? &results[k] : spare;
 }
 
 /* Applies a signed group at its place in the batch: its signature is
  * checked with the signer's key as of the transactions before it, then each
  * transaction acts for the signer.  A group that fails verification changes
- * nothing; each of its results says UNAUTHENTICATED.  Fills at most `room`
- * results; *used says how many.  0 or a storage error. */
+ * nothing; each of its results says UNAUTHENTICATED.  Results go to slots
+ * *k, *k+1, ... (see result_slot).  0 or a storage error. */
 static int apply_group(struct ledger *l, uint64_t time_ms, const Coalition__SignedGroup *g,
-                       struct ledger_result *results, size_t room, size_t *used)
+                       struct ledger_result *results, size_t n_results, size_t *k)
 {
-    *used = 0;
     Coalition__TxnList *list = group_unpack(g);
     if (list == NULL) {
-        return 0; /* counted as no transactions by ledger_batch_count too */
+        return 0; /* nothing signed that decodes: no transactions */
     }
     uint8_t pk[AUTH_PUBLIC_LEN];
     int rv = signer_key_get(l, l->wb, g->signer, pk);
@@ -2911,45 +2908,44 @@ static int apply_group(struct ledger *l, uint64_t time_ms, const Coalition__Sign
                                      pk);
         }
     }
-    size_t n = list->n_txns < room ? list->n_txns : room;
-    for (size_t i = 0; rv == 0 && i < n; i++) {
+    for (size_t i = 0; rv == 0 && i < list->n_txns; i++) {
+        struct ledger_result spare;
+        struct ledger_result *res = result_slot(results, n_results, (*k)++, &spare);
         if (code != 0) {
-            memset(&results[i], 0, sizeof(results[i]));
-            results[i].code = code;
+            memset(res, 0, sizeof(*res));
+            res->code = code;
             continue;
         }
-        rv = apply_in_savepoint(l, time_ms, list->txns[i], ACTOR_SIGNED, g->signer, &results[i]);
+        rv = apply_in_savepoint(l, time_ms, list->txns[i], ACTOR_SIGNED, g->signer, res);
     }
-    *used = n;
     coalition__txn_list__free_unpacked(list, NULL);
     return rv;
 }
 
 /* The one apply path: transactions, signed groups and directory updates of
- * one batch, all in one atomic write together with the new head.  results
- * has n_results slots (see ledger_batch_count). */
+ * one batch, all in one atomic write together with the new head.  Outcomes
+ * go to results[0..n_results) in order as far as there is room. */
 static int ledger_apply_all(struct ledger *l, uint64_t index, uint64_t time_ms,
                             Coalition__Txn *const *txns, size_t n, enum actor txns_actor,
                             Coalition__SignedGroup *const *groups, size_t n_groups,
                             Coalition__NodeInfo *const *nodes, size_t n_nodes,
                             struct ledger_result *results, size_t n_results)
 {
-    assert(l != NULL && (n == 0 || (txns != NULL && results != NULL)));
-    assert(n <= n_results);
+    assert(l != NULL && (n == 0 || txns != NULL));
     if (index <= l->head.applied_index) {
         return 1;
     }
     struct ledger_head before = l->head;
     store_batch_clear(l->wb);
     int rv = 0;
-    size_t done = 0;
+    size_t k = 0;
     for (size_t i = 0; rv == 0 && i < n; i++) {
-        rv = apply_in_savepoint(l, time_ms, txns[i], txns_actor, NULL, &results[done++]);
+        struct ledger_result spare;
+        rv = apply_in_savepoint(l, time_ms, txns[i], txns_actor, NULL,
+                                result_slot(results, n_results, k++, &spare));
     }
     for (size_t i = 0; rv == 0 && i < n_groups; i++) {
-        size_t used = 0;
-        rv = apply_group(l, time_ms, groups[i], results + done, n_results - done, &used);
-        done += used;
+        rv = apply_group(l, time_ms, groups[i], results, n_results, &k);
     }
     if (rv == 0) {
         rv = apply_nodes(l, nodes, n_nodes);
@@ -2965,7 +2961,7 @@ static int ledger_apply_all(struct ledger *l, uint64_t index, uint64_t time_ms,
     store_batch_clear(l->wb);
     if (rv != 0) {
         l->head = before;
-        for (size_t i = 0; i < n_results; i++) {
+        for (size_t i = 0; results != NULL && i < n_results; i++) {
             results[i].code = rv;
         }
     }

@@ -83,13 +83,11 @@ int ledger_apply(struct ledger *l, uint64_t index, uint64_t time_ms, Coalition__
  * there; anything else is UNAUTHENTICATED), then each signed group (its
  * signature verified with the signer's key on the ledger, each transaction
  * authorized for the signer: docs/security.md), then its node directory
- * updates.  results has n_results slots, ledger_batch_count(batch) of them
- * in order.  Same returns as ledger_apply. */
+ * updates.  results (n_results slots) receives the outcome of each
+ * transaction in that order, as far as it has room; NULL keeps none.  Same
+ * returns as ledger_apply. */
 int ledger_apply_batch(struct ledger *l, uint64_t index, const Coalition__Batch *batch,
                        struct ledger_result *results, size_t n_results);
-
-/* Transactions of a batch, counting those of every group that decodes. */
-size_t ledger_batch_count(const Coalition__Batch *batch);
 
 /* Committed-state lookups for authentication (any thread that owns the
  * ledger's loop):
