@@ -230,22 +230,31 @@ static void conn_send_error_hint(struct conn *c, uint64_t id, int code, const ch
     conn_send(c, &resp);
 }
 
+/* The wire form of an accepted transaction's outcome (strings borrowed from
+ * txn_id and r). */
+static void txn_result_fill(Coalition__TxnResult *tr, const char *txn_id,
+                            const struct ledger_result *r)
+{
+    coalition__txn_result__init(tr);
+    tr->txn_id = (char *)txn_id;
+    tr->seq = r->seq;
+    tr->duplicate = r->duplicate;
+    tr->points = r->points;
+    tr->time_ms = r->time_ms;
+    tr->rule = (char *)r->rule;
+}
+
 static void op_on_txn(struct batcher_req *breq)
 {
     struct op *op = (struct op *)breq;
     const struct ledger_result *r = &breq->result;
     Coalition__Response resp = COALITION__RESPONSE__INIT;
-    Coalition__TxnResult tr = COALITION__TXN_RESULT__INIT;
+    Coalition__TxnResult tr;
     resp.id = op->req->id;
     resp.code = r->code;
     resp.message = (char *)coalition_strerror(r->code);
     if (r->code == 0) {
-        tr.txn_id = op->breq.txn->txn_id;
-        tr.seq = r->seq;
-        tr.duplicate = r->duplicate;
-        tr.points = r->points;
-        tr.time_ms = r->time_ms;
-        tr.rule = (char *)r->rule;
+        txn_result_fill(&tr, op->breq.txn->txn_id, r);
         resp.result_case = COALITION__RESPONSE__RESULT_TXN;
         resp.txn = &tr;
     }
@@ -865,15 +874,9 @@ static void op_on_group(struct batcher_req *breq)
             const struct ledger_result *r = &op->results[i];
             all_unavailable &= r->code == COALITION_E_UNAVAILABLE;
             coalition__group_txn_result__init(&items[i]);
-            coalition__txn_result__init(&trs[i]);
             items[i].code = r->code;
             if (r->code == 0) {
-                trs[i].txn_id = op->list->txns[i]->txn_id;
-                trs[i].seq = r->seq;
-                trs[i].duplicate = r->duplicate;
-                trs[i].points = r->points;
-                trs[i].time_ms = r->time_ms;
-                trs[i].rule = (char *)r->rule;
+                txn_result_fill(&trs[i], op->list->txns[i]->txn_id, r);
                 items[i].txn = &trs[i];
             }
             ptrs[i] = &items[i];

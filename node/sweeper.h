@@ -3,7 +3,9 @@
  * ledger_due_each) into scheduled transactions and submits them through the
  * batcher, so that they are ordered and applied like every other entry.  It
  * only proposes: whether something is really due is decided by the apply,
- * at the batch's time, identically on every node.  No ledger logic here. */
+ * at the batch's time, identically on every node.  On a new coalition it
+ * also proposes the genesis INIT (the admin key) first.  No ledger logic
+ * here. */
 #ifndef COALITION_SWEEPER_H
 #define COALITION_SWEEPER_H
 
