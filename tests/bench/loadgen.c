@@ -10,7 +10,10 @@
  * transaction is signed as its partner (DIR/<partner>.key; partner admission
  * as the coalition admin, DIR/admin.key); with --api-key every request
  * carries that key and the load comes from its partner alone (the node
- * signs). */
+ * signs).  A request refused with RATE_LIMITED changed nothing: its
+ * connection pauses LG_RATE_HOLDOFF_NS and sends the same transaction again
+ * (same txn id), so setup and check-log finish under any partner limit and
+ * a timed load counts only what the node accepted. */
 /* ppoll(2), for sub-millisecond pacing, is a GNU extension. */
 #define _GNU_SOURCE
 #include <assert.h>
@@ -44,6 +47,7 @@
 #define LG_DRAIN_MS           15000    /* how long to wait for answers after the run */
 #define LG_FLUSH_EVERY_NS     5000000  /* re-push queued requests at least this often */
 #define LG_HOLDOFF_NS         10000000 /* a connection told UNAVAILABLE waits this long */
+#define LG_RATE_HOLDOFF_NS    20000000 /* and one told RATE_LIMITED, before it resends */
 #define LG_LATENCIES_MAX      200000000u
 #define LG_MISMATCH_PRINT_MAX 20
 #define LG_SETUP_PARTNER      "SETUP"
@@ -52,7 +56,7 @@
 #define LG_PATH_MAX           4096
 #define LG_NS_PER_S           1000000000ull
 
-#define LG_CODES_LEN 32 /* answers are counted per code, |code| < LG_CODES_LEN */
+#define LG_CODES_LEN 64 /* answers are counted per code, |code| < LG_CODES_LEN; others apart */
 
 enum lg_mode { LG_MODE_LOAD, LG_MODE_SETUP, LG_MODE_CHECK };
 
@@ -127,6 +131,7 @@ struct lg_job {
 
 struct lg_slot {
     bool used;
+    bool waiting; /* refused with RATE_LIMITED: to be resent as it is */
     uint64_t request_id;
     struct lg_job job;
 };
@@ -135,6 +140,7 @@ struct lg_conn {
     struct coalition_client *client;
     bool dead;
     size_t inflight;
+    size_t waiting; /* slots to resend (RATE_LIMITED), not counted in inflight */
     uint64_t last_flush_ns;
     uint64_t hold_until_ns; /* starts no job before this (0: not held) */
     struct lg_slot *slots;  /* `depth` of them */
@@ -161,7 +167,9 @@ struct lg_stats {
     uint64_t rejected; /* expected business rejections */
     uint64_t errors;   /* failed submits, lost requests, unexpected codes */
     uint64_t conn_failures;
+    uint64_t rate_limited; /* RATE_LIMITED answers; resent unless the run ended */
     uint64_t by_code[LG_CODES_LEN];
+    uint64_t by_code_other; /* codes beyond the table */
     uint32_t *lat_us;
     size_t lat_len;
     size_t lat_cap;
@@ -214,7 +222,8 @@ static void lg_count_code(struct lg_stats *st, int code)
 {
     int i = code < 0 ? -code : code;
     if (i >= LG_CODES_LEN) {
-        i = LG_CODES_LEN - 1;
+        st->by_code_other++;
+        return;
     }
     st->by_code[i]++;
 }
@@ -330,11 +339,13 @@ static void lg_conn_fail(struct lg_conn *conn, unsigned depth, int code, struct 
             coalition_strerror(code), coalition_errname(code), conn->inflight);
     conn->dead = true;
     st->conn_failures++;
-    st->errors += conn->inflight;
+    st->errors += conn->inflight + conn->waiting;
     for (unsigned i = 0; i < depth; i++) {
         conn->slots[i].used = false;
+        conn->slots[i].waiting = false;
     }
     conn->inflight = 0;
+    conn->waiting = 0;
 }
 
 static struct lg_slot *lg_slot_free(struct lg_conn *conn, unsigned depth)
@@ -347,10 +358,24 @@ static struct lg_slot *lg_slot_free(struct lg_conn *conn, unsigned depth)
     return NULL;
 }
 
+/* The slot of the request in flight with this id, or NULL. */
 static struct lg_slot *lg_slot_find(struct lg_conn *conn, unsigned depth, uint64_t request_id)
 {
     for (unsigned i = 0; i < depth; i++) {
-        if (conn->slots[i].used && conn->slots[i].request_id == request_id) {
+        struct lg_slot *slot = &conn->slots[i];
+        if (slot->used && !slot->waiting && slot->request_id == request_id) {
+            return slot;
+        }
+    }
+    return NULL;
+}
+
+/* A slot waiting to be resent, or NULL. */
+static struct lg_slot *lg_slot_waiting(struct lg_conn *conn, unsigned depth)
+{
+    for (unsigned i = 0; i < depth && conn->waiting > 0; i++) {
+        if (conn->slots[i].waiting) {
+            assert(conn->slots[i].used);
             return &conn->slots[i];
         }
     }
@@ -384,8 +409,19 @@ static void lg_conn_drain(struct lg_conn *conn, unsigned depth, struct lg_source
             st->errors++;
             continue;
         }
-        slot->used = false;
         conn->inflight--;
+        if (code == COALITION_E_RATE_LIMITED) {
+            /* Nothing was applied: the partner's budget is spent.  The
+             * same job (same txn id, latency still counted from its first
+             * send) goes again once the bucket has refilled a little. */
+            lg_count_code(st, code);
+            st->rate_limited++;
+            slot->waiting = true;
+            conn->waiting++;
+            conn->hold_until_ns = now + LG_RATE_HOLDOFF_NS;
+            continue;
+        }
+        slot->used = false;
         src->answer(src, &slot->job, code, &res, now);
         /* A cluster without a leader (an election, a partition) answers at
          * once: without a pause every client would spin on it and starve
@@ -474,21 +510,25 @@ static uint64_t lg_run(struct lg_conn *conns, unsigned n, unsigned depth, struct
             drain_end_ns = now + (uint64_t)LG_DRAIN_MS * 1000000ull;
         }
 
-        /* Start every job that is due, round-robin over free slots. */
+        /* Resend what was refused with RATE_LIMITED, then start every job
+         * that is due, round-robin over free slots. */
         bool slots_full = false;
         unsigned alive = 0;
+        size_t waiting = 0;
         for (unsigned i = 0; i < n; i++) {
             alive += conns[i].dead ? 0 : 1;
+            waiting += conns[i].waiting;
         }
         if (alive == 0) {
             break;
         }
-        while (!stopping && !exhausted) {
+        while (!stopping && (!exhausted || waiting > 0)) {
             unsigned tried = 0;
             struct lg_conn *conn = NULL;
             for (; tried < n; tried++) {
                 struct lg_conn *cand = &conns[(rr + tried) % n];
-                if (!cand->dead && cand->inflight < depth && cand->hold_until_ns <= now) {
+                bool has_room = !exhausted && cand->inflight + cand->waiting < depth;
+                if (!cand->dead && cand->hold_until_ns <= now && (cand->waiting > 0 || has_room)) {
                     conn = cand;
                     break;
                 }
@@ -497,19 +537,27 @@ static uint64_t lg_run(struct lg_conn *conns, unsigned n, unsigned depth, struct
                 slots_full = true;
                 break;
             }
-            struct lg_slot *slot = lg_slot_free(conn, depth);
-            int r = src->next(src, now, &slot->job);
-            if (r < 0) {
-                exhausted = true;
-                break;
-            }
-            if (r == 0) {
-                break;
+            struct lg_slot *slot = lg_slot_waiting(conn, depth);
+            if (slot != NULL) {
+                slot->waiting = false;
+                conn->waiting--;
+                waiting--;
+            } else {
+                slot = lg_slot_free(conn, depth);
+                assert(slot != NULL);
+                int r = src->next(src, now, &slot->job);
+                if (r < 0) {
+                    exhausted = true;
+                    continue;
+                }
+                if (r == 0) {
+                    break;
+                }
+                if (slot->job.t0_ns == 0) {
+                    slot->job.t0_ns = now;
+                }
             }
             rr = (unsigned)((rr + tried + 1) % n);
-            if (slot->job.t0_ns == 0) {
-                slot->job.t0_ns = now;
-            }
             int rv = lg_submit(conn, slot, st);
             if (rv != 0) {
                 fprintf(stderr, "loadgen: submit failed: %s (%s)\n", coalition_strerror(rv),
@@ -549,7 +597,7 @@ static uint64_t lg_run(struct lg_conn *conns, unsigned n, unsigned depth, struct
             pidx[npfd] = i;
             npfd++;
         }
-        if (inflight == 0 && (exhausted || stopping)) {
+        if (inflight == 0 && (stopping || (exhausted && waiting == 0))) {
             break;
         }
         if (inflight == 0 || st->answers != answers_seen) {
@@ -699,6 +747,10 @@ static void lg_print_codes(const struct lg_stats *st)
             any = true;
         }
     }
+    if (st->by_code_other != 0) {
+        fprintf(stdout, "%s other=%" PRIu64, any ? "," : "  answers:", st->by_code_other);
+        any = true;
+    }
     if (any) {
         fputc('\n', stdout);
     }
@@ -782,9 +834,10 @@ static int lg_mode_load(const struct lg_options *opt)
            p99 / 1000.0, p999 / 1000.0, pmax / 1000.0);
     lg_print_codes(&st);
     printf("RESULT clients=%u depth=%u committed=%" PRIu64 " rejected=%" PRIu64 " errors=%" PRIu64
-           " seconds=%.2f tps=%.0f p50_us=%u p99_us=%u p999_us=%u nodes=%u\n",
+           " seconds=%.2f tps=%.0f p50_us=%u p99_us=%u p999_us=%u nodes=%u rate_limited=%" PRIu64
+           "\n",
            opt->clients, opt->depth, st.committed, st.rejected, st.errors, seconds, tps, p50, p99,
-           p999, opt->n_nodes);
+           p999, opt->n_nodes, st.rate_limited);
     fflush(stdout);
     free(st.lat_us);
     if (opt->ack_log != NULL) {
@@ -902,8 +955,10 @@ static int lg_mode_setup(const struct lg_options *opt)
     }
     lg_conns_destroy(conns, opt->clients);
     double seconds = (double)(lg_now_ns() - start_ns) / (double)LG_NS_PER_S;
-    printf("setup: %u partners (+%s), %u members with %d points each, %.2f s, %" PRIu64 " errors\n",
-           opt->partners, LG_SETUP_PARTNER, opt->members, LG_SETUP_POINTS, seconds, st.errors);
+    printf("setup: %u partners (+%s), %u members with %d points each, %.2f s, %" PRIu64
+           " errors; rate-limited %" PRIu64 " times (each resent)\n",
+           opt->partners, LG_SETUP_PARTNER, opt->members, LG_SETUP_POINTS, seconds, st.errors,
+           st.rate_limited);
     return st.errors != 0 || st.conn_failures != 0 ? 1 : 0;
 }
 
@@ -1001,8 +1056,8 @@ static int lg_mode_check(const struct lg_options *opt)
     lg_conns_destroy(conns, opt->clients);
     fclose(ck.in);
     printf("check-log: %" PRIu64 " checked, %" PRIu64 " present with the same seq, %" PRIu64
-           " lost or changed, %" PRIu64 " errors\n",
-           ck.checked, ck.ok, ck.mismatched, st.errors);
+           " lost or changed, %" PRIu64 " errors; rate-limited %" PRIu64 " times (each resent)\n",
+           ck.checked, ck.ok, ck.mismatched, st.errors, st.rate_limited);
     bool fail = ck.mismatched != 0 || st.errors != 0 || st.conn_failures != 0 || ck.bad_input ||
                 lg_interrupted;
     return fail ? 1 : 0;
