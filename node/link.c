@@ -1,12 +1,14 @@
-/* Authenticated, encrypted raft links (contract in link.h): the
- * raft_uv_transport vtable, the handshake on each TCP connection, and the
- * proxy between raft's socketpair end and the TCP connection (secretstream
- * records, bounded queues).  Key files and the trusted set live elsewhere
- * (main.c, proto/auth).
+/* Authenticated, encrypted links between nodes (contract in link.h): the
+ * raft_uv_transport vtable, forwarding channels on the same port, the
+ * handshake on each TCP connection, and the proxy between a socketpair end
+ * (raft's, or the forwarder's / server's for a channel) and the TCP
+ * connection (secretstream records, bounded queues).  Key files and the
+ * trusted set live elsewhere (main.c, proto/auth).
  *
  * The connecting node is the kx "client" C, the accepting one the "server"
  * S.  All integers are big-endian.
- *   C -> S  HELLO_C  magic[8] ed_pk[32] eph_pk[32] raft_id[8] address[256]
+ *   C -> S  HELLO_C  magic[8] ed_pk[32] eph_pk[32] raft_id[8] channel[1]
+ *                    address[256]
  *   S -> C  HELLO_S  magic[8] ed_pk[32] eph_pk[32] raft_id[8] ss_header[24]
  *                    sig[64] = Ed25519(S, H("server", HELLO_C, HELLO_S[0..104)))
  *   C -> S  FINISH   sig[64] = Ed25519(C, H("client", HELLO_C, HELLO_S, ss_header))
@@ -35,8 +37,8 @@
 #include "config.h"
 #include "errors.h"
 
-#define LINK_CONTEXT "coalition-link-v1"
-#define LINK_MAGIC   "COALNK01"
+#define LINK_CONTEXT "coalition-link-v2"
+#define LINK_MAGIC   "COALNK02"
 #define MAGIC_LEN    8
 #define HEADER_LEN   crypto_secretstream_xchacha20poly1305_HEADERBYTES
 #define ABYTES       crypto_secretstream_xchacha20poly1305_ABYTES
@@ -44,14 +46,19 @@
 #define KX_LEN       crypto_kx_PUBLICKEYBYTES
 #define HASH_LEN     crypto_generichash_BYTES_MAX
 
-#define HELLO_C_LEN    (MAGIC_LEN + LINK_PUBLIC_LEN + KX_LEN + 8 + LINK_ADDR_MAX)
-#define HELLO_S_KEYED  (MAGIC_LEN + LINK_PUBLIC_LEN + KX_LEN + 8) /* what the keys hash */
-#define HELLO_S_SIGNED (HELLO_S_KEYED + HEADER_LEN)
-#define HELLO_S_LEN    (HELLO_S_SIGNED + SIG_LEN)
-#define FINISH_LEN     (SIG_LEN + HEADER_LEN)
-#define RECORD_LEN_LEN 4
-#define RECORD_MAX     (RECORD_LEN_LEN + ABYTES + LINK_CHUNK_MAX)
-#define WELCOME_BYTE   0x57 /* the one plaintext byte of the first record */
+#define HELLO_C_ID      (MAGIC_LEN + LINK_PUBLIC_LEN + KX_LEN) /* offsets in HELLO_C */
+#define HELLO_C_CHAN    (HELLO_C_ID + 8)
+#define HELLO_C_ADDR    (HELLO_C_CHAN + 1)
+#define HELLO_C_LEN     (HELLO_C_ADDR + LINK_ADDR_MAX)
+#define HELLO_S_KEYED   (MAGIC_LEN + LINK_PUBLIC_LEN + KX_LEN + 8) /* what the keys hash */
+#define HELLO_S_SIGNED  (HELLO_S_KEYED + HEADER_LEN)
+#define HELLO_S_LEN     (HELLO_S_SIGNED + SIG_LEN)
+#define FINISH_LEN      (SIG_LEN + HEADER_LEN)
+#define RECORD_LEN_LEN  4
+#define RECORD_MAX      (RECORD_LEN_LEN + ABYTES + LINK_CHUNK_MAX)
+#define WELCOME_BYTE    0x57 /* the one plaintext byte of the first record */
+#define CHANNEL_RAFT    'R'  /* what a link carries: raft's stream ... */
+#define CHANNEL_FORWARD 'F'  /* ... or a forwarding channel (frames) */
 
 #define LOG_WINDOW_MS  10000
 #define LOG_WINDOW_MAX 20
@@ -81,6 +88,7 @@ struct conn {
     struct link_transport *lt;
     enum conn_state state;
     bool outbound;
+    uint8_t channel;             /* CHANNEL_RAFT or CHANNEL_FORWARD */
     bool pending_in;             /* counted in lt->n_pending_in */
     struct raft_uv_connect *req; /* out: raft's request until its callback */
     int status;                  /* out: what req->cb gets if the connection dies */
@@ -89,7 +97,7 @@ struct conn {
     uv_tcp_t tcp;
     uv_timer_t timer; /* handshake deadline */
     uv_connect_t connect;
-    uv_pipe_t pipe; /* our end of raft's socketpair (UP only) */
+    uv_pipe_t pipe; /* our end of the socketpair (raft's: UP only; a channel's: from the dial) */
     bool pipe_open;
     char remote[64]; /* "ip:port" of the other end, for logs */
     /* handshake */
@@ -128,6 +136,8 @@ struct link_transport {
     uv_tcp_t listener;
     bool listener_open;
     raft_uv_accept_cb accept_cb;
+    link_channel_cb channel_accept; /* NULL: channels refused */
+    void *channel_data;
     struct conn *head, *tail; /* oldest first */
     size_t n_conns;
     size_t n_pending_in;
@@ -470,24 +480,18 @@ static void conn_pipe_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
 }
 
-/* Opens the socketpair for an authenticated connection: ours in c->pipe,
- * raft's into *out (raft_malloc'd: raft uv_close()s and raft_free()s it).
- * 0 or -1 (nothing left open). */
-static void raft_stream_closed_on_error(uv_handle_t *h)
+/* Opens the socketpair of a connection: ours into c->pipe (not read yet),
+ * the other end's fd into *theirs (owned by the caller).  0 or -1 (nothing
+ * left open). */
+static int conn_open_pair(struct conn *c, int *theirs)
 {
-    raft_free(h);
-}
-
-static int conn_open_pair(struct conn *c, uv_stream_t **out)
-{
+    assert(!c->pipe_open);
     int fds[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
         return -1;
     }
-    uv_pipe_t *theirs = raft_malloc(sizeof(*theirs));
     c->out_plain = malloc(LINK_CHUNK_MAX);
-    if (theirs == NULL || c->out_plain == NULL) {
-        raft_free(theirs);
+    if (c->out_plain == NULL) {
         close(fds[0]);
         close(fds[1]);
         return -1;
@@ -496,40 +500,81 @@ static int conn_open_pair(struct conn *c, uv_stream_t **out)
     c->pipe.data = c;
     c->pipe_open = true;
     c->open_handles++;
-    uv_pipe_init(c->lt->loop, theirs, 0);
     if (uv_pipe_open(&c->pipe, fds[0]) != 0) {
         close(fds[0]);
         close(fds[1]);
-        uv_close((uv_handle_t *)theirs, raft_stream_closed_on_error);
-        return -1;
+        return -1; /* c->pipe is closed with the connection */
     }
-    if (uv_pipe_open(theirs, fds[1]) != 0) {
-        close(fds[1]);
-        uv_close((uv_handle_t *)theirs, raft_stream_closed_on_error);
-        return -1;
-    }
-    if (uv_read_start((uv_stream_t *)&c->pipe, conn_pipe_alloc, conn_pipe_read) != 0) {
-        uv_close((uv_handle_t *)theirs, raft_stream_closed_on_error);
-        return -1;
-    }
-    *out = (uv_stream_t *)theirs;
+    *theirs = fds[1];
     return 0;
 }
 
-/* The handshake is done both ways: give raft its stream. */
+static void raft_stream_closed_on_error(uv_handle_t *h)
+{
+    raft_free(h);
+}
+
+/* raft's end of the socketpair as the stream raft takes (raft_malloc'd:
+ * raft uv_close()s and raft_free()s it).  Takes `fd` in every case; NULL on
+ * failure. */
+static uv_stream_t *raft_stream(struct conn *c, int fd)
+{
+    uv_pipe_t *theirs = raft_malloc(sizeof(*theirs));
+    if (theirs == NULL) {
+        close(fd);
+        return NULL;
+    }
+    uv_pipe_init(c->lt->loop, theirs, 0);
+    if (uv_pipe_open(theirs, fd) != 0) {
+        close(fd);
+        uv_close((uv_handle_t *)theirs, raft_stream_closed_on_error);
+        return NULL;
+    }
+    return (uv_stream_t *)theirs;
+}
+
+/* The handshake is done both ways: start the proxy and hand the other end
+ * of the socketpair to raft, or to the channel's owner. */
 static void conn_up(struct conn *c)
 {
     struct link_transport *lt = c->lt;
-    uv_stream_t *stream = NULL;
     uv_timer_stop(&c->timer);
     conn_leave_pending(c);
-    if (conn_open_pair(c, &stream) != 0) {
-        conn_kill(c, RAFT_NOCONNECTION, "cannot open a socketpair for raft");
+    int fd = -1;
+    bool dialed_channel = c->outbound && c->channel == CHANNEL_FORWARD; /* pair made at the dial */
+    if (!dialed_channel && conn_open_pair(c, &fd) != 0) {
+        conn_kill(c, RAFT_NOCONNECTION, "cannot open a socketpair");
+        return;
+    }
+    if (uv_read_start((uv_stream_t *)&c->pipe, conn_pipe_alloc, conn_pipe_read) != 0) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        conn_kill(c, RAFT_NOCONNECTION, "cannot read the socketpair");
         return;
     }
     c->state = UP;
     char hex[2 * LINK_PUBLIC_LEN + 1];
     key_hex(c->peer_pk, hex);
+    const char *what = c->channel == CHANNEL_RAFT ? "link" : "forwarding channel";
+    if (dialed_channel) {
+        lt->stats.channels_out++;
+        link_log(lt, c, "%s up to node %llu (key %.16s...)", what, (unsigned long long)c->peer_id,
+                 hex);
+        return; /* the forwarder holds the other end since the dial */
+    }
+    if (c->channel == CHANNEL_FORWARD) {
+        lt->stats.channels_in++;
+        link_log(lt, c, "%s up from node %llu at %s (key %.16s...)", what,
+                 (unsigned long long)c->peer_id, c->peer_addr, hex);
+        lt->channel_accept(lt->channel_data, c->peer_id, c->peer_pk, fd);
+        return;
+    }
+    uv_stream_t *stream = raft_stream(c, fd);
+    if (stream == NULL) {
+        conn_kill(c, RAFT_NOCONNECTION, "cannot open raft's end of the socketpair");
+        return;
+    }
     if (c->outbound) {
         struct raft_uv_connect *req = c->req;
         c->req = NULL;
@@ -665,11 +710,16 @@ static void accept_on_hello_c(struct conn *c)
     }
     memcpy(c->peer_pk, p + MAGIC_LEN, LINK_PUBLIC_LEN);
     const uint8_t *peer_eph = p + MAGIC_LEN + LINK_PUBLIC_LEN;
-    c->peer_id = get_u64(p + MAGIC_LEN + LINK_PUBLIC_LEN + KX_LEN);
-    const char *addr = (const char *)p + MAGIC_LEN + LINK_PUBLIC_LEN + KX_LEN + 8;
+    c->peer_id = get_u64(p + HELLO_C_ID);
+    c->channel = p[HELLO_C_CHAN];
+    const char *addr = (const char *)p + HELLO_C_ADDR;
     size_t addr_len = strnlen(addr, LINK_ADDR_MAX);
     if (addr_len == 0 || addr_len == LINK_ADDR_MAX || c->peer_id == 0) {
         conn_fail_handshake(c, "bad hello (raft id or address)");
+        return;
+    }
+    if (c->channel != CHANNEL_RAFT && c->channel != CHANNEL_FORWARD) {
+        conn_fail_handshake(c, "bad hello (unknown channel)");
         return;
     }
     memcpy(c->peer_addr, addr, addr_len + 1);
@@ -721,8 +771,8 @@ static void accept_on_finish(struct conn *c, const uint8_t *p)
         conn_fail_handshake(c, "bad stream header");
         return;
     }
-    if (lt->accept_cb == NULL) {
-        conn_kill(c, RAFT_NOCONNECTION, NULL);
+    if ((c->channel == CHANNEL_RAFT ? lt->accept_cb == NULL : lt->channel_accept == NULL)) {
+        conn_kill(c, RAFT_NOCONNECTION, NULL); /* nobody to take it (yet) */
         return;
     }
     uint8_t welcome = WELCOME_BYTE;
@@ -923,8 +973,9 @@ static void connect_on_tcp(uv_connect_t *req, int status)
     memcpy(p, LINK_MAGIC, MAGIC_LEN);
     memcpy(p + MAGIC_LEN, lt->pk, LINK_PUBLIC_LEN);
     memcpy(p + MAGIC_LEN + LINK_PUBLIC_LEN, c->eph_pk, KX_LEN);
-    put_u64(p + MAGIC_LEN + LINK_PUBLIC_LEN + KX_LEN, lt->id);
-    memcpy(p + MAGIC_LEN + LINK_PUBLIC_LEN + KX_LEN + 8, lt->address, strlen(lt->address));
+    put_u64(p + HELLO_C_ID, lt->id);
+    p[HELLO_C_CHAN] = c->channel;
+    memcpy(p + HELLO_C_ADDR, lt->address, strlen(lt->address));
     if (uv_read_start((uv_stream_t *)&c->tcp, conn_tcp_alloc, conn_tcp_read) != 0) {
         conn_kill(c, RAFT_NOCONNECTION, NULL);
         return;
@@ -949,6 +1000,53 @@ static int parse_addr(const char *address, struct sockaddr_storage *ss)
     return -1;
 }
 
+/* Starts an outgoing connection to node `id` at `address` carrying
+ * `channel`: *out is the connection, in C_CONNECTING with its handshake
+ * timer running.  0, or a negative COALITION_E_* code with a reason in
+ * `why` (why_len bytes) and nothing left behind. */
+static int conn_dial(struct link_transport *lt, raft_id id, const char *address, uint8_t channel,
+                     struct conn **out, char *why, size_t why_len)
+{
+    assert(!lt->closing && lt->id != 0);
+    if (!lt->has_key) {
+        lt->stats.refused_no_key++;
+        link_log(lt, NULL,
+                 "no link to node %llu at %s: this node has no partner key (partner_key_file)",
+                 (unsigned long long)id, address);
+        snprintf(why, why_len, "no partner key: links are refused");
+        return COALITION_E_UNAVAILABLE;
+    }
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    if (parse_addr(address, &ss) != 0) {
+        snprintf(why, why_len, "bad raft address '%.200s'", address);
+        return COALITION_E_INVALID_ARGUMENT;
+    }
+    if (lt->n_conns >= LINK_CONNS_MAX) {
+        snprintf(why, why_len, "too many links");
+        return COALITION_E_BUSY;
+    }
+    struct conn *c = conn_new(lt, true);
+    if (c == NULL) {
+        snprintf(why, why_len, "out of memory");
+        return COALITION_E_NOMEM;
+    }
+    c->state = C_CONNECTING;
+    c->channel = channel;
+    c->want_id = id;
+    snprintf(c->remote, sizeof(c->remote), "%s", address);
+    c->connect.data = c;
+    int rv = uv_tcp_connect(&c->connect, &c->tcp, (struct sockaddr *)&ss, connect_on_tcp);
+    if (rv != 0) {
+        snprintf(why, why_len, "uv_tcp_connect(): %s", uv_strerror(rv));
+        conn_kill(c, RAFT_NOCONNECTION, NULL);
+        return COALITION_E_UNAVAILABLE;
+    }
+    uv_timer_start(&c->timer, conn_on_timeout, lt->handshake_timeout_ms, 0);
+    *out = c;
+    return 0;
+}
+
 /* raft_uv_transport->connect.  Same contract as raft_uv_tcp: 0 and cb
  * exactly once later (status 0 with a stream raft owns, RAFT_NOCONNECTION,
  * or RAFT_CANCELED when the transport closes first), or an error now and no
@@ -957,45 +1055,34 @@ static int lt_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, 
                       const char *address, raft_uv_connect_cb cb)
 {
     struct link_transport *lt = t->impl;
-    assert(!lt->closing);
-    assert(lt->id != 0);
-    if (!lt->has_key) {
-        lt->stats.refused_no_key++;
-        link_log(lt, NULL,
-                 "no link to node %llu at %s: this node has no partner key (partner_key_file)",
-                 (unsigned long long)id, address);
-        snprintf(t->errmsg, sizeof(t->errmsg), "no partner key: links are refused");
-        return RAFT_NOCONNECTION;
-    }
-    struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof(ss));
-    if (parse_addr(address, &ss) != 0) {
-        snprintf(t->errmsg, sizeof(t->errmsg), "bad raft address '%.200s'", address);
-        return RAFT_NOCONNECTION;
-    }
-    if (lt->n_conns >= LINK_CONNS_MAX) {
-        snprintf(t->errmsg, sizeof(t->errmsg), "too many links");
-        return RAFT_NOCONNECTION;
-    }
-    struct conn *c = conn_new(lt, true);
-    if (c == NULL) {
-        snprintf(t->errmsg, sizeof(t->errmsg), "out of memory");
-        return RAFT_NOMEM;
-    }
-    c->state = C_CONNECTING;
-    c->want_id = id;
-    snprintf(c->remote, sizeof(c->remote), "%s", address);
-    c->connect.data = c;
-    int rv = uv_tcp_connect(&c->connect, &c->tcp, (struct sockaddr *)&ss, connect_on_tcp);
+    struct conn *c = NULL;
+    int rv = conn_dial(lt, id, address, CHANNEL_RAFT, &c, t->errmsg, sizeof(t->errmsg));
     if (rv != 0) {
-        /* No callback for a synchronous failure: forget the request. */
-        snprintf(t->errmsg, sizeof(t->errmsg), "uv_tcp_connect(): %s", uv_strerror(rv));
-        conn_kill(c, RAFT_NOCONNECTION, NULL);
-        return RAFT_NOCONNECTION;
+        /* No callback for a synchronous failure: raft forgets the request. */
+        return rv == COALITION_E_NOMEM ? RAFT_NOMEM : RAFT_NOCONNECTION;
     }
     req->cb = cb;
     c->req = req;
-    uv_timer_start(&c->timer, conn_on_timeout, lt->handshake_timeout_ms, 0);
+    return 0;
+}
+
+int link_channel_open(struct raft_uv_transport *t, raft_id id, const char *address, int *fd)
+{
+    assert(t != NULL && address != NULL && fd != NULL);
+    struct link_transport *lt = t->impl;
+    if (lt == NULL || lt->closing || lt->id == 0 || id == 0) {
+        return COALITION_E_UNAVAILABLE;
+    }
+    struct conn *c = NULL;
+    char why[256];
+    int rv = conn_dial(lt, id, address, CHANNEL_FORWARD, &c, why, sizeof(why));
+    if (rv != 0) {
+        return rv;
+    }
+    if (conn_open_pair(c, fd) != 0) {
+        conn_kill(c, RAFT_NOCONNECTION, "cannot open a socketpair for a forwarding channel");
+        return COALITION_E_INTERNAL;
+    }
     return 0;
 }
 
@@ -1175,6 +1262,8 @@ int link_transport_init(struct raft_uv_transport *t, uv_loop_t *loop, const stru
     lt->loop = loop;
     lt->trusted = cfg->trusted;
     lt->trusted_data = cfg->trusted_data;
+    lt->channel_accept = cfg->channel_accept;
+    lt->channel_data = cfg->channel_data;
     lt->handshake_timeout_ms =
         cfg->handshake_timeout_ms > 0 ? cfg->handshake_timeout_ms : LINK_HANDSHAKE_TIMEOUT_MS;
     lt->pending_max = cfg->pending_max > 0 ? cfg->pending_max : LINK_PENDING_MAX;

@@ -102,7 +102,7 @@ for i in 1 2 3; do
     grep -rqaF "$MARKER" "$TEST_TMP/node$i" || fail "node $i does not hold $MARKER: not replicated?"
 done
 log "... but never on the wire"
-grep -qaF "COALNK01" "$CAPTURE" || fail "the capture does not even hold the link handshake"
+grep -qaF "COALNK02" "$CAPTURE" || fail "the capture does not even hold the link handshake"
 if grep -qaF "$MARKER" "$CAPTURE"; then
     fail "member id $MARKER crossed a raft link in plaintext"
 fi

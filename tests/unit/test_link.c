@@ -30,11 +30,13 @@
 #include "errors.h"
 #include "link.h"
 
-#define PEERS_MAX    4
-#define STREAMS_MAX  16
-#define RAW_MAX      16
-#define BIG_LEN      ((size_t)3 << 20)
-#define RUN_LIMIT_MS 5000
+#define PEERS_MAX     4
+#define STREAMS_MAX   16
+#define RAW_MAX       16
+#define BIG_LEN       ((size_t)3 << 20)
+#define RUN_LIMIT_MS  5000
+#define HELLO_C_BYTES 337 /* magic 8, key 32, ephemeral 32, id 8, channel 1, address 256 */
+#define FINISH_BYTES  88  /* signature 64, stream header 24 */
 
 /* ---- raft's side of a link ------------------------------------------------ */
 
@@ -60,6 +62,8 @@ struct peer {
     size_t n_trusts;
     struct rstream *accepted[STREAMS_MAX];
     size_t n_accepted;
+    struct rstream *channels[STREAMS_MAX]; /* forwarding channels accepted */
+    size_t n_channels;
     bool initialized, listening, close_done;
     size_t connect_cbs_before_close; /* connect callbacks seen when close's fired */
 };
@@ -95,7 +99,10 @@ struct fixture {
     bool mute_open;
     char relay_addr[64];
     long relay_flip_at;
-    uint8_t *big; /* BIG_LEN bytes of pattern */
+    uint8_t *big;                        /* BIG_LEN bytes of pattern */
+    bool no_channel_accept;              /* peers started now refuse forwarding channels */
+    struct rstream *opened[STREAMS_MAX]; /* forwarding channels we opened */
+    size_t n_opened;
 };
 
 static struct fixture *FX;
@@ -249,6 +256,38 @@ static void on_accept(struct raft_uv_transport *t, raft_id id, const char *addre
     p->accepted[p->n_accepted++] = rs_new(stream, id, address);
 }
 
+/* A connected socketpair end from the link module, as a stream of ours
+ * (raft_malloc'd so that rs_closed frees it as it frees raft's). */
+static struct rstream *rs_from_fd(int fd, raft_id id)
+{
+    uv_pipe_t *p = raft_malloc(sizeof(*p));
+    assert_non_null(p);
+    assert_int_equal(uv_pipe_init(&FX->loop, p, 0), 0);
+    assert_int_equal(uv_pipe_open(p, fd), 0);
+    return rs_new((uv_stream_t *)p, id, NULL);
+}
+
+static void on_channel(void *data, raft_id peer_id, const uint8_t peer_pk[LINK_PUBLIC_LEN], int fd)
+{
+    struct peer *p = data;
+    assert_true(p->n_channels < STREAMS_MAX);
+    assert_true(peer_trusts(p, peer_pk));
+    p->channels[p->n_channels++] = rs_from_fd(fd, peer_id);
+}
+
+/* `from` opens a forwarding channel to node want_id at addr; returns our
+ * end (0 from link_channel_open asserted). */
+static struct rstream *channel_open(struct peer *from, raft_id want_id, const char *addr)
+{
+    int fd = -1;
+    assert_int_equal(link_channel_open(&from->t, want_id, addr, &fd), 0);
+    assert_true(fd >= 0);
+    assert_true(FX->n_opened < STREAMS_MAX);
+    struct rstream *rs = rs_from_fd(fd, want_id);
+    FX->opened[FX->n_opened++] = rs;
+    return rs;
+}
+
 /* A peer with a fresh key, listening on a free loopback port.  Trusts no
  * one yet.  key=false: no key at all. */
 static void peer_start_opts(struct peer *p, raft_id id, bool key, unsigned timeout_ms,
@@ -262,7 +301,9 @@ static void peer_start_opts(struct peer *p, raft_id id, bool key, unsigned timeo
                               .trusted = peer_trusts,
                               .trusted_data = p,
                               .handshake_timeout_ms = timeout_ms,
-                              .pending_max = pending_max};
+                              .pending_max = pending_max,
+                              .channel_accept = FX->no_channel_accept ? NULL : on_channel,
+                              .channel_data = p};
     p->t.data = p;
     assert_int_equal(link_transport_init(&p->t, &FX->loop, &cfg), 0);
     assert_ptr_equal(p->t.data, p);
@@ -298,6 +339,9 @@ static void peer_stop(struct peer *p)
     }
     for (size_t i = 0; i < p->n_accepted; i++) {
         rs_close(p->accepted[i]);
+    }
+    for (size_t i = 0; i < p->n_channels; i++) {
+        rs_close(p->channels[i]);
     }
     if (p->listening && !p->close_done) {
         p->t.close(&p->t, on_transport_closed);
@@ -560,6 +604,9 @@ static void free_rs(struct rstream *rs)
 static int teardown(void **state)
 {
     struct fixture *fx = *state;
+    for (size_t i = 0; i < fx->n_opened; i++) {
+        rs_close(fx->opened[i]);
+    }
     for (size_t i = 0; i < PEERS_MAX; i++) {
         peer_stop(&fx->peers[i]);
     }
@@ -578,6 +625,12 @@ static int teardown(void **state)
         for (size_t j = 0; j < fx->peers[i].n_accepted; j++) {
             free_rs(fx->peers[i].accepted[j]);
         }
+        for (size_t j = 0; j < fx->peers[i].n_channels; j++) {
+            free_rs(fx->peers[i].channels[j]);
+        }
+    }
+    for (size_t i = 0; i < fx->n_opened; i++) {
+        free_rs(fx->opened[i]);
     }
     free(fx->big);
     free(fx);
@@ -773,9 +826,8 @@ static void test_link_tampered_record_kills_only_that_link(void **state)
     trust(b, c3);
     trust(c3, b);
     /* A reaches B through the relay, which flips one bit in A's first data
-     * record (after HELLO_C and FINISH: 336 + 88 bytes, then a 4-byte
-     * length). */
-    relay_start(b->addr, 336 + 88 + 4 + 20);
+     * record (after HELLO_C and FINISH, then a 4-byte length). */
+    relay_start(b->addr, HELLO_C_BYTES + FINISH_BYTES + 4 + 20);
     struct creq *ca = creq_new();
     assert_int_equal(connect_to(a, ca, 2, fx->relay_addr), 0);
     assert_true(run_until(creq_done, ca));
@@ -823,7 +875,7 @@ static void test_link_tampered_handshake_refused(void **state)
     assert_true(run_until(creq_done, c1));
     assert_int_equal(c1->status, RAFT_NOCONNECTION);
     /* A bit of A's signature in FINISH: B refuses it. */
-    fx->relay_flip_at = 336 + 10;
+    fx->relay_flip_at = HELLO_C_BYTES + 10;
     struct creq *c2 = creq_new();
     assert_int_equal(connect_to(a, c2, 2, fx->relay_addr), 0);
     assert_true(run_until(creq_done, c2));
@@ -1017,6 +1069,97 @@ static void test_link_backpressure_reaches_the_writer(void **state)
     assert_int_equal(c->stream->write_status, 0);
 }
 
+/* ---- forwarding channels -------------------------------------------------- */
+
+static void test_link_channel_bytes_both_ways(void **state)
+{
+    struct fixture *fx = *state;
+    struct peer *a = &fx->peers[0], *b = &fx->peers[1];
+    peer_start(a, 1);
+    peer_start(b, 2);
+    trust(a, b);
+    trust(b, a);
+    /* Written at once, before the handshake: held, then sealed. */
+    struct rstream *out = channel_open(a, 2, b->addr);
+    assert_int_equal(rs_write(out, fx->big, BIG_LEN), 0);
+    for (int i = 0; i < 100 && b->n_channels == 0; i++) {
+        run_until_ms(NULL, NULL, 20);
+    }
+    assert_int_equal(b->n_channels, 1);
+    struct rstream *in = b->channels[0];
+    assert_int_equal(in->peer_id, 1); /* from the authenticated handshake */
+    expect_rx(in, fx->big, BIG_LEN);
+    assert_int_equal(rs_write(in, fx->big + 9, 70000), 0);
+    expect_rx(out, fx->big + 9, 70000);
+    /* A channel is not a raft link: raft's accept never saw it. */
+    assert_int_equal(b->n_accepted, 0);
+    struct link_stats sa, sb;
+    link_get_stats(&a->t, &sa);
+    link_get_stats(&b->t, &sb);
+    assert_int_equal(sa.channels_out, 1);
+    assert_int_equal(sb.channels_in, 1);
+    assert_int_equal(sa.links_out, 0);
+    assert_int_equal(sb.links_in, 0);
+    assert_int_equal(sa.bytes_sealed, BIG_LEN);
+    assert_int_equal(sb.bytes_opened, BIG_LEN);
+    /* Closing our end ends the channel at the other node. */
+    rs_close(out);
+    assert_true(run_until(rs_eof, in));
+}
+
+/* The channel's fd reads EOF and the other node hands nothing over. */
+static void expect_channel_refused(struct peer *from, raft_id want_id, struct peer *to)
+{
+    struct rstream *out = channel_open(from, want_id, to->addr);
+    assert_int_equal(rs_write(out, "frame", 5), 0);
+    assert_true(run_until(rs_eof, out));
+    assert_int_equal(out->rx_len, 0);
+    run_until_ms(NULL, NULL, 50);
+    assert_int_equal(to->n_channels, 0);
+    assert_int_equal(to->n_accepted, 0);
+}
+
+static void test_link_channel_refusals(void **state)
+{
+    struct fixture *fx = *state;
+    struct peer *a = &fx->peers[0], *b = &fx->peers[1], *x = &fx->peers[2];
+    peer_start(a, 1);
+    peer_start(b, 2);
+    peer_start(x, 3); /* trusted by nobody */
+    trust(a, b);
+    trust(b, a);
+    trust(x, b);
+    expect_channel_refused(x, 2, b); /* B does not trust X */
+    expect_channel_refused(a, 3, b); /* B is node 2, not 3 */
+    struct link_stats sb;
+    link_get_stats(&b->t, &sb);
+    assert_int_equal(sb.refused_untrusted, 1);
+    assert_int_equal(sb.channels_in, 0);
+    /* A node that takes no channels (no acceptor) refuses them too. */
+    fx->no_channel_accept = true;
+    struct peer *n = &fx->peers[3];
+    peer_start(n, 4);
+    trust(n, a);
+    trust(a, n);
+    expect_channel_refused(a, 4, n);
+    /* Without a key there is no channel at all. */
+    struct peer *k = &fx->peers[3];
+    peer_stop(k);
+    peer_start_opts(k, 4, false, 0, 0);
+    int fd = -1;
+    assert_int_equal(link_channel_open(&k->t, 1, a->addr, &fd), COALITION_E_UNAVAILABLE);
+    assert_int_equal(link_channel_open(&a->t, 1, "not-an-address", &fd),
+                     COALITION_E_INVALID_ARGUMENT);
+    /* And a good channel still works next to all that. */
+    struct rstream *out = channel_open(a, 2, b->addr);
+    assert_int_equal(rs_write(out, "ping", 4), 0);
+    for (int i = 0; i < 100 && b->n_channels == 0; i++) {
+        run_until_ms(NULL, NULL, 20);
+    }
+    assert_int_equal(b->n_channels, 1);
+    expect_rx(b->channels[0], (const uint8_t *)"ping", 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1038,6 +1181,8 @@ int main(void)
                                         teardown_all),
         cmocka_unit_test_setup_teardown(test_link_backpressure_reaches_the_writer, setup,
                                         teardown_all),
+        cmocka_unit_test_setup_teardown(test_link_channel_bytes_both_ways, setup, teardown_all),
+        cmocka_unit_test_setup_teardown(test_link_channel_refusals, setup, teardown_all),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
