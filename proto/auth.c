@@ -346,3 +346,167 @@ bool auth_hash_equal(const uint8_t a[AUTH_HASH_LEN], const uint8_t b[AUTH_HASH_L
 {
     return sodium_memcmp(a, b, AUTH_HASH_LEN) == 0;
 }
+
+/* ---------------------------------------------------------------------------
+ * Membership changes: the signed message and the replay cache. */
+
+static void put_u32(crypto_generichash_state *st, uint32_t v)
+{
+    uint8_t b[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+    crypto_generichash_update(st, b, sizeof(b));
+}
+
+static void put_u64(crypto_generichash_state *st, uint64_t v)
+{
+    put_u32(st, (uint32_t)(v >> 32));
+    put_u32(st, (uint32_t)v);
+}
+
+/* A string with its 4-byte length (NULL reads as ""). */
+static void put_str(crypto_generichash_state *st, const char *s)
+{
+    size_t len = s != NULL ? strlen(s) : 0;
+    put_u32(st, (uint32_t)len);
+    if (len > 0) {
+        crypto_generichash_update(st, (const uint8_t *)s, len);
+    }
+}
+
+/* BLAKE2b-512 of the message a membership change signs (auth.h).  `nonce`
+ * is AUTH_NONCE_LEN bytes. */
+static void cluster_digest(const Coalition__ClusterChangeRequest *req, const uint8_t *nonce,
+                           uint8_t out[crypto_generichash_BYTES_MAX])
+{
+    crypto_generichash_state st;
+    crypto_generichash_init(&st, NULL, 0, crypto_generichash_BYTES_MAX);
+    crypto_generichash_update(&st, (const uint8_t *)AUTH_CLUSTER_CONTEXT,
+                              sizeof(AUTH_CLUSTER_CONTEXT)); /* includes the NUL */
+    put_u32(&st, (uint32_t)req->op);
+    put_u64(&st, req->id);
+    put_str(&st, req->raft_addr);
+    put_str(&st, req->client_addr);
+    put_u32(&st, (uint32_t)req->role);
+    put_u64(&st, req->time_ms);
+    crypto_generichash_update(&st, nonce, AUTH_NONCE_LEN);
+    crypto_generichash_final(&st, out, crypto_generichash_BYTES_MAX);
+}
+
+void auth_cluster_sign(Coalition__ClusterChangeRequest *req, uint64_t time_ms,
+                       const uint8_t sk[AUTH_SECRET_LEN], struct auth_cluster_sig *out)
+{
+    assert(req != NULL && sk != NULL && out != NULL);
+    req->time_ms = time_ms;
+    randombytes_buf(out->nonce, sizeof(out->nonce));
+    memcpy(out->public_key, sk + AUTH_SECRET_LEN - AUTH_PUBLIC_LEN, AUTH_PUBLIC_LEN);
+    uint8_t d[crypto_generichash_BYTES_MAX];
+    cluster_digest(req, out->nonce, d);
+    crypto_sign_detached(out->signature, NULL, d, sizeof(d), sk);
+    req->public_key.data = out->public_key;
+    req->public_key.len = AUTH_PUBLIC_LEN;
+    req->nonce.data = out->nonce;
+    req->nonce.len = AUTH_NONCE_LEN;
+    req->signature.data = out->signature;
+    req->signature.len = AUTH_SIG_LEN;
+}
+
+int auth_cluster_verify(const Coalition__ClusterChangeRequest *req)
+{
+    assert(req != NULL);
+    if (req->public_key.data == NULL || req->public_key.len != AUTH_PUBLIC_LEN ||
+        req->nonce.data == NULL || req->nonce.len != AUTH_NONCE_LEN ||
+        req->signature.data == NULL || req->signature.len != AUTH_SIG_LEN ||
+        !scalar_canonical(req->signature.data + 32) || !auth_public_valid(req->public_key.data)) {
+        return COALITION_E_UNAUTHENTICATED;
+    }
+    uint8_t d[crypto_generichash_BYTES_MAX];
+    cluster_digest(req, req->nonce.data, d);
+    return crypto_sign_verify_detached(req->signature.data, d, sizeof(d), req->public_key.data) == 0
+               ? 0
+               : COALITION_E_UNAUTHENTICATED;
+}
+
+int auth_replay_init(struct auth_replay *r, size_t cap, uint64_t window_ms)
+{
+    assert(r != NULL && cap > 0);
+    memset(r, 0, sizeof(*r));
+    r->e = calloc(cap, sizeof(*r->e));
+    if (r->e == NULL) {
+        return COALITION_E_NOMEM;
+    }
+    r->cap = cap;
+    r->window_ms = window_ms;
+    return 0;
+}
+
+void auth_replay_free(struct auth_replay *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    free(r->e);
+    memset(r, 0, sizeof(*r));
+}
+
+/* True if `t` is more than the window away from `now`, either way. */
+static bool outside_window(uint64_t t, uint64_t now, uint64_t w)
+{
+    return t < now ? now - t > w : t - now > w;
+}
+
+static int replay_refuse(const char **why, const char *reason)
+{
+    if (why != NULL) {
+        *why = reason;
+    }
+    return COALITION_E_UNAUTHENTICATED;
+}
+
+int auth_replay_check(struct auth_replay *r, const uint8_t *nonce, size_t nonce_len,
+                      uint64_t time_ms, uint64_t now_ms, const char **why)
+{
+    assert(r != NULL && r->e != NULL);
+    if (nonce == NULL || nonce_len != AUTH_NONCE_LEN) {
+        return replay_refuse(why, "no nonce");
+    }
+    if (outside_window(time_ms, now_ms, r->window_ms)) {
+        return replay_refuse(why, "signed at a time too far from this node's clock");
+    }
+    if (time_ms <= r->floor_ms) {
+        return replay_refuse(why, "signed before the oldest request the replay cache holds");
+    }
+    /* Drop what has left the window (compacting), look for the nonce. */
+    size_t kept = 0;
+    bool seen = false;
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->e[i].time_ms < now_ms && now_ms - r->e[i].time_ms > r->window_ms) {
+            continue;
+        }
+        seen = seen || sodium_memcmp(r->e[i].nonce, nonce, AUTH_NONCE_LEN) == 0;
+        r->e[kept++] = r->e[i];
+    }
+    r->n = kept;
+    if (seen) {
+        return replay_refuse(why, "a replay (nonce already used)");
+    }
+    if (r->n == r->cap) {
+        /* Full of live entries: forget the oldest and refuse from now on
+         * anything not newer than it. */
+        size_t oldest = 0;
+        for (size_t i = 1; i < r->n; i++) {
+            if (r->e[i].time_ms < r->e[oldest].time_ms) {
+                oldest = i;
+            }
+        }
+        if (r->e[oldest].time_ms > r->floor_ms) {
+            r->floor_ms = r->e[oldest].time_ms;
+        }
+        r->e[oldest] = r->e[--r->n];
+        if (time_ms <= r->floor_ms) {
+            return replay_refuse(why, "signed before the oldest request the replay cache holds");
+        }
+    }
+    memcpy(r->e[r->n].nonce, nonce, AUTH_NONCE_LEN);
+    r->e[r->n].time_ms = time_ms;
+    r->n++;
+    return 0;
+}

@@ -81,4 +81,62 @@ int auth_api_key_parse(const char *key, char key_id[AUTH_KEY_ID_HEX + 1],
 /* Constant-time comparison of two hashes. */
 bool auth_hash_equal(const uint8_t a[AUTH_HASH_LEN], const uint8_t b[AUTH_HASH_LEN]);
 
+/* Membership changes (ClusterChangeRequest).  The signature covers a
+ * domain-separated message: AUTH_CLUSTER_CONTEXT with its NUL, then op,
+ * id, raft_addr, client_addr, role, time_ms and nonce (integers big-endian,
+ * strings with a 4-byte length), hashed with BLAKE2b-512 and signed with
+ * Ed25519.  Who may sign what, and the clock window, are the leader's
+ * business (node/cluster.c); the replay cache below is its memory. */
+#define AUTH_CLUSTER_CONTEXT   "coalition-cluster-v1"
+#define AUTH_NONCE_LEN         16
+#define AUTH_CLUSTER_WINDOW_MS ((uint64_t)5 * 60 * 1000) /* allowed clock difference */
+
+/* Where a signed request's bytes fields point (caller-allocated; must
+ * outlive every use of the request). */
+struct auth_cluster_sig {
+    uint8_t public_key[AUTH_PUBLIC_LEN];
+    uint8_t nonce[AUTH_NONCE_LEN];
+    uint8_t signature[AUTH_SIG_LEN];
+};
+
+/* Signs `req` (its op, id, addresses and role as they are) at `time_ms`
+ * with a fresh random nonce: sets req->time_ms and points req->public_key,
+ * req->nonce and req->signature into *out. */
+void auth_cluster_sign(Coalition__ClusterChangeRequest *req, uint64_t time_ms,
+                       const uint8_t sk[AUTH_SECRET_LEN], struct auth_cluster_sig *out);
+/* Verifies req's signature by req->public_key (which must be a valid key):
+ * 0, or COALITION_E_UNAUTHENTICATED if it is unsigned, a field has the
+ * wrong length, S is not canonical or the signature does not match.  Does
+ * not look at the clock, at replays or at whose key it is. */
+int auth_cluster_verify(const Coalition__ClusterChangeRequest *req);
+
+/* A bounded memory of the nonces of accepted requests, to refuse an exact
+ * replay within the clock window.  Entries older than the window are
+ * dropped (a replay of them fails the clock check); when the cache is full
+ * of live entries the oldest is dropped and every request not newer than it
+ * is refused from then on (floor_ms), so a full cache never lets a replay
+ * through.  Not thread-safe; state is in memory only. */
+struct auth_replay_entry {
+    uint8_t nonce[AUTH_NONCE_LEN];
+    uint64_t time_ms;
+};
+struct auth_replay {
+    struct auth_replay_entry *e; /* malloc'd, cap entries */
+    size_t cap, n;
+    uint64_t window_ms;
+    uint64_t floor_ms; /* requests with time_ms <= floor_ms are refused */
+};
+
+/* 0 or COALITION_E_NOMEM.  cap > 0; window_ms: the allowed difference
+ * between a request's time and the checker's clock, either way. */
+int auth_replay_init(struct auth_replay *r, size_t cap, uint64_t window_ms);
+void auth_replay_free(struct auth_replay *r);
+/* Checks a request signed at `time_ms` with `nonce` (nonce_len must be
+ * AUTH_NONCE_LEN) against the clock `now_ms`, and remembers the nonce if it
+ * passes: 0, or COALITION_E_UNAUTHENTICATED with a static reason in *why
+ * (may be NULL): a time outside the window, not newer than the floor, or a
+ * nonce seen before. */
+int auth_replay_check(struct auth_replay *r, const uint8_t *nonce, size_t nonce_len,
+                      uint64_t time_ms, uint64_t now_ms, const char **why);
+
 #endif

@@ -1,7 +1,10 @@
 /* Unit tests of proto/auth.c: hex, key files (modes, refusing to overwrite,
  * damaged and foreign files), public key lists, group signing and
  * verification (a round trip, any flipped bit fails, a non-canonical S or a
- * bad public key is refused), and API keys (form, parse, hash). */
+ * bad public key is refused), API keys (form, parse, hash), and signed
+ * membership changes (the exact message, any changed field or flipped bit
+ * fails, S + L is refused) with the replay cache (clock window, exact
+ * replays, a full cache). */
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -532,6 +535,254 @@ static void test_auth_api_key_parse_refuses_malformed(void **state)
     assert_int_equal(auth_api_key_parse(bad, pid, phash), COALITION_E_UNAUTHENTICATED);
 }
 
+/* A membership change as the CLI or a joining node makes it. */
+static void cluster_req(Coalition__ClusterChangeRequest *req)
+{
+    coalition__cluster_change_request__init(req);
+    req->op = COALITION__CLUSTER_CHANGE_REQUEST__OP__ADD;
+    req->id = 4;
+    req->raft_addr = "127.0.0.1:7504";
+    req->client_addr = "127.0.0.1:7404";
+    req->role = COALITION__NODE_ROLE__ROLE_VOTER;
+}
+
+#define T0_MS ((uint64_t)1700000000000) /* a wall-clock time for the tests */
+
+static void test_auth_cluster_sign_verify(void **state)
+{
+    struct auth_fixture *f = *state;
+    Coalition__ClusterChangeRequest req;
+    struct auth_cluster_sig sig;
+    cluster_req(&req);
+    /* Unsigned: refused. */
+    assert_int_equal(auth_cluster_verify(&req), COALITION_E_UNAUTHENTICATED);
+
+    auth_cluster_sign(&req, T0_MS, f->sk, &sig);
+    assert_int_equal(req.time_ms, T0_MS);
+    assert_int_equal(req.public_key.len, AUTH_PUBLIC_LEN);
+    assert_memory_equal(req.public_key.data, f->pk, AUTH_PUBLIC_LEN);
+    assert_ptr_equal(req.public_key.data, sig.public_key);
+    assert_int_equal(req.nonce.len, AUTH_NONCE_LEN);
+    assert_int_equal(req.signature.len, AUTH_SIG_LEN);
+    assert_int_equal(auth_cluster_verify(&req), 0);
+
+    /* The signature is over the documented message: context and NUL, op,
+     * id, raft_addr, client_addr, role, time_ms, nonce; BLAKE2b-512. */
+    uint8_t msg[512], *p = msg;
+    memcpy(p, "coalition-cluster-v1", 21);
+    p += 21;
+    const uint8_t fixed1[] = {0, 0, 0, 0, /* op ADD */ 0, 0, 0, 0, 0, 0, 0, 4, /* id */
+                              0, 0, 0, 14};
+    memcpy(p, fixed1, sizeof(fixed1));
+    p += sizeof(fixed1);
+    memcpy(p, "127.0.0.1:7504", 14);
+    p += 14;
+    const uint8_t len2[] = {0, 0, 0, 14};
+    memcpy(p, len2, 4);
+    p += 4;
+    memcpy(p, "127.0.0.1:7404", 14);
+    p += 14;
+    const uint8_t role[] = {0, 0, 0, 1};
+    memcpy(p, role, 4);
+    p += 4;
+    for (int i = 7; i >= 0; i--) {
+        *p++ = (uint8_t)(T0_MS >> (8 * i));
+    }
+    memcpy(p, sig.nonce, AUTH_NONCE_LEN);
+    p += AUTH_NONCE_LEN;
+    uint8_t d[crypto_generichash_BYTES_MAX];
+    crypto_generichash(d, sizeof(d), msg, (size_t)(p - msg), NULL, 0);
+    assert_int_equal(crypto_sign_verify_detached(sig.signature, d, sizeof(d), f->pk), 0);
+
+    /* Two signatures of the same change use different nonces. */
+    Coalition__ClusterChangeRequest again;
+    struct auth_cluster_sig sig2;
+    cluster_req(&again);
+    auth_cluster_sign(&again, T0_MS, f->sk, &sig2);
+    assert_int_equal(auth_cluster_verify(&again), 0);
+    assert_memory_not_equal(sig.nonce, sig2.nonce, AUTH_NONCE_LEN);
+}
+
+static void test_auth_cluster_tampered_fails(void **state)
+{
+    struct auth_fixture *f = *state;
+    Coalition__ClusterChangeRequest req;
+    struct auth_cluster_sig sig;
+    cluster_req(&req);
+    auth_cluster_sign(&req, T0_MS, f->sk, &sig);
+    assert_int_equal(auth_cluster_verify(&req), 0);
+
+    /* Every covered field, changed, breaks the signature. */
+    Coalition__ClusterChangeRequest t = req;
+    t.op = COALITION__CLUSTER_CHANGE_REQUEST__OP__REMOVE;
+    assert_int_equal(auth_cluster_verify(&t), COALITION_E_UNAUTHENTICATED);
+    t = req;
+    t.id = 5;
+    assert_int_equal(auth_cluster_verify(&t), COALITION_E_UNAUTHENTICATED);
+    t = req;
+    t.raft_addr = "127.0.0.1:7505";
+    assert_int_equal(auth_cluster_verify(&t), COALITION_E_UNAUTHENTICATED);
+    t = req;
+    t.client_addr = "";
+    assert_int_equal(auth_cluster_verify(&t), COALITION_E_UNAUTHENTICATED);
+    t = req;
+    t.client_addr = NULL; /* absent reads as "": still not what was signed */
+    assert_int_equal(auth_cluster_verify(&t), COALITION_E_UNAUTHENTICATED);
+    t = req;
+    t.role = COALITION__NODE_ROLE__ROLE_SPARE;
+    assert_int_equal(auth_cluster_verify(&t), COALITION_E_UNAUTHENTICATED);
+    t = req;
+    t.time_ms = T0_MS + 1;
+    assert_int_equal(auth_cluster_verify(&t), COALITION_E_UNAUTHENTICATED);
+    /* Moving a string's boundary (length-prefixed) is not the same message. */
+    t = req;
+    t.raft_addr = "127.0.0.1:75047404";
+    t.client_addr = "127.0.0.1:";
+    assert_int_equal(auth_cluster_verify(&t), COALITION_E_UNAUTHENTICATED);
+
+    /* Any flipped bit of the nonce, the signature or the key. */
+    uint8_t *fields[] = {sig.nonce, sig.signature, sig.public_key};
+    size_t lens[] = {AUTH_NONCE_LEN, AUTH_SIG_LEN, AUTH_PUBLIC_LEN};
+    for (size_t k = 0; k < 3; k++) {
+        for (size_t bit = 0; bit < lens[k] * 8; bit++) {
+            fields[k][bit / 8] ^= (uint8_t)(1u << (bit % 8));
+            assert_int_equal(auth_cluster_verify(&req), COALITION_E_UNAUTHENTICATED);
+            fields[k][bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        }
+    }
+    assert_int_equal(auth_cluster_verify(&req), 0);
+
+    /* Wrong lengths, a missing field. */
+    t = req;
+    t.nonce.len = AUTH_NONCE_LEN - 1;
+    assert_int_equal(auth_cluster_verify(&t), COALITION_E_UNAUTHENTICATED);
+    t = req;
+    t.signature.len = AUTH_SIG_LEN - 1;
+    assert_int_equal(auth_cluster_verify(&t), COALITION_E_UNAUTHENTICATED);
+    t = req;
+    t.public_key.len = 0;
+    t.public_key.data = NULL;
+    assert_int_equal(auth_cluster_verify(&t), COALITION_E_UNAUTHENTICATED);
+
+    /* Another key's signature under this key. */
+    uint8_t pk2[AUTH_PUBLIC_LEN], sk2[AUTH_SECRET_LEN];
+    crypto_sign_keypair(pk2, sk2);
+    t = req;
+    t.public_key.data = pk2;
+    assert_int_equal(auth_cluster_verify(&t), COALITION_E_UNAUTHENTICATED);
+
+    /* S + L (the same signature, malleated) is refused. */
+    static const uint8_t order[32] = {0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58,
+                                      0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9, 0xde, 0x14,
+                                      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                                      0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10};
+    uint8_t saved[AUTH_SIG_LEN];
+    memcpy(saved, sig.signature, sizeof(saved));
+    unsigned carry = 0;
+    for (int i = 0; i < 32; i++) {
+        unsigned v = (unsigned)sig.signature[32 + i] + order[i] + carry;
+        sig.signature[32 + i] = (uint8_t)v;
+        carry = v >> 8;
+    }
+    assert_int_equal(carry, 0); /* S < L < 2^253: S + L fits */
+    assert_int_equal(auth_cluster_verify(&req), COALITION_E_UNAUTHENTICATED);
+    memcpy(sig.signature, saved, sizeof(saved));
+    assert_int_equal(auth_cluster_verify(&req), 0);
+}
+
+static void test_auth_replay_window_and_nonces(void **state)
+{
+    struct auth_fixture *f = *state;
+    const uint64_t w = AUTH_CLUSTER_WINDOW_MS;
+    struct auth_replay r;
+    assert_int_equal(auth_replay_init(&r, 8, w), 0);
+    Coalition__ClusterChangeRequest req;
+    struct auth_cluster_sig sig;
+    cluster_req(&req);
+    auth_cluster_sign(&req, T0_MS, f->sk, &sig);
+    const char *why = NULL;
+
+    /* Accepted once; the exact same request again is a replay. */
+    assert_int_equal(auth_replay_check(&r, req.nonce.data, req.nonce.len, req.time_ms, T0_MS, &why),
+                     0);
+    assert_int_equal(
+        auth_replay_check(&r, req.nonce.data, req.nonce.len, req.time_ms, T0_MS + 1000, &why),
+        COALITION_E_UNAUTHENTICATED);
+    assert_non_null(why);
+    assert_non_null(strstr(why, "replay"));
+    /* ... still at the far end of the window. */
+    assert_int_equal(
+        auth_replay_check(&r, req.nonce.data, req.nonce.len, req.time_ms, T0_MS + w, NULL),
+        COALITION_E_UNAUTHENTICATED);
+    /* After the window the clock check refuses it. */
+    why = NULL;
+    assert_int_equal(
+        auth_replay_check(&r, req.nonce.data, req.nonce.len, req.time_ms, T0_MS + w + 1, &why),
+        COALITION_E_UNAUTHENTICATED);
+    assert_non_null(strstr(why, "clock"));
+
+    /* Times more than the window off either way are refused, at the edge
+     * accepted. */
+    uint8_t nonce[AUTH_NONCE_LEN];
+    const uint64_t now = T0_MS + 100000;
+    randombytes_buf(nonce, sizeof(nonce));
+    assert_int_equal(auth_replay_check(&r, nonce, sizeof(nonce), now - w - 1, now, NULL),
+                     COALITION_E_UNAUTHENTICATED);
+    assert_int_equal(auth_replay_check(&r, nonce, sizeof(nonce), now + w + 1, now, NULL),
+                     COALITION_E_UNAUTHENTICATED);
+    assert_int_equal(auth_replay_check(&r, nonce, sizeof(nonce), now + w, now, NULL), 0);
+    randombytes_buf(nonce, sizeof(nonce));
+    assert_int_equal(auth_replay_check(&r, nonce, sizeof(nonce), now - w, now, NULL), 0);
+    /* A nonce of the wrong length. */
+    assert_int_equal(auth_replay_check(&r, nonce, sizeof(nonce) - 1, now, now, NULL),
+                     COALITION_E_UNAUTHENTICATED);
+    auth_replay_free(&r);
+}
+
+static void test_auth_replay_full_cache_never_forgets_live(void **state)
+{
+    (void)state;
+    const uint64_t w = 1000;
+    struct auth_replay r;
+    assert_int_equal(auth_replay_init(&r, 4, w), 0);
+    uint8_t nonces[6][AUTH_NONCE_LEN];
+    for (size_t i = 0; i < 6; i++) {
+        randombytes_buf(nonces[i], AUTH_NONCE_LEN);
+    }
+    const uint64_t now = T0_MS;
+    /* Four live requests, at now-40 .. now-10: the cache is full. */
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(
+            auth_replay_check(&r, nonces[i], AUTH_NONCE_LEN, now - 40 + 10 * i, now, NULL), 0);
+    }
+    assert_int_equal(r.n, 4);
+    /* A fifth evicts the oldest (now-40) and raises the floor to it. */
+    assert_int_equal(auth_replay_check(&r, nonces[4], AUTH_NONCE_LEN, now, now, NULL), 0);
+    assert_int_equal(r.n, 4);
+    assert_int_equal(r.floor_ms, now - 40);
+    /* So the evicted one's replay is still refused, by the floor... */
+    const char *why = NULL;
+    assert_int_equal(auth_replay_check(&r, nonces[0], AUTH_NONCE_LEN, now - 40, now, &why),
+                     COALITION_E_UNAUTHENTICATED);
+    assert_non_null(why);
+    /* ... as is a fresh request that is not newer than the floor. */
+    assert_int_equal(auth_replay_check(&r, nonces[5], AUTH_NONCE_LEN, now - 45, now, NULL),
+                     COALITION_E_UNAUTHENTICATED);
+    /* The others are remembered. */
+    for (size_t i = 1; i < 5; i++) {
+        assert_int_equal(auth_replay_check(&r, nonces[i], AUTH_NONCE_LEN,
+                                           i == 4 ? now : now - 40 + 10 * i, now, NULL),
+                         COALITION_E_UNAUTHENTICATED);
+    }
+    /* Once they are out of the window they make room without raising the
+     * floor further. */
+    const uint64_t later = now + w + 1;
+    assert_int_equal(auth_replay_check(&r, nonces[5], AUTH_NONCE_LEN, later, later, NULL), 0);
+    assert_int_equal(r.floor_ms, now - 40);
+    assert_true(r.n <= 4);
+    auth_replay_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -549,6 +800,10 @@ int main(void)
         T(test_auth_refuses_bad_public_keys),
         T(test_auth_api_key_new_and_parse),
         T(test_auth_api_key_parse_refuses_malformed),
+        T(test_auth_cluster_sign_verify),
+        T(test_auth_cluster_tampered_fails),
+        T(test_auth_replay_window_and_nonces),
+        T(test_auth_replay_full_cache_never_forgets_live),
 #undef T
     };
     return cmocka_run_group_tests_name("auth", tests, NULL, NULL);
