@@ -21,8 +21,9 @@
 #define ROUTE_TEXT_MAX     254 /* decoded bytes of one path segment or query value */
 #define ROUTE_FIELD_MAX    32  /* header names longer than this are ignored */
 
-/* Every route, in the order docs/openapi.yaml lists them.  ROUTE_NONE is
- * "no route" (404, 405, or a request that could not be parsed). */
+/* Every route.  ROUTE_NONE is "no route" (404, 405, or a request that could
+ * not be parsed).  Merge and erase have no route: they need the coalition
+ * admin's key, and a node signs API-key writes with its partner's key. */
 enum route_id {
     ROUTE_NONE = 0,
     ROUTE_HEALTH,
@@ -42,6 +43,8 @@ enum route_id {
     ROUTE_REVERSE,
     ROUTE_SETTLEMENT,
     ROUTE_REPORT,
+    ROUTE_PROGRAM_SET,
+    ROUTE_TRANSFER,
     ROUTE_COUNT
 };
 
@@ -109,6 +112,8 @@ int route_parser_feed(struct route_parser *rp, const char *data, size_t len, siz
 /* True while part of a request has arrived and not all of it. */
 bool route_parser_busy(const struct route_parser *rp);
 
+struct route_program;
+
 /* A request translated for the node.  `req` is ready to pack when
  * route_translate returns 0 and route is not HEALTH or METRICS (served by
  * http.c).  The call owns what req points into (route_call_free). */
@@ -123,8 +128,9 @@ struct route_call {
     Coalition__IdentifyRequest identify;
     Coalition__SettlementRequest settlement;
     Coalition__ReportRequest report;
-    json_t *body;   /* the parsed JSON body (strings in req borrow from it) */
-    char *owned[8]; /* decoded path segments, query values, header copies */
+    struct route_program *program; /* PUT /v1/program: what txn.program points into */
+    json_t *body;                  /* the parsed JSON body (strings in req borrow from it) */
+    char *owned[8];                /* decoded path segments, query values, header copies */
     size_t n_owned;
 };
 
