@@ -23,6 +23,7 @@
 #include "errors.h"
 #include "http_routes.h"
 #include "ledger.h"
+#include "rules.h"
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
@@ -205,8 +206,23 @@ static void check_request(const struct route_msg *m, const struct route_limits *
         CHECK(call.route > ROUTE_METRICS && call.route < ROUTE_COUNT);
         CHECK(call.req.api_key != NULL && strlen(call.req.api_key) == 81);
         if (call.req.op_case == COALITION__REQUEST__OP_TXN) {
-            CHECK(call.req.txn->txn_id[0] != '\0');
-            int v = ledger_validate(call.req.txn);
+            const Coalition__Txn *t = call.req.txn;
+            CHECK(t->txn_id[0] != '\0');
+            /* PUT /v1/program carries a program within the rules' bounds,
+             * and nothing else does. */
+            CHECK((call.route == ROUTE_PROGRAM_SET) == (t->program != NULL));
+            CHECK((call.route == ROUTE_PROGRAM_SET) ==
+                  (t->kind == COALITION__TXN_KIND__TXN_PROGRAM_SET));
+            CHECK((call.route == ROUTE_TRANSFER) == (t->kind == COALITION__TXN_KIND__TXN_TRANSFER));
+            if (t->program != NULL) {
+                CHECK(t->program->n_categories <= RULES_CATEGORIES_MAX);
+                CHECK(t->program->n_campaigns <= RULES_CAMPAIGNS_MAX);
+                CHECK(t->program->n_categories == 0 || t->program->categories != NULL);
+                CHECK(t->program->n_campaigns == 0 || t->program->campaigns != NULL);
+            }
+            /* Only a transfer names a second member. */
+            CHECK(call.route == ROUTE_TRANSFER || t->member_to[0] == '\0');
+            int v = ledger_validate(t);
             CHECK(v == 0 || code_known(v));
         }
         check_repack(&call.req);
