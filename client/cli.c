@@ -2598,11 +2598,32 @@ static int run_cluster_check(struct cli *cli, const struct args *a)
     return missing > 0 || agreeing == 0 ? EXIT_UNREACHABLE : EXIT_OK;
 }
 
-/* Sends one membership change and prints "ok" once the leader made it. */
+/* Sends one membership change, signed with the coalition admin's key from
+ * --key-dir (DIR/admin.key), and prints "ok" once the leader made it.
+ * Without --key-dir it goes unsigned, and the leader refuses it. */
 static int cluster_change(struct cli *cli, enum coalition_cluster_op op, const struct args *a)
 {
+    if (cli->key_dir != NULL) {
+        char path[CLI_PATH_MAX];
+        uint8_t sk[COALITION_SECRET_KEY_LEN];
+        char err[CLI_PATH_MAX + 128] = "the key directory's path is too long";
+        if (!key_path(cli, CLI_ADMIN_KEY_NAME, "key", path) ||
+            coalition_secret_key_load(path, sk, err, sizeof(err)) != 0) {
+            return usage_error(cli, NULL, "no key to sign for the coalition admin: %s", err);
+        }
+        int rv = coalition_client_set_signer(cli->client, "", sk);
+        sodium_memzero(sk, sizeof(sk));
+        if (rv != 0) {
+            return report_error(cli, rv, error_message(cli, rv));
+        }
+    }
     int rv = coalition_client_cluster_change(cli->client, op, a->node_id, a->v[OPT_RAFT],
                                              a->v[OPT_CLIENT], a->role);
+    if (rv == COALITION_E_UNAUTHENTICATED && cli->key_dir == NULL) {
+        return report_error(cli, rv,
+                            "membership changes are signed by the coalition admin: give "
+                            "--key-dir with admin.key in it (or set COALITION_KEY_DIR)");
+    }
     if (rv != 0) {
         return report_error(cli, rv, error_message(cli, rv));
     }
@@ -3173,13 +3194,20 @@ static const struct command commands[] = {
      "cluster add --id N --raft HOST:PORT [--client HOST:PORT] [--role R]",
      "Adds node N, reachable by its peers at the raft address, with role R\n"
      "(voter, standby or spare; default standby).  The leader makes the change\n"
-     "(a follower forwards it); \"ok\" once it is made.\n",
+     "(a follower forwards it); \"ok\" once it is made.  Signed with the\n"
+     "coalition admin's key, admin.key in --key-dir: the leader refuses an\n"
+     "unsigned change (UNAUTHENTICATED), another key (FORBIDDEN), and a change\n"
+     "signed more than 5 minutes away from its clock or sent twice.\n",
      0, NULL, 0, false},
     {"cluster", "assign", BIT(OPT_ID) | BIT(OPT_ROLE), BIT(OPT_ID) | BIT(OPT_ROLE),
      run_cluster_assign, "cluster assign --id N --role R",
-     "Gives node N the role R: voter, standby or spare.\n", 0, NULL, 0, false},
+     "Gives node N the role R: voter, standby or spare.  Signed with admin.key\n"
+     "from --key-dir, as cluster add.\n",
+     0, NULL, 0, false},
     {"cluster", "remove", BIT(OPT_ID), BIT(OPT_ID), run_cluster_remove, "cluster remove --id N",
-     "Removes node N from the configuration.\n", 0, NULL, 0, false},
+     "Removes node N from the configuration.  Signed with admin.key from\n"
+     "--key-dir, as cluster add.\n",
+     0, NULL, 0, false},
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
@@ -3219,8 +3247,8 @@ static void print_main_usage(FILE *out)
           "                    1000 for each node they ask)\n"
           "  --key-dir DIR     sign every write (default: $COALITION_KEY_DIR): with\n"
           "                    DIR/<partner>.key for the partner's own writes, with\n"
-          "                    DIR/admin.key for partner add, rules set, merge, erase\n"
-          "                    and writes without --partner\n"
+          "                    DIR/admin.key for partner add, rules set, merge, erase,\n"
+          "                    writes without --partner and cluster add/assign/remove\n"
           "  --api-key KEY     send this API key with every request (default:\n"
           "                    $COALITION_API_KEY); writes are then signed by the node\n"
           "                    for the key's partner, except the admin's and apikey\n"

@@ -1733,6 +1733,15 @@ int coalition_client_cluster_change(struct coalition_client *c, enum coalition_c
     creq.raft_addr = str_or_empty(raft_addr);
     creq.client_addr = str_or_empty(client_addr);
     creq.role = (Coalition__NodeRole)role;
+    struct auth_cluster_sig sig;
+    if (c->signing) {
+        /* The leader checks the key (the admin's for ADD/ASSIGN/REMOVE), the
+         * time against its clock and that the nonce is new. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        auth_cluster_sign(&creq, (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u,
+                          c->sk, &sig);
+    }
     Coalition__Request req = COALITION__REQUEST__INIT;
     req.op_case = COALITION__REQUEST__OP_CLUSTER_CHANGE;
     req.cluster_change = &creq;

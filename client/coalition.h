@@ -458,7 +458,14 @@ void coalition_cluster_free(struct coalition_cluster *cl);
  * on node `id`.  raft_addr is needed for ADD and JOIN, client_addr is
  * optional (announced to the node directory), role counts for ADD and
  * ASSIGN; strings are borrowed, may be NULL, at most COALITION_ADDR_MAX
- * bytes.  Returns 0 once the leader has made the change. */
+ * bytes.  The request is signed with the signer's key
+ * (coalition_client_set_signer; the signer id is not sent) at this host's
+ * wall-clock time with a fresh nonce; the leader accepts ADD, ASSIGN and
+ * REMOVE only from the coalition admin key and JOIN only from a key it
+ * trusts for raft links, signed within 5 minutes of its clock and not seen
+ * before.  Without a signer the request goes unsigned and is refused with
+ * COALITION_E_UNAUTHENTICATED; another key is COALITION_E_FORBIDDEN.
+ * Returns 0 once the leader has made the change. */
 int coalition_client_cluster_change(struct coalition_client *c, enum coalition_cluster_op op,
                                     uint64_t id, const char *raft_addr, const char *client_addr,
                                     enum coalition_role role);
