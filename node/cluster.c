@@ -1000,6 +1000,22 @@ uint64_t cluster_leader(struct cluster *c, char *addr, size_t addrlen)
     return id;
 }
 
+uint64_t cluster_leader_link(struct cluster *c, char *addr, size_t addrlen)
+{
+    assert(addr != NULL && addrlen > 0);
+    raft_id id = 0;
+    const char *raft_addr = NULL;
+    addr[0] = '\0';
+    if (c->closing) {
+        return 0;
+    }
+    raft_leader(&c->raft, &id, &raft_addr);
+    if (id != 0 && raft_addr != NULL) {
+        snprintf(addr, addrlen, "%llu@%s", (unsigned long long)id, raft_addr);
+    }
+    return id;
+}
+
 void cluster_get_status(struct cluster *c, struct cluster_status *out)
 {
     static const char *const states[] = {"unavailable", "follower", "candidate", "leader"};

@@ -132,6 +132,9 @@ bool cluster_is_leader(struct cluster *c);
 /* Leader id (0 if unknown) and its client address from the directory into
  * addr (empty if unknown). */
 uint64_t cluster_leader(struct cluster *c, char *addr, size_t addrlen);
+/* Leader id (0 if unknown) and "ID@RAFT_ADDR" into addr (addrlen > 0; empty
+ * if unknown): where the forwarder opens a channel over the links. */
+uint64_t cluster_leader_link(struct cluster *c, char *addr, size_t addrlen);
 
 /* Proposes `batch` (borrowed; packed here with proposer fields set) on the
  * leader.  p->results must have room for every result: p->n is batch->n_txns plus the transactions

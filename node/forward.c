@@ -1,27 +1,30 @@
-/* The forwarder (contract in forward.h): one TCP connection from a follower
- * to the leader's client address, requests pipelined on it under the
+/* The forwarder (contract in forward.h): one connection from a follower to
+ * the leader (a forwarding channel over the authenticated links, or TCP to
+ * a client address), requests pipelined on it under the
  * forwarder's own ids, answers matched back by id, and a timer that answers
  * UNAVAILABLE whatever the leader does not answer in time.  Callbacks never
  * run inside forwarder_send: failures found there wait for the next tick. */
 #include "forward.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "errors.h"
 #include "frame.h"
 #include "outbuf.h"
 
-#define FORWARD_ADDR_MAX       CONFIG_ADDR_MAX
 #define FORWARD_READ_BUF       (64 * 1024)
 #define FORWARD_OUT_MAX        ((size_t)64 << 20) /* bytes queued for a leader not reading */
 #define FORWARD_TICK_MS_MAX    100                /* deadlines are checked this often, at most */
 #define FORWARD_TICK_MS_MIN    10
 #define FORWARD_TABLE_MIN_BITS 6 /* first size of a connection's id table: 64 */
 
+_Static_assert(FORWARD_ADDR_MAX >= 21 + CONFIG_ADDR_MAX, "an id, '@' and a raft address fit");
 _Static_assert(FORWARD_INFLIGHT_MAX <= SIZE_MAX / 4, "the id table can hold every request");
 _Static_assert(FORWARD_OUT_MAX >= FRAME_HEADER_LEN + FRAME_PAYLOAD_MAX, "the largest frame fits");
 _Static_assert(FORWARD_OUT_MAX <= UINT_MAX, "one write takes the whole output (uv_buf_t len)");
@@ -30,7 +33,12 @@ _Static_assert(FORWARD_OUT_MAX <= UINT_MAX, "one write takes the whole output (u
  * (f == NULL): its requests have moved to the forwarder's failed list and it
  * only waits for libuv to release it. */
 struct forwarder_conn {
-    uv_tcp_t tcp; /* first: the handle's address is the conn's */
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;   /* to a "HOST:PORT" */
+        uv_pipe_t pipe; /* a channel to an "ID@HOST:PORT" (forwarder.dial) */
+    } h;                /* first: the handle's address is the conn's */
     uv_connect_t connect;
     struct forwarder *f; /* NULL once detached */
     char addr[FORWARD_ADDR_MAX];
@@ -231,7 +239,7 @@ static void conn_shutdown(struct forwarder_conn *c, bool detach)
     }
     c->table_len = 0;
     c->closing = true;
-    uv_close((uv_handle_t *)&c->tcp, conn_on_close);
+    uv_close(&c->h.handle, conn_on_close);
     if (detach) {
         c->f = NULL;
         f->conn = NULL;
@@ -267,7 +275,7 @@ static void conn_flush(struct forwarder_conn *c)
     if (!c->connected || c->closing || c->f == NULL) {
         return;
     }
-    int rv = outbuf_flush(&c->out, (uv_stream_t *)&c->tcp, c, conn_on_write);
+    int rv = outbuf_flush(&c->out, &c->h.stream, c, conn_on_write);
     if (rv < 0) {
         conn_drop(c);
     } else if (rv == 1) {
@@ -346,43 +354,23 @@ static void conn_on_connect(uv_connect_t *req, int status)
 {
     struct forwarder_conn *c = req->data;
     if (c->f != NULL && !c->closing) {
-        if (status < 0 || uv_read_start((uv_stream_t *)&c->tcp, conn_on_alloc, conn_on_read) != 0) {
+        if (status < 0 || uv_read_start(&c->h.stream, conn_on_alloc, conn_on_read) != 0) {
             conn_drop(c); /* refused, unreachable: answered UNAVAILABLE */
         } else {
             c->connected = true;
-            uv_tcp_nodelay(&c->tcp, 1);
+            uv_tcp_nodelay(&c->h.tcp, 1);
             conn_flush(c);
         }
     }
     conn_unref(c);
 }
 
-/* Opens a connection to `addr` (numeric "host:port" or "[v6]:port") and
- * makes it current.  0, or a negative code with nothing changed. */
-static int conn_open(struct forwarder *f, const char *addr)
+/* A connection record for `addr`, current, its handle not yet open. */
+static struct forwarder_conn *conn_new(struct forwarder *f, const char *addr)
 {
-    assert(f->conn == NULL && !f->closing);
-    char host[FORWARD_ADDR_MAX];
-    int port = 0;
-    struct sockaddr_storage sa;
-    if (strlen(addr) >= FORWARD_ADDR_MAX ||
-        config_split_addr(addr, host, sizeof(host), &port) != 0) {
-        return COALITION_E_INVALID_ARGUMENT;
-    }
-    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&sa) != 0 &&
-        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa) != 0) {
-        /* Leader addresses come from `listen` settings, which the server
-         * binds numerically; a name here cannot be a node's address. */
-        return COALITION_E_INVALID_ARGUMENT;
-    }
     struct forwarder_conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
-        return COALITION_E_NOMEM;
-    }
-    int rv = uv_tcp_init(f->loop, &c->tcp);
-    if (rv != 0) {
-        free(c);
-        return COALITION_E_INTERNAL;
+        return NULL;
     }
     c->f = f;
     c->refs = 1; /* the handle */
@@ -391,8 +379,78 @@ static int conn_open(struct forwarder *f, const char *addr)
     frame_decoder_init(&c->dec, FRAME_PAYLOAD_MAX);
     outbuf_init(&c->out);
     f->conn = c;
+    return c;
+}
+
+/* "ID@HOST:PORT": a channel from f->dial, usable at once. */
+static int conn_open_channel(struct forwarder *f, const char *addr, const char *at)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long id = strtoull(addr, &end, 10);
+    if (end != at || id == 0 || errno != 0) {
+        return COALITION_E_INVALID_ARGUMENT;
+    }
+    if (f->dial == NULL) {
+        return COALITION_E_UNAVAILABLE;
+    }
+    int fd = -1;
+    int rv = f->dial(f->dial_data, (uint64_t)id, at + 1, &fd);
+    if (rv != 0) {
+        return rv;
+    }
+    struct forwarder_conn *c = conn_new(f, addr);
+    if (c == NULL) {
+        close(fd);
+        return COALITION_E_NOMEM;
+    }
+    uv_pipe_init(f->loop, &c->h.pipe, 0);
+    if (uv_pipe_open(&c->h.pipe, fd) != 0) {
+        close(fd);
+        conn_drop(c);
+        return 0; /* the request fails at the tick */
+    }
+    if (uv_read_start(&c->h.stream, conn_on_alloc, conn_on_read) != 0) {
+        conn_drop(c);
+        return 0;
+    }
+    c->connected = true; /* the link holds what is written until it is up */
+    return 0;
+}
+
+/* Opens a connection to `addr` (numeric "host:port" or "[v6]:port", or
+ * "ID@host:port" for a channel) and makes it current.  0, or a negative
+ * code with nothing changed. */
+static int conn_open(struct forwarder *f, const char *addr)
+{
+    assert(f->conn == NULL && !f->closing);
+    if (strlen(addr) >= FORWARD_ADDR_MAX) {
+        return COALITION_E_INVALID_ARGUMENT;
+    }
+    const char *at = strchr(addr, '@');
+    if (at != NULL) {
+        return conn_open_channel(f, addr, at);
+    }
+    char host[FORWARD_ADDR_MAX];
+    int port = 0;
+    struct sockaddr_storage sa;
+    if (config_split_addr(addr, host, sizeof(host), &port) != 0) {
+        return COALITION_E_INVALID_ARGUMENT;
+    }
+    if (uv_ip4_addr(host, port, (struct sockaddr_in *)&sa) != 0 &&
+        uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa) != 0) {
+        /* Leader addresses come from `listen` settings, which the server
+         * binds numerically; a name here cannot be a node's address. */
+        return COALITION_E_INVALID_ARGUMENT;
+    }
+    struct forwarder_conn *c = conn_new(f, addr);
+    if (c == NULL) {
+        return COALITION_E_NOMEM;
+    }
+    uv_tcp_init(f->loop, &c->h.tcp);
     c->connect.data = c;
-    if (uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&sa, conn_on_connect) != 0) {
+    if (uv_tcp_connect(&c->connect, &c->h.tcp, (const struct sockaddr *)&sa, conn_on_connect) !=
+        0) {
         /* Not even attempted: close it; the request fails at the tick. */
         conn_drop(c);
         return 0;

@@ -1,7 +1,11 @@
 /* The forwarder: a follower's path to the leader.  Client requests that only
  * the leader may serve (writes, consistent reads, membership changes) are
- * sent over one TCP connection to the leader's client address, marked
- * `forwarded`, and the leader's answers are relayed back.  Nothing is retried
+ * sent over one connection to the leader, marked `forwarded`, and the
+ * leader's answers are relayed back.  The connection is a forwarding channel
+ * over the authenticated, encrypted links (node/link.c) when the address is
+ * "ID@HOST:PORT" (the leader's raft id and raft address), or plain TCP to a
+ * client port for "HOST:PORT" (a join, or the HTTP front talking to its own
+ * node).  Nothing is retried
  * here: a request whose fate is unknown is answered UNAVAILABLE, and the
  * client retries with the same txn id (idempotent). */
 #ifndef COALITION_FORWARD_H
@@ -14,6 +18,10 @@
 #include <uv.h>
 
 #include "coalition.pb-c.h"
+
+/* Bytes of an address with its NUL: "ID@" (up to 21) and a "host:port" of
+ * up to CONFIG_ADDR_MAX. */
+#define FORWARD_ADDR_MAX 277
 
 /* Requests in flight to the leader; beyond it, forwarder_send answers BUSY. */
 #define FORWARD_INFLIGHT_MAX 65536
@@ -42,10 +50,19 @@ struct forward_req {
 
 struct forwarder_conn; /* private */
 
+/* Opens a channel to node `id` at raft address `addr` (borrowed): 0 with
+ * *fd a connected stream socket the forwarder then owns, or a negative
+ * COALITION_E_* code (the request is answered with it, or UNAVAILABLE). */
+typedef int (*forward_dial_fn)(void *data, uint64_t id, const char *addr, int *fd);
+
 struct forwarder {
     /* public: set after forwarder_init to send requests as a client does,
      * without `forwarded` (the HTTP front talking to its own node) */
     bool as_client;
+    /* public: how "ID@HOST:PORT" addresses are reached (NULL: they fail
+     * with UNAVAILABLE) */
+    forward_dial_fn dial;
+    void *dial_data;
     /* private */
     uv_loop_t *loop;
     uint64_t timeout_ms;
@@ -68,7 +85,8 @@ int forwarder_init(struct forwarder *f, uv_loop_t *loop, uint64_t timeout_ms);
 void forwarder_close(struct forwarder *f, void (*cb)(struct forwarder *f));
 
 /* Forwards `msg` (borrowed: packed before return, with a new request id and
- * forwarded = true, or false with as_client) to the node at `addr` ("host:port", borrowed).  If the
+ * forwarded = true, or false with as_client) to the node at `addr`
+ * ("host:port" or "id@host:port", borrowed).  If the
  * current connection goes elsewhere it is closed first and its requests fail
  * with UNAVAILABLE; a connection is (re)opened as needed.  `cb` runs exactly
  * once, never before this function returns. */

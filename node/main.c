@@ -329,6 +329,21 @@ static bool link_key_trusted(void *data, const uint8_t pk[LINK_PUBLIC_LEN])
     return k->ledger != NULL && ledger_key_trusted(k->ledger, pk, &on_ledger) == 0 && on_ledger;
 }
 
+/* link_channel_cb: a forwarding channel from another node is served like a
+ * client connection. */
+static void node_on_channel(void *data, raft_id peer_id, const uint8_t peer_pk[LINK_PUBLIC_LEN],
+                            int fd)
+{
+    server_adopt_channel(data, peer_id, peer_pk, fd);
+}
+
+/* forward_dial_fn: the forwarder reaches the leader over the links. */
+static int node_dial_channel(void *data, uint64_t id, const char *addr, int *fd)
+{
+    struct cluster *c = data;
+    return link_channel_open(&c->transport, id, addr, fd);
+}
+
 static void on_fatal(int code)
 {
     /* Fail-stop: nothing more may be acknowledged.  A restart recovers from
@@ -438,12 +453,16 @@ int main(int argc, char **argv)
     n.keys.ledger = n.ledger;
     struct link_config link = {.secret_key = n.keys.has_secret ? n.keys.secret : NULL,
                                .trusted = link_key_trusted,
-                               .trusted_data = &n.keys};
+                               .trusted_data = &n.keys,
+                               .channel_accept = node_on_channel,
+                               .channel_data = &n.server};
     uv_loop_init(&n.loop);
     char host[CONFIG_ADDR_MAX];
     int port = 0;
     config_split_addr(cfg->listen, host, sizeof(host), &port); /* validated */
     rv = forwarder_init(&n.forwarder, &n.loop, cfg->forward_timeout_ms);
+    n.forwarder.dial = node_dial_channel;
+    n.forwarder.dial_data = &n.cluster;
     if (rv == 0) {
         rv = cluster_start(&n.cluster, &n.loop, cfg, cfg->raft, cfg->listen, n.ledger, n.store,
                            &link, on_fatal, errbuf, sizeof(errbuf));

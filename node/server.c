@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "auth.h"
 #include "bytes.h"
@@ -19,7 +20,12 @@
 #define SERVER_READ_BUF (64 * 1024)
 
 struct conn {
-    uv_tcp_t tcp; /* first: the handle's address is the conn's */
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;   /* a client */
+        uv_pipe_t pipe; /* a forwarding channel from another node (server_adopt_channel) */
+    } h;                /* first: the handle's address is the conn's */
     struct server *srv;
     struct conn *prev, *next;
     struct frame_decoder dec;
@@ -102,8 +108,8 @@ static void conn_close(struct conn *c)
         return;
     }
     c->closing = true;
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    uv_close((uv_handle_t *)&c->tcp, conn_on_close);
+    uv_read_stop(&c->h.stream);
+    uv_close(&c->h.handle, conn_on_close);
 }
 
 /* Packs `resp` as a frame straight into the output buffer. */
@@ -159,7 +165,7 @@ static void conn_flush(struct conn *c)
         }
         return;
     }
-    int rv = outbuf_flush(&c->out, (uv_stream_t *)&c->tcp, c, conn_on_write);
+    int rv = outbuf_flush(&c->out, &c->h.stream, c, conn_on_write);
     if (rv < 0) {
         conn_close(c);
     } else if (rv == 1) {
@@ -286,13 +292,16 @@ static bool leader_only(struct conn *c, Coalition__Request *req)
     if (cluster_is_leader(s->cluster)) {
         return true;
     }
-    char addr[CONFIG_ADDR_MAX];
-    uint64_t leader = cluster_leader(s->cluster, addr, sizeof(addr));
+    char addr[FORWARD_ADDR_MAX];
+    uint64_t leader = cluster_leader_link(s->cluster, addr, sizeof(addr));
     if (req->forwarded || leader == 0 || addr[0] == '\0') {
         /* A forwarded request is not forwarded again (the sender's view of
-         * the leader is stale); without a known leader nobody can serve. */
+         * the leader is stale); without a known leader nobody can serve.
+         * The hint is the leader's client address, for clients. */
+        char hint[CONFIG_ADDR_MAX];
+        cluster_leader(s->cluster, hint, sizeof(hint));
         conn_send_error_hint(
-            c, req->id, req->forwarded ? COALITION_E_NOT_LEADER : COALITION_E_UNAVAILABLE, addr);
+            c, req->id, req->forwarded ? COALITION_E_NOT_LEADER : COALITION_E_UNAVAILABLE, hint);
         coalition__request__free_unpacked(req, NULL);
         return false;
     }
@@ -766,8 +775,8 @@ static void sgroup_route(struct sgroup *sg)
         batcher_submit(s->batcher, &sg->breq);
         return;
     }
-    char addr[CONFIG_ADDR_MAX];
-    if (cluster_leader(s->cluster, addr, sizeof(addr)) == 0 || addr[0] == '\0') {
+    char addr[FORWARD_ADDR_MAX];
+    if (cluster_leader_link(s->cluster, addr, sizeof(addr)) == 0 || addr[0] == '\0') {
         sgroup_finish(sg, COALITION_E_UNAVAILABLE);
         return;
     }
@@ -1146,7 +1155,7 @@ static void conn_fail(struct conn *c, int code)
     conn_send_error(c, 0, code);
     c->close_after_flush = true;
     if (c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
+        uv_read_stop(&c->h.stream);
         c->reading = false;
     }
     conn_flush(c);
@@ -1173,7 +1182,7 @@ static void conn_process(struct conn *c)
     while (!c->closing && !c->close_after_flush) {
         if (conn_backed_up(c, 1)) {
             if (c->reading) {
-                uv_read_stop((uv_stream_t *)&c->tcp);
+                uv_read_stop(&c->h.stream);
                 c->reading = false;
             }
             if (outbuf_pending(&c->out) > SERVER_OUT_MAX && !c->told_slow) {
@@ -1237,11 +1246,37 @@ static void conn_on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf
 
 static void conn_read_start(struct conn *c)
 {
-    if (uv_read_start((uv_stream_t *)&c->tcp, conn_on_alloc, conn_on_read) == 0) {
+    if (uv_read_start(&c->h.stream, conn_on_alloc, conn_on_read) == 0) {
         c->reading = true;
     } else {
         conn_close(c);
     }
+}
+
+static struct conn *conn_new(struct server *s)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return NULL;
+    }
+    c->srv = s;
+    c->refs = 1;
+    frame_decoder_init(&c->dec, FRAME_PAYLOAD_MAX);
+    outbuf_init(&c->out);
+    return c;
+}
+
+/* Into the server's list, once its handle is initialized (conn_on_close
+ * takes it out). */
+static void conn_link(struct conn *c)
+{
+    struct server *s = c->srv;
+    c->next = s->conns;
+    if (s->conns != NULL) {
+        s->conns->prev = c;
+    }
+    s->conns = c;
+    s->n_conns++;
 }
 
 static void server_on_connection(uv_stream_t *listener, int status)
@@ -1250,26 +1285,42 @@ static void server_on_connection(uv_stream_t *listener, int status)
     if (status < 0 || s->closing) {
         return;
     }
-    struct conn *c = calloc(1, sizeof(*c));
+    struct conn *c = conn_new(s);
     if (c == NULL) {
         return;
     }
-    c->srv = s;
-    c->refs = 1;
-    frame_decoder_init(&c->dec, FRAME_PAYLOAD_MAX);
-    outbuf_init(&c->out);
-    uv_tcp_init(s->loop, &c->tcp);
-    c->next = s->conns;
-    if (s->conns != NULL) {
-        s->conns->prev = c;
-    }
-    s->conns = c;
-    s->n_conns++;
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0 || s->n_conns > SERVER_CONNECTIONS_MAX) {
+    uv_tcp_init(s->loop, &c->h.tcp);
+    conn_link(c);
+    if (uv_accept(listener, &c->h.stream) != 0 || s->n_conns > SERVER_CONNECTIONS_MAX) {
         conn_close(c); /* over the limit: the client sees the close */
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
+    uv_tcp_nodelay(&c->h.tcp, 1);
+    conn_read_start(c);
+}
+
+void server_adopt_channel(void *data, uint64_t peer_id, const uint8_t *peer_pk, int fd)
+{
+    struct server *s = data;
+    (void)peer_id;
+    (void)peer_pk;
+    /* Not started (yet, or ever: a failed start) or closing: refused. */
+    struct conn *c = s->loop == NULL || s->closing ? NULL : conn_new(s);
+    if (c == NULL) {
+        close(fd); /* the peer sees the channel end: its requests fail UNAVAILABLE */
+        return;
+    }
+    uv_pipe_init(s->loop, &c->h.pipe, 0);
+    conn_link(c);
+    if (uv_pipe_open(&c->h.pipe, fd) != 0) {
+        close(fd);
+        conn_close(c);
+        return;
+    }
+    if (s->n_conns > SERVER_CONNECTIONS_MAX) {
+        conn_close(c);
+        return;
+    }
     conn_read_start(c);
 }
 
@@ -1325,7 +1376,7 @@ void server_stop(struct server *s)
     uv_close((uv_handle_t *)&s->listener, NULL);
     for (struct conn *c = s->conns; c != NULL; c = c->next) {
         if (c->reading) {
-            uv_read_stop((uv_stream_t *)&c->tcp);
+            uv_read_stop(&c->h.stream);
             c->reading = false;
         }
     }

@@ -90,6 +90,11 @@ int server_start(struct server *s, uv_loop_t *loop, const char *host, int port,
  * leader).  Used by cluster.c through its send_join hook. */
 void server_send_join(struct cluster *c, const char *to_addr);
 
+/* link_channel_cb (node/link.h) for the server: serves a forwarding channel
+ * from node `peer_id` (authenticated by the link) on `fd` (owned from now
+ * on) like a client connection.  `data` is the struct server. */
+void server_adopt_channel(void *data, uint64_t peer_id, const uint8_t *peer_pk, int fd);
+
 /* Stops accepting and reading; responses already under way are still
  * delivered.  Then server_idle() tells when server_close may run. */
 void server_stop(struct server *s);

@@ -5,7 +5,9 @@
 # between them passes through a relay that captures it (coalition-relay; no
 # tcpdump here).  A member id written through the cluster is on every node's
 # disk but never in the captured traffic, which does carry the link
-# handshake's magic.  Then outsiders: a node with a key nobody trusts that
+# handshake's magic; the same for a write sent to a follower, which forwards
+# it to the leader over an encrypted channel of the same links.  Then
+# outsiders: a node with a key nobody trusts that
 # bootstraps itself as a fourth voter is refused by every member (their logs
 # say so) and gets no data; a node without a key refuses every link itself;
 # a keyless node that asks to join through the client port is added to the
@@ -112,6 +114,21 @@ fi
 for i in 1 2 3; do
     grep -q "up from node" "$TEST_TMP/node$i.log" || fail "node $i logged no authenticated link"
 done
+
+log "a write through a follower reaches the leader over an encrypted forwarding channel"
+FOLLOWER=$(a_follower)
+FWD_MARKER="zqx-forwarded-member-$RANDOM$RANDOM"
+expect_exit 0 cli_on "$FOLLOWER" member add --id "$FWD_MARKER"
+expect_exit 0 cli_on "$FOLLOWER" --json balance --member "$FWD_MARKER" --consistent
+wait_same_seq
+grep -q "forwarding channel up from node $FOLLOWER" "$TEST_TMP/node$LEADER.log" ||
+    fail "the leader logged no forwarding channel from node $FOLLOWER"
+for i in 1 2 3; do
+    grep -rqaF "$FWD_MARKER" "$TEST_TMP/node$i" || fail "node $i does not hold $FWD_MARKER"
+done
+if grep -qaF "$FWD_MARKER" "$CAPTURE"; then
+    fail "a forwarded member id crossed between nodes in plaintext"
+fi
 
 # ---- outsiders ---------------------------------------------------------------
 

@@ -7,6 +7,7 @@
  * errors, closing with requests in flight or from inside a callback, and
  * that no callback ever runs inside forwarder_send. */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -952,6 +953,95 @@ static void test_forward_idle_timer_stops(void **state)
     free(r);
 }
 
+/* ---- channels: "ID@HOST:PORT" through forwarder.dial ----------------------- */
+
+struct dialer {
+    size_t calls;
+    uint64_t last_id;
+    char last_addr[64];
+    int fail_with; /* 0: connect a TCP socket to the address (a channel's stand-in) */
+};
+
+/* forward_dial_fn: a blocking loopback connect stands in for the link, which
+ * hands over an already connected socket in the same way. */
+static int test_dial(void *data, uint64_t id, const char *addr, int *fd)
+{
+    struct dialer *d = data;
+    d->calls++;
+    d->last_id = id;
+    snprintf(d->last_addr, sizeof(d->last_addr), "%s", addr);
+    if (d->fail_with != 0) {
+        return d->fail_with;
+    }
+    const char *colon = strrchr(addr, ':');
+    assert_non_null(colon);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)atoi(colon + 1));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(s >= 0);
+    assert_int_equal(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    *fd = s;
+    return 0;
+}
+
+static void test_forward_channel_addresses(void **state)
+{
+    struct fx *fx = *state;
+    enum { N = 20 };
+    fx_start(fx, 3000);
+    tserver_start(&fx->a, &fx->loop, T_REVERSE);
+    fx->a.release_at = N;
+    struct dialer d = {0};
+    char addr[96];
+    snprintf(addr, sizeof(addr), "7@%s", fx->a.addr);
+
+    /* Without a dialer a channel address cannot be reached. */
+    struct rec *r = recs_new(fx, N + 6);
+    send_rec(fx, addr, &r[0]);
+    wait_calls(fx, 1, 2000);
+    check_failed(r, 1, COALITION_E_UNAVAILABLE);
+
+    /* With one: one dial for the whole pipeline, answers matched back. */
+    fx->f.dial = test_dial;
+    fx->f.dial_data = &d;
+    for (size_t i = 1; i <= N; i++) {
+        send_rec(fx, addr, &r[i]);
+    }
+    wait_calls(fx, N + 1, 3000);
+    check_answered(&r[1], N);
+    assert_int_equal(d.calls, 1);
+    assert_int_equal(d.last_id, 7);
+    assert_string_equal(d.last_addr, fx->a.addr);
+    assert_int_equal(fx->a.connections, 1);
+
+    /* A dial that fails answers its code's UNAVAILABLE (or BUSY) at once. */
+    d.fail_with = COALITION_E_UNAVAILABLE;
+    char other[96];
+    snprintf(other, sizeof(other), "8@%s", fx->a.addr); /* the leader moved: a new dial */
+    send_rec(fx, other, &r[N + 1]);
+    wait_calls(fx, N + 2, 2000);
+    check_failed(&r[N + 1], 1, COALITION_E_UNAVAILABLE);
+    assert_int_equal(d.calls, 2);
+    d.fail_with = COALITION_E_BUSY;
+    send_rec(fx, other, &r[N + 2]);
+    wait_calls(fx, N + 3, 2000);
+    check_failed(&r[N + 2], 1, COALITION_E_BUSY);
+
+    /* Ids that are not ids never reach the dialer. */
+    static const char *const bad[] = {"@127.0.0.1:1", "0@127.0.0.1:1", "x7@127.0.0.1:1"};
+    for (size_t i = 0; i < 3; i++) {
+        send_rec(fx, bad[i], &r[N + 3 + i]);
+    }
+    wait_calls(fx, N + 6, 2000);
+    check_failed(&r[N + 3], 3, COALITION_E_UNAVAILABLE);
+    assert_int_equal(d.calls, 3);
+    check_clean(fx);
+    free(r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -972,6 +1062,7 @@ int main(void)
         T(test_forward_timeout_during_connect),
         T(test_forward_output_bounded),
         T(test_forward_idle_timer_stops),
+        T(test_forward_channel_addresses),
 #undef T
     };
     return cmocka_run_group_tests_name("forward", tests, NULL, NULL);
