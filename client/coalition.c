@@ -1089,9 +1089,10 @@ static int client_txn_answer(struct coalition_client *c, const Coalition__Respon
                                resp->n_group_results);
         }
         if (g->code != 0) {
+            /* The transaction's own verdict: the answer's message is about
+             * the request as a whole (which went through). */
             int code = g->code < 0 ? g->code : COALITION_E_INTERNAL;
-            return client_fail(c, code, "%s",
-                               resp->message[0] != '\0' ? resp->message : coalition_strerror(code));
+            return client_fail(c, code, "%s", coalition_strerror(code));
         }
         if (g->txn == NULL) {
             return client_missing_result(c);

@@ -393,6 +393,13 @@ expect_error() {
 stdout: $OUT
 stderr: $ERR"
     fi
+    # A message a cashier's screen could show: never empty, never "OK".
+    got=$(json_get message "$OUT$ERR")
+    if [[ -z $got || $got == OK ]]; then
+        fail "'coalition --json $*': error $name came with the message '$got'
+stdout: $OUT
+stderr: $ERR"
+    fi
 }
 
 # ---- clusters ---------------------------------------------------------------
