@@ -77,7 +77,7 @@ struct lg_options {
     bool seed_set;
     const char *key_dir;     /* sign every transaction with keys from here (NULL: no) */
     const char *api_key;     /* send this API key with every request (NULL: none) */
-    const char *api_partner; /* with --api-key: the key's partner, the only one used */
+    const char *api_partner; /* --partner: the only partner used (with --api-key, the key's) */
 };
 
 /* A partner's (or the admin's, name "") secret key read from --key-dir.
@@ -1088,7 +1088,8 @@ static void lg_usage(FILE *out)
             "                     (P01.key.., SETUP.key; partners are admitted with\n"
             "                     DIR/admin.key and their public keys)\n"
             "  --api-key KEY      send this API key with every request: the node signs\n"
-            "  --api-partner P    the key's partner: every award and redemption is P's\n"
+            "  --partner P        every award and redemption is P's (with --api-key: the\n"
+            "                     key's partner; --api-partner is the same option)\n"
             "The last line of a load run is a machine-readable RESULT line.\n",
             COALITION_DEFAULT_NODE);
 }
@@ -1189,6 +1190,7 @@ static int lg_parse_options(int argc, char **argv, struct lg_options *opt)
         {"api-key", required_argument, NULL, OPT_API_KEY},
         {"api-partner", required_argument, NULL, OPT_API_PARTNER},
         {"help", no_argument, NULL, OPT_HELP},
+        {"partner", required_argument, NULL, OPT_API_PARTNER}, /* after the OPT_ order: an alias */
         {NULL, 0, NULL, 0},
     };
     memset(opt, 0, sizeof *opt);
@@ -1280,8 +1282,8 @@ static int lg_parse_options(int argc, char **argv, struct lg_options *opt)
         fprintf(stderr, "coalition-loadgen: --setup excludes --ack-log\n");
         return 2;
     }
-    if ((opt->api_key != NULL) != (opt->api_partner != NULL)) {
-        fprintf(stderr, "coalition-loadgen: --api-key and --api-partner go together\n");
+    if (opt->api_key != NULL && opt->api_partner == NULL) {
+        fprintf(stderr, "coalition-loadgen: --api-key needs --partner (the key's partner)\n");
         return 2;
     }
     if (opt->api_key != NULL && opt->key_dir != NULL && opt->mode != LG_MODE_SETUP) {
