@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "bytes.h"
 #include "errors.h"
 
@@ -23,7 +25,9 @@
 #define SNAPSHOT_MAGIC            "COALSNP1"
 #define SNAPSHOT_CHUNK            ((size_t)4 << 20)
 #define RESTORE_BATCH_KEYS        10000
-#define ENTRY_HEADER_LEN          8 /* u64 length of the packed Batch in a raft entry */
+#define ENTRY_HEADER_LEN          8     /* u64 length of the packed Batch in a raft entry */
+#define REFUSALS_LOG_MAX          20    /* refused membership changes logged ... */
+#define REFUSALS_LOG_WINDOW_MS    10000 /* ... per this many ms */
 
 #define CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
 
@@ -31,6 +35,15 @@ static uint64_t now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The wall clock in ms since the epoch (signatures of membership changes
+ * carry it; this is not apply code). */
+static uint64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
@@ -889,6 +902,106 @@ static void op_remove_done(struct raft_change *req, int status)
     op_finish(op, from_raft(status));
 }
 
+/* One line per refused membership change, at most REFUSALS_LOG_MAX per
+ * REFUSALS_LOG_WINDOW_MS (a keyless node asks to join twice a second). */
+static void change_log_refusal(struct cluster *c, const Coalition__ClusterChangeRequest *req,
+                               int code, const char *why)
+{
+    uint64_t t = now_ms();
+    if (t - c->refusals_since_ms >= REFUSALS_LOG_WINDOW_MS) {
+        if (c->refusals_quiet > 0) {
+            fprintf(stderr, "coalitiond: %u more membership changes refused, not logged\n",
+                    c->refusals_quiet);
+        }
+        c->refusals_since_ms = t;
+        c->refusals_logged = 0;
+        c->refusals_quiet = 0;
+    }
+    if (c->refusals_logged >= REFUSALS_LOG_MAX) {
+        c->refusals_quiet++;
+        return;
+    }
+    c->refusals_logged++;
+    static const char *const ops[] = {"add", "assign", "remove", "join"};
+    const char *op = (unsigned)req->op < sizeof(ops) / sizeof(ops[0]) ? ops[req->op] : "unknown";
+    char key[AUTH_PUBLIC_HEX + 1] = "none";
+    if (req->public_key.data != NULL && req->public_key.len == AUTH_PUBLIC_LEN) {
+        auth_hex_encode(req->public_key.data, AUTH_PUBLIC_LEN, key);
+    }
+    fprintf(stderr,
+            "coalitiond: membership change refused: %s of node %llu (raft %.64s, client %.64s) "
+            "signed by key %s: %s (%s)\n",
+            op, (unsigned long long)req->id, req->raft_addr ? req->raft_addr : "",
+            req->client_addr ? req->client_addr : "", key, why, coalition_errname(code));
+}
+
+/* Called on the leader (each tick and before a change is checked): in a
+ * new term, forget the nonces and refuse every change signed before now.
+ * What another leader accepted, or this node before a restart, is not in
+ * this memory; a change signed before this leader took office is therefore
+ * refused rather than possibly replayed.  0 or COALITION_E_NOMEM. */
+static int replay_new_term(struct cluster *c)
+{
+    if (c->replay.e != NULL && c->replay_term == c->raft.current_term) {
+        return 0;
+    }
+    if (c->replay.e == NULL &&
+        auth_replay_init(&c->replay, CLUSTER_REPLAY_CACHE, AUTH_CLUSTER_WINDOW_MS) != 0) {
+        return COALITION_E_NOMEM;
+    }
+    auth_replay_reset(&c->replay, wall_ms());
+    c->replay_term = c->raft.current_term;
+    return 0;
+}
+
+/* Authenticates a membership change on the leader (cluster.h): the
+ * signature, whose key it is, then the clock and the nonce (last, so that
+ * only authorized requests fill the replay cache).  0 or the code to
+ * answer, logged. */
+static int change_authenticate(struct cluster *c, const Coalition__ClusterChangeRequest *req)
+{
+    const char *why = NULL;
+    int rv = auth_cluster_verify(req);
+    if (rv != 0) {
+        why = req->signature.len == 0 ? "not signed" : "bad signature";
+    } else if (req->op == COALITION__CLUSTER_CHANGE_REQUEST__OP__JOIN) {
+        if (c->member_trusted == NULL ||
+            !c->member_trusted(c->member_trusted_data, req->public_key.data)) {
+            rv = COALITION_E_FORBIDDEN;
+            why = "the key is not trusted (trusted_keys_file, the admin key, or a partner key on "
+                  "the ledger)";
+        }
+    } else {
+        uint8_t admin[AUTH_PUBLIC_LEN];
+        if (ledger_signer_key(c->ledger, "", admin) != 0) {
+            rv = COALITION_E_UNAVAILABLE;
+            why = "the ledger holds no admin key yet (no genesis entry)";
+        } else if (sodium_memcmp(admin, req->public_key.data, AUTH_PUBLIC_LEN) != 0) {
+            rv = COALITION_E_FORBIDDEN;
+            why = "not the coalition admin key";
+        }
+    }
+    if (rv == 0 && replay_new_term(c) != 0) {
+        return COALITION_E_NOMEM;
+    }
+    if (rv == 0) {
+        rv = auth_replay_check(&c->replay, req->nonce.data, req->nonce.len, req->time_ms, wall_ms(),
+                               &why);
+    }
+    if (rv != 0) {
+        change_log_refusal(c, req, rv, why);
+    }
+    return rv;
+}
+
+void cluster_sign_join(struct cluster *c, Coalition__ClusterChangeRequest *req,
+                       struct auth_cluster_sig *sig)
+{
+    if (c->has_key) {
+        auth_cluster_sign(req, wall_ms(), c->key, sig);
+    }
+}
+
 int cluster_change(struct cluster *c, const Coalition__ClusterChangeRequest *req,
                    struct cluster_op *op, cluster_done_cb cb, void *data)
 {
@@ -904,6 +1017,10 @@ int cluster_change(struct cluster *c, const Coalition__ClusterChangeRequest *req
     }
     if (raft_state(&c->raft) != RAFT_LEADER) {
         return COALITION_E_NOT_LEADER;
+    }
+    int arv = change_authenticate(c, req);
+    if (arv != 0) {
+        return arv;
     }
     if (req->id == 0 ||
         (op->role != RAFT_VOTER && op->role != RAFT_STANDBY && op->role != RAFT_SPARE)) {
@@ -1077,6 +1194,9 @@ bool cluster_wants_promotion(struct cluster *c)
 static void cluster_on_tick(uv_timer_t *t)
 {
     struct cluster *c = t->data;
+    if (!c->closing && raft_state(&c->raft) == RAFT_LEADER) {
+        (void)replay_new_term(c); /* NOMEM: retried by the next change */
+    }
     if (c->closing || (dir_is_current(c) && !cluster_wants_promotion(c))) {
         return;
     }
@@ -1239,6 +1359,14 @@ int cluster_start(struct cluster *c, uv_loop_t *loop, const struct config *cfg,
     uv_timer_init(loop, &c->tick);
     c->tick.data = c;
     uv_timer_start(&c->tick, cluster_on_tick, CLUSTER_TICK_MS, CLUSTER_TICK_MS);
+    if (link != NULL) {
+        c->member_trusted = link->trusted;
+        c->member_trusted_data = link->trusted_data;
+        if (link->secret_key != NULL) {
+            memcpy(c->key, link->secret_key, sizeof(c->key));
+            c->has_key = true;
+        }
+    }
     return 0;
 }
 
@@ -1255,6 +1383,9 @@ static void cluster_on_raft_closed(struct raft *r)
 
 void cluster_free(struct cluster *c)
 {
+    sodium_memzero(c->key, sizeof(c->key));
+    c->has_key = false;
+    auth_replay_free(&c->replay);
     raft_uv_close(&c->uv_io);
     link_transport_close(&c->transport);
 }

@@ -2,10 +2,11 @@
  * the ledger is the raft state machine.  This module starts raft (new
  * coalition, single node, join or restart), proposes batches on the leader
  * and routes their results back, applies committed batches on every node,
- * takes and restores snapshots, changes membership, keeps the node directory
- * (who is reachable where) and stops the node on any raft I/O failure
- * (fail-stop, see the design brief on raft issue 320).  No client protocol
- * lives here. */
+ * takes and restores snapshots, changes membership (each change signed and
+ * checked here, on the leader, before anything changes: docs/security.md),
+ * keeps the node directory (who is reachable where) and stops the node on
+ * any raft I/O failure (fail-stop, see the design brief on raft issue 320).
+ * No client protocol lives here. */
 #ifndef COALITION_CLUSTER_H
 #define COALITION_CLUSTER_H
 
@@ -17,12 +18,14 @@
 #include <raft/uv.h>
 #include <uv.h>
 
+#include "auth.h"
 #include "config.h"
 #include "ledger.h"
 #include "link.h"
 #include "store.h"
 
-#define CLUSTER_NODES_MAX 64 /* servers in the configuration we track */
+#define CLUSTER_NODES_MAX    64   /* servers in the configuration we track */
+#define CLUSTER_REPLAY_CACHE 1024 /* nonces of accepted membership changes kept */
 
 struct cluster;
 struct cluster_proposal;
@@ -107,6 +110,15 @@ struct cluster {
     uint64_t snap_loop_us; /* time the loop spent starting it */
     bool closing;
     void (*close_cb)(struct cluster *c);
+    /* Authenticating membership changes (cluster_change). */
+    link_trusted_cb member_trusted; /* the links' trust rule, for JOIN keys */
+    void *member_trusted_data;
+    bool has_key;
+    uint8_t key[AUTH_SECRET_LEN]; /* this node's link key: signs its JOINs */
+    struct auth_replay replay;    /* allocated when first leader */
+    raft_term replay_term;        /* the term `replay` belongs to */
+    uint64_t refusals_since_ms;   /* log rate limit: window start */
+    unsigned refusals_logged, refusals_quiet;
     void *data; /* public: for the node */
 };
 
@@ -114,9 +126,12 @@ struct cluster {
  * bootstrapping a new coalition if cfg says so and the log is empty, and
  * starts it.  `client_addr` is this node's client address (for the
  * directory).  `link` (borrowed for the call) sets up the authenticated,
- * encrypted links to the other nodes (node/link.h).  on_fatal is called on
- * any raft I/O or apply failure and must not return.  Returns 0 or -1 with a
- * message in err. */
+ * encrypted links to the other nodes (node/link.h); the cluster also keeps
+ * a copy of its secret key (to sign this node's JOINs, see
+ * cluster_sign_join) and its trust callback and data (to check the key of a
+ * JOIN on the leader), so link->trusted_data must outlive the cluster.
+ * on_fatal is called on any raft I/O or apply failure and must not return.
+ * Returns 0 or -1 with a message in err. */
 int cluster_start(struct cluster *c, uv_loop_t *loop, const struct config *cfg,
                   const char *raft_addr, const char *client_addr, struct ledger *l, struct store *s,
                   const struct link_config *link, void (*on_fatal)(int code), char *err,
@@ -149,9 +164,24 @@ int cluster_barrier(struct cluster *c, struct cluster_op *op, cluster_done_cb cb
 /* Carries out a membership change on the leader (see ClusterChangeRequest):
  * returns 0 and cb(data, status) once, or a negative code (and no cb).  cb
  * may run before this function returns (nothing to change, or a step that
- * failed at once): callers must not touch `op` or `data` after a 0 return. */
+ * failed at once): callers must not touch `op` or `data` after a 0 return.
+ * Before anything changes the request must be signed (auth_cluster_verify):
+ * ADD, ASSIGN and REMOVE by the ledger's admin key, JOIN by a key the links'
+ * trust callback accepts; its time within AUTH_CLUSTER_WINDOW_MS of this
+ * node's clock, after this node became leader (this term), and its nonce
+ * not seen in this term (the replay cache lives in memory).  Else
+ * UNAUTHENTICATED (unsigned, bad signature, clock, replay), FORBIDDEN (a key
+ * not allowed to make it) or UNAVAILABLE (no genesis yet: no admin key),
+ * with a line on stderr. */
 int cluster_change(struct cluster *c, const Coalition__ClusterChangeRequest *req,
                    struct cluster_op *op, cluster_done_cb cb, void *data);
+
+/* Signs `req`, a JOIN about this node, with this node's key (the link key)
+ * at the wall-clock time: req's signature fields point into *sig (caller's,
+ * kept while req is used).  A node without a key leaves req unsigned; the
+ * leader then refuses it. */
+void cluster_sign_join(struct cluster *c, Coalition__ClusterChangeRequest *req,
+                       struct auth_cluster_sig *sig);
 
 /* True while this node, started with --join, has not yet been a voter or a
  * standby: its JOIN requests then ask the leader to promote it. */

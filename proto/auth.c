@@ -447,11 +447,21 @@ void auth_replay_free(struct auth_replay *r)
     memset(r, 0, sizeof(*r));
 }
 
+void auth_replay_reset(struct auth_replay *r, uint64_t floor_ms)
+{
+    assert(r != NULL);
+    r->n = 0;
+    r->floor_ms = floor_ms;
+}
+
 /* True if `t` is more than the window away from `now`, either way. */
 static bool outside_window(uint64_t t, uint64_t now, uint64_t w)
 {
     return t < now ? now - t > w : t - now > w;
 }
+
+#define REPLAY_BEFORE_FLOOR                                                                        \
+    "signed before what the replay memory covers (a new leader, or a full cache)"
 
 static int replay_refuse(const char **why, const char *reason)
 {
@@ -472,7 +482,8 @@ int auth_replay_check(struct auth_replay *r, const uint8_t *nonce, size_t nonce_
         return replay_refuse(why, "signed at a time too far from this node's clock");
     }
     if (time_ms <= r->floor_ms) {
-        return replay_refuse(why, "signed before the oldest request the replay cache holds");
+        return replay_refuse(
+            why, "signed before what the replay memory covers (a new leader, or a full cache)");
     }
     /* Drop what has left the window (compacting), look for the nonce. */
     size_t kept = 0;
@@ -502,7 +513,8 @@ int auth_replay_check(struct auth_replay *r, const uint8_t *nonce, size_t nonce_
         }
         r->e[oldest] = r->e[--r->n];
         if (time_ms <= r->floor_ms) {
-            return replay_refuse(why, "signed before the oldest request the replay cache holds");
+            return replay_refuse(
+                why, "signed before what the replay memory covers (a new leader, or a full cache)");
         }
     }
     memcpy(r->e[r->n].nonce, nonce, AUTH_NONCE_LEN);

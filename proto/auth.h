@@ -131,6 +131,10 @@ struct auth_replay {
  * between a request's time and the checker's clock, either way. */
 int auth_replay_init(struct auth_replay *r, size_t cap, uint64_t window_ms);
 void auth_replay_free(struct auth_replay *r);
+/* Forgets every nonce and refuses from now on anything signed at or before
+ * floor_ms (a new leader: what an earlier leader accepted is not known
+ * here). */
+void auth_replay_reset(struct auth_replay *r, uint64_t floor_ms);
 /* Checks a request signed at `time_ms` with `nonce` (nonce_len must be
  * AUTH_NONCE_LEN) against the clock `now_ms`, and remembers the nonce if it
  * passes: 0, or COALITION_E_UNAUTHENTICATED with a static reason in *why

@@ -4,7 +4,7 @@
  * bad public key is refused), API keys (form, parse, hash), and signed
  * membership changes (the exact message, any changed field or flipped bit
  * fails, S + L is refused) with the replay cache (clock window, exact
- * replays, a full cache). */
+ * replays, a full cache, a reset). */
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -780,6 +780,15 @@ static void test_auth_replay_full_cache_never_forgets_live(void **state)
     assert_int_equal(auth_replay_check(&r, nonces[5], AUTH_NONCE_LEN, later, later, NULL), 0);
     assert_int_equal(r.floor_ms, now - 40);
     assert_true(r.n <= 4);
+
+    /* A reset (a new leader) forgets the nonces but refuses anything signed
+     * at or before its floor, so a forgotten nonce cannot come back. */
+    auth_replay_reset(&r, later);
+    assert_int_equal(r.n, 0);
+    assert_int_equal(auth_replay_check(&r, nonces[5], AUTH_NONCE_LEN, later, later + 1, NULL),
+                     COALITION_E_UNAUTHENTICATED);
+    assert_int_equal(auth_replay_check(&r, nonces[5], AUTH_NONCE_LEN, later + 1, later + 1, NULL),
+                     0);
     auth_replay_free(&r);
 }
 
