@@ -11,8 +11,10 @@
 #    node whose key nobody trusts (the leader's log names its key);
 #  - a node with a trusted key joins and receives the ledger;
 #  - a signed `cluster add`, captured on the wire and sent again after the
-#    node was removed, is refused as a replay; the same request with its
-#    raft address changed is refused as forged.
+#    node was removed, is refused as a replay, also by the next leader
+#    (which never saw its nonce: it refuses what was signed before it took
+#    office); the same request with its raft address changed is refused as
+#    forged.
 set -euo pipefail
 # shellcheck source=tests/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
@@ -240,6 +242,19 @@ expect_contains "$(cat "$TEST_TMP/node$LEADER.log")" "bad signature (UNAUTHENTIC
 after=$(refusals)
 ((after >= before + 2)) || fail "the leader logged $((after - before)) refusals, expected 2"
 expect_eq "$(ids_in_config)" "1 2 3 6 " "configuration after the replay and the forgery"
+
+log "a new leader, which never saw the nonce, refuses the captured change too"
+OLD_LEADER=$LEADER
+stop_member "$OLD_LEADER"
+wait_leader 20
+log "new leader node $LEADER"
+expect_exit 0 resend "$CAPTURE" "$(node_addr "$LEADER")"
+expect_eq "$OUT" -31 "answer code of the new leader to the replayed cluster add"
+expect_contains "$(cat "$TEST_TMP/node$LEADER.log")" \
+    "add of node 8 (raft $SPARE_RAFT, client ) signed by key $(tr -d '\n' <"$KEY_DIR/admin.pub"): signed before what the replay memory covers" \
+    "the new leader's log"
+expect_eq "$(ids_in_config)" "1 2 3 6 " "configuration after the replay to the new leader"
+start_member "$OLD_LEADER"
 
 log "the cluster still works"
 expect_exit 0 cli_on "$FOLLOWER" member add --id after-replay
