@@ -23,6 +23,7 @@
 #include "auth.h"
 #include "coalition.h"
 #include "date.h"
+#include "program_json.h"
 
 enum {
     EXIT_OK = 0,
@@ -2731,17 +2732,6 @@ static bool file_u32(struct file_ctx *fc, json_t *obj, const char *where, const 
     return true;
 }
 
-static bool file_u64(struct file_ctx *fc, json_t *obj, const char *where, const char *key,
-                     uint64_t *out)
-{
-    int64_t v = (int64_t)*out;
-    if (!file_int(fc, obj, where, key, false, 0, INT64_MAX, &v)) {
-        return false;
-    }
-    *out = (uint64_t)v;
-    return true;
-}
-
 /* Reads string `key` of `obj` (borrowed from the document) into *out. */
 static bool file_text(struct file_ctx *fc, json_t *obj, const char *where, const char *key,
                       bool required, const char **out)
@@ -2757,21 +2747,6 @@ static bool file_text(struct file_ctx *fc, json_t *obj, const char *where, const
         return file_fail(fc, "'%s%s' is longer than %d bytes", where, key, COALITION_ID_MAX);
     }
     *out = json_string_value(v);
-    return true;
-}
-
-static bool file_date(struct file_ctx *fc, json_t *obj, const char *where, const char *key,
-                      uint64_t *out)
-{
-    json_t *v = json_object_get(obj, key);
-    if (v == NULL) {
-        return file_fail(fc, "missing key '%s%s'", where, key);
-    }
-    if (!json_is_string(v) || date_parse(json_string_value(v), out) != 0) {
-        return file_fail(fc,
-                         "'%s%s' must be a date: \"YYYY-MM-DD\" or \"YYYY-MM-DDTHH:MM:SS[.mmm]Z\"",
-                         where, key);
-    }
     return true;
 }
 
@@ -2796,80 +2771,42 @@ static json_t *file_load(struct file_ctx *fc)
     return doc;
 }
 
-static bool program_campaign_read(struct file_ctx *fc, json_t *obj, size_t i,
-                                  struct coalition_campaign *c)
-{
-    static const char *const keys[] = {"id",           "start",   "end", "multiplier_pct",
-                                       "bonus_points", "category"};
-    char where[48];
-    snprintf(where, sizeof(where), "campaigns[%zu].", i);
-    if (!json_is_object(obj)) {
-        return file_fail(fc, "campaigns[%zu] must be an object", i);
-    }
-    return file_known_keys(fc, obj, where, keys, sizeof(keys) / sizeof(keys[0])) &&
-           file_text(fc, obj, where, "id", true, &c->id) &&
-           file_date(fc, obj, where, "start", &c->start_ms) &&
-           file_date(fc, obj, where, "end", &c->end_ms) &&
-           file_u32(fc, obj, where, "multiplier_pct", &c->multiplier_pct) &&
-           file_int(fc, obj, where, "bonus_points", false, 0, INT64_MAX, &c->bonus_points) &&
-           file_text(fc, obj, where, "category", false, &c->category);
-}
-
-/* Reads a program file (docs/protocol.md) into f->program. */
+/* Reads a program file (docs/protocol.md) into f->program with the reader
+ * PUT /v1/program uses (proto/program_json.h); its texts stay borrowed from
+ * f->doc. */
 static bool program_read(struct file_ctx *fc, struct rules_file *f)
 {
-    static const char *const keys[] = {"point_value_mc", "base_rate_milli",    "categories",
-                                       "campaigns",      "min_purchase_cents", "lock_days"};
-    json_t *doc = f->doc;
+    _Static_assert(PROGRAM_JSON_TEXT_MAX == COALITION_ID_MAX, "one limit on ids");
+    _Static_assert(PROGRAM_JSON_CATEGORIES_MAX == COALITION_CATEGORIES_MAX, "one limit");
+    _Static_assert(PROGRAM_JSON_CAMPAIGNS_MAX == COALITION_CAMPAIGNS_MAX, "one limit");
+    Coalition__Program *pb = NULL;
+    char err[PROGRAM_JSON_ERR_LEN];
+    if (program_json_read(f->doc, NULL, &pb, err) != 0) {
+        return file_fail(fc, "%s", err);
+    }
     struct coalition_program *p = &f->program;
-    if (!file_known_keys(fc, doc, "", keys, sizeof(keys) / sizeof(keys[0])) ||
-        !file_u64(fc, doc, "", "point_value_mc", &p->point_value_mc) ||
-        !file_u64(fc, doc, "", "base_rate_milli", &p->base_rate_milli) ||
-        !file_int(fc, doc, "", "min_purchase_cents", false, 0, INT64_MAX, &p->min_purchase_cents) ||
-        !file_u32(fc, doc, "", "lock_days", &p->lock_days)) {
-        return false;
+    p->point_value_mc = pb->point_value_mc;
+    p->base_rate_milli = pb->base_rate_milli;
+    p->min_purchase_cents = pb->min_purchase_cents;
+    p->lock_days = pb->lock_days;
+    for (size_t i = 0; i < pb->n_categories; i++) {
+        f->categories[i].category = pb->categories[i]->category;
+        f->categories[i].multiplier_pct = pb->categories[i]->multiplier_pct;
     }
-    json_t *cats = json_object_get(doc, "categories");
-    if (cats != NULL) {
-        if (!json_is_object(cats)) {
-            return file_fail(fc, "'categories' must be an object of category: multiplier_pct");
-        }
-        if (json_object_size(cats) > COALITION_CATEGORIES_MAX) {
-            return file_fail(fc, "at most %d categories", COALITION_CATEGORIES_MAX);
-        }
-        const char *name;
-        json_t *pct;
-        json_object_foreach(cats, name, pct)
-        {
-            struct coalition_category_rate *c = &f->categories[p->n_categories];
-            if (strlen(name) > COALITION_ID_MAX) {
-                return file_fail(fc, "category '%s' is longer than %d bytes", name,
-                                 COALITION_ID_MAX);
-            }
-            c->category = name;
-            if (!file_u32(fc, cats, "categories.", name, &c->multiplier_pct)) {
-                return false;
-            }
-            p->n_categories++;
-        }
-        p->categories = f->categories;
+    p->n_categories = pb->n_categories;
+    p->categories = f->categories;
+    for (size_t i = 0; i < pb->n_campaigns; i++) {
+        const Coalition__Campaign *src = pb->campaigns[i];
+        f->campaigns[i] = (struct coalition_campaign){.id = src->id,
+                                                      .start_ms = src->start_ms,
+                                                      .end_ms = src->end_ms,
+                                                      .multiplier_pct = src->multiplier_pct,
+                                                      .bonus_points = src->bonus_points,
+                                                      .category = src->category};
     }
-    json_t *camps = json_object_get(doc, "campaigns");
-    if (camps != NULL) {
-        if (!json_is_array(camps)) {
-            return file_fail(fc, "'campaigns' must be an array");
-        }
-        if (json_array_size(camps) > COALITION_CAMPAIGNS_MAX) {
-            return file_fail(fc, "at most %d campaigns", COALITION_CAMPAIGNS_MAX);
-        }
-        for (size_t i = 0; i < json_array_size(camps); i++) {
-            if (!program_campaign_read(fc, json_array_get(camps, i), i, &f->campaigns[i])) {
-                return false;
-            }
-            p->n_campaigns++;
-        }
-        p->campaigns = f->campaigns;
-    }
+    p->n_campaigns = pb->n_campaigns;
+    p->campaigns = f->campaigns;
+    program_json_free(pb); /* the texts are f->doc's */
     return true;
 }
 

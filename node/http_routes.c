@@ -14,6 +14,7 @@
 
 #include "date.h"
 #include "errors.h"
+#include "program_json.h"
 #include "rules.h"
 
 #define API_KEY_ID_HEX      16
@@ -939,153 +940,52 @@ static int txn_from_body(struct route_call *call, const json_t *b, enum route_id
     return 0;
 }
 
-/* A partner's program as PUT /v1/program carries it: the protobuf message
- * and the parts it points to, which borrow their texts from the body. */
+/* A partner's program as PUT /v1/program carries it: what txn.program
+ * points to.  (http_routes.h names only this type, so the program from
+ * program_json_read sits behind it.) */
 struct route_program {
-    Coalition__Program program;
-    Coalition__CategoryRate cat[RULES_CATEGORIES_MAX];
-    Coalition__CategoryRate *cat_ptr[RULES_CATEGORIES_MAX];
-    Coalition__Campaign camp[RULES_CAMPAIGNS_MAX];
-    Coalition__Campaign *camp_ptr[RULES_CAMPAIGNS_MAX];
+    Coalition__Program *program; /* owned: program_json_free; texts borrow the body */
 };
 
-/* A date field ("2026-07-01" or "2026-07-01T12:00:00Z", as in the CLI's
- * program file).  Absent or null is an error when `required`, else leaves
- * *out alone. */
-static int body_date(const json_t *obj, const char *name, bool required, uint64_t *out)
-{
-    json_t *v = json_object_get(obj, name);
-    if (v == NULL || json_is_null(v)) {
-        return required ? COALITION_E_INVALID_ARGUMENT : 0;
-    }
-    if (!json_is_string(v) || date_parse(json_string_value(v), out) != 0) {
-        return COALITION_E_INVALID_ARGUMENT;
-    }
-    return 0;
-}
+_Static_assert(PROGRAM_JSON_TEXT_MAX == RULES_TEXT_MAX, "one limit on program texts");
+_Static_assert(PROGRAM_JSON_CATEGORIES_MAX == RULES_CATEGORIES_MAX, "one limit on categories");
+_Static_assert(PROGRAM_JSON_CAMPAIGNS_MAX == RULES_CAMPAIGNS_MAX, "one limit on campaigns");
 
-/* One element of "campaigns". */
-static int campaign_from_body(const json_t *c, Coalition__Campaign *out)
+static void route_program_free(struct route_program *rp)
 {
-    static const char *const allowed[] = {"id",           "start",    "end", "multiplier_pct",
-                                          "bonus_points", "category", NULL};
-    if (!json_is_object(c) || !body_only(c, allowed) || json_object_get(c, "id") == NULL) {
-        return COALITION_E_INVALID_ARGUMENT;
+    if (rp != NULL) {
+        program_json_free(rp->program);
+        free(rp);
     }
-    int64_t pct = 0, bonus = 0;
-    int rv = body_str(c, "id", &out->id);
-    if (rv == 0) {
-        rv = body_str(c, "category", &out->category);
-    }
-    if (rv == 0) {
-        rv = body_date(c, "start", true, &out->start_ms);
-    }
-    if (rv == 0) {
-        rv = body_date(c, "end", true, &out->end_ms);
-    }
-    if (rv == 0) {
-        rv = body_int(c, "multiplier_pct", 0, UINT32_MAX, &pct);
-    }
-    if (rv == 0) {
-        rv = body_int(c, "bonus_points", INT64_MIN, INT64_MAX, &bonus);
-    }
-    out->multiplier_pct = (uint32_t)pct;
-    out->bonus_points = bonus;
-    return rv;
 }
 
 /* PUT /v1/program: the body is the JSON object that `coalition program set
- * --file` reads (docs/protocol.md, "Program and rules files"), plus the
- * optional "reason" and "partner" of every write.  Here only the shape and
- * what the wire can carry are checked (unknown keys, types, dates, at most
- * RULES_CATEGORIES_MAX categories and RULES_CAMPAIGNS_MAX campaigns); what
- * only the ledger can judge (a point value of 0, a campaign that ends before
- * it starts, ...) is rules_program_validate's, on the node.  Absent numbers
- * are 0, as in the file. */
+ * --file` reads (docs/protocol.md, "Program and rules files"), read by the
+ * same reader (proto/program_json.h), plus the optional "reason" and
+ * "partner" of every write.  Here only the shape is checked; what only the
+ * ledger can judge (a point value of 0, a campaign that ends before it
+ * starts, ...) is rules_program_validate's, on the node. */
 static int program_from_body(struct route_call *call, const json_t *b)
 {
-    static const char *const allowed[] = {
-        "point_value_mc", "base_rate_milli", "categories", "campaigns", "min_purchase_cents",
-        "lock_days",      "reason",          "partner",    NULL};
-    if (!body_only(b, allowed)) {
-        return COALITION_E_INVALID_ARGUMENT;
-    }
+    static const char *const extra[] = {"reason", "partner", NULL};
     assert(call->program == NULL);
     struct route_program *rp = calloc(1, sizeof(*rp));
     if (rp == NULL) {
         return COALITION_E_NOMEM;
     }
     call->program = rp; /* freed by route_call_free */
-    Coalition__Program *p = &rp->program;
-    coalition__program__init(p);
-    Coalition__Txn *t = &call->txn;
-    t->kind = COALITION__TXN_KIND__TXN_PROGRAM_SET;
-    t->program = p;
-    int64_t value = 0, rate = 0, min = 0, lock = 0;
-    int rv = body_int(b, "point_value_mc", 0, INT64_MAX, &value);
-    if (rv == 0) {
-        rv = body_int(b, "base_rate_milli", 0, INT64_MAX, &rate);
-    }
-    if (rv == 0) {
-        rv = body_int(b, "min_purchase_cents", INT64_MIN, INT64_MAX, &min);
-    }
-    if (rv == 0) {
-        rv = body_int(b, "lock_days", 0, UINT32_MAX, &lock);
-    }
-    if (rv == 0) {
-        rv = body_str(b, "reason", &t->reason);
-    }
-    if (rv == 0) {
-        rv = body_str(b, "partner", &t->partner);
-    }
+    int rv = program_json_read(b, extra, &rp->program, NULL);
     if (rv != 0) {
         return rv;
     }
-    p->point_value_mc = (uint64_t)value;
-    p->base_rate_milli = (uint64_t)rate;
-    p->min_purchase_cents = min;
-    p->lock_days = (uint32_t)lock;
-
-    json_t *cats = json_object_get(b, "categories");
-    if (cats != NULL && !json_is_null(cats)) {
-        if (!json_is_object(cats) || json_object_size(cats) > RULES_CATEGORIES_MAX) {
-            return COALITION_E_INVALID_ARGUMENT;
-        }
-        const char *name;
-        json_t *v;
-        json_object_foreach(cats, name, v)
-        {
-            assert(p->n_categories < RULES_CATEGORIES_MAX);
-            Coalition__CategoryRate *c = &rp->cat[p->n_categories];
-            coalition__category_rate__init(c);
-            int64_t pct = 0;
-            if (!text_ok(name, strlen(name)) || body_int(cats, name, 0, UINT32_MAX, &pct) != 0 ||
-                !json_is_integer(v)) {
-                return COALITION_E_INVALID_ARGUMENT;
-            }
-            c->category = (char *)name; /* the key, kept by the body */
-            c->multiplier_pct = (uint32_t)pct;
-            rp->cat_ptr[p->n_categories++] = c;
-        }
-        p->categories = rp->cat_ptr;
+    Coalition__Txn *t = &call->txn;
+    t->kind = COALITION__TXN_KIND__TXN_PROGRAM_SET;
+    t->program = rp->program;
+    rv = body_str(b, "reason", &t->reason);
+    if (rv == 0) {
+        rv = body_str(b, "partner", &t->partner);
     }
-    json_t *camps = json_object_get(b, "campaigns");
-    if (camps != NULL && !json_is_null(camps)) {
-        if (!json_is_array(camps) || json_array_size(camps) > RULES_CAMPAIGNS_MAX) {
-            return COALITION_E_INVALID_ARGUMENT;
-        }
-        for (size_t i = 0; i < json_array_size(camps); i++) {
-            Coalition__Campaign *c = &rp->camp[i];
-            coalition__campaign__init(c);
-            rv = campaign_from_body(json_array_get(camps, i), c);
-            if (rv != 0) {
-                return rv;
-            }
-            rp->camp_ptr[p->n_campaigns++] = c;
-        }
-        p->campaigns = rp->camp_ptr;
-    }
-    return 0;
+    return rv;
 }
 
 /* The JSON object of a POST body ({} when empty). */
@@ -1278,7 +1178,7 @@ void route_call_free(struct route_call *call)
     for (size_t i = 0; i < call->n_owned; i++) {
         free(call->owned[i]);
     }
-    free(call->program);
+    route_program_free(call->program);
     if (call->body != NULL) {
         json_decref(call->body);
     }
