@@ -1445,6 +1445,8 @@ void server_send_join(struct cluster *c, const char *to_addr)
     /* VOTER: "promote me if I am still a spare"; SPARE: "only record me". */
     change.role = cluster_wants_promotion(c) ? COALITION__NODE_ROLE__ROLE_VOTER
                                              : COALITION__NODE_ROLE__ROLE_SPARE;
+    struct auth_cluster_sig sig; /* the leader accepts only a signed JOIN */
+    cluster_sign_join(c, &change, &sig);
     Coalition__Request req = COALITION__REQUEST__INIT;
     req.op_case = COALITION__REQUEST__OP_CLUSTER_CHANGE;
     req.cluster_change = &change;
