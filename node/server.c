@@ -1422,7 +1422,19 @@ static void join_done(struct forward_req *freq, int code, const Coalition__Respo
         /* That member knows better: ask the leader next time. */
         snprintf(c->join_addr, sizeof(c->join_addr), "%s", resp->leader_hint);
     } else if (code == 0 && resp->code != 0) {
-        fprintf(stderr, "coalitiond: joining the coalition: %s\n", coalition_errname(resp->code));
+        /* A refused joiner asks twice a second: say so when the answer
+         * changes, and then once a minute. */
+        struct server *s = c->send_join_data;
+        uint64_t now = s->loop != NULL ? uv_now(s->loop) : 0;
+        if (resp->code != s->join_refused_code || now - s->join_logged_ms >= 60000) {
+            fprintf(stderr, "coalitiond: joining the coalition: %s: %s\n",
+                    coalition_errname(resp->code),
+                    resp->message != NULL && resp->message[0] != '\0'
+                        ? resp->message
+                        : coalition_strerror(resp->code));
+            s->join_refused_code = resp->code;
+            s->join_logged_ms = now;
+        }
     }
     free(j);
 }

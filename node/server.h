@@ -64,6 +64,8 @@ struct server {
     uv_check_t sign_check;
     unsigned partner_rps;
     struct server_rate rates[SERVER_RATES];
+    int join_refused_code; /* the last refusal of our JOIN that was logged */
+    uint64_t join_logged_ms;
 };
 
 /* What the server serves from; all borrowed, must outlive the server. */
