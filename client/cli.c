@@ -1393,73 +1393,6 @@ static int run_lookup(struct cli *cli, const struct args *a)
 /* ------------------------------------------------------------------------
  * Settlement and KPI reports */
 
-/* What one partner pays another once their flows both ways are netted. */
-struct payment {
-    const char *payer; /* borrowed from the flows */
-    const char *payee;
-    int64_t value_mc; /* > 0 */
-};
-
-/* The value of flow issuer -> redeemer (0 if there is none). */
-static int64_t flow_value(const struct coalition_settlement *s, const char *issuer,
-                          const char *redeemer)
-{
-    for (size_t i = 0; i < s->n_flows; i++) {
-        if (strcmp(s->flows[i].issuer, issuer) == 0 &&
-            strcmp(s->flows[i].redeemer, redeemer) == 0) {
-            return s->flows[i].value_mc;
-        }
-    }
-    return 0;
-}
-
-/* Nets the flows of every pair of partners: for A and B, A owes B the value
- * of A's points redeemed at B, and B owes A the other way; the difference
- * is paid by whoever owes more.  Pairs that are even are left out.  Fills
- * *out (malloc'd, at most n_flows entries, the caller frees) in the order
- * of the flows.  Returns 0, NOMEM or OVERFLOW. */
-static int settlement_payments(const struct coalition_settlement *s, struct payment **out,
-                               size_t *n_out)
-{
-    *out = NULL;
-    *n_out = 0;
-    struct payment *p = calloc(s->n_flows > 0 ? s->n_flows : 1, sizeof(*p));
-    if (p == NULL) {
-        return COALITION_E_NOMEM;
-    }
-    size_t n = 0;
-    for (size_t i = 0; i < s->n_flows; i++) {
-        const struct coalition_flow *f = &s->flows[i];
-        if (strcmp(f->issuer, f->redeemer) == 0) {
-            continue; /* a partner's own points redeemed at itself: nobody pays */
-        }
-        bool seen = false;
-        for (size_t j = 0; j < i && !seen; j++) {
-            seen = strcmp(s->flows[j].issuer, f->redeemer) == 0 &&
-                   strcmp(s->flows[j].redeemer, f->issuer) == 0;
-        }
-        if (seen) {
-            continue; /* the pair was netted at its first flow */
-        }
-        int64_t net = 0;
-        if (__builtin_sub_overflow(f->value_mc, flow_value(s, f->redeemer, f->issuer), &net) ||
-            net == INT64_MIN) {
-            free(p);
-            return COALITION_E_OVERFLOW;
-        }
-        if (net == 0) {
-            continue;
-        }
-        p[n].payer = net > 0 ? f->issuer : f->redeemer;
-        p[n].payee = net > 0 ? f->redeemer : f->issuer;
-        p[n].value_mc = net > 0 ? net : -net;
-        n++;
-    }
-    *out = p;
-    *n_out = n;
-    return 0;
-}
-
 static json_t *json_flows(const struct coalition_flow *flows, size_t n)
 {
     json_t *arr = json_array();
@@ -1541,8 +1474,7 @@ static bool positions_table(struct table *t, const struct coalition_settlement *
     return true;
 }
 
-static void settlement_print_json(const struct coalition_settlement *s, const struct payment *pay,
-                                  size_t n_pay)
+static void settlement_print_json(const struct coalition_settlement *s)
 {
     json_t *obj = json_object();
     json_object_set_new(obj, "from", jdate(s->from_ms));
@@ -1571,19 +1503,19 @@ static void settlement_print_json(const struct coalition_settlement *s, const st
     }
     json_object_set_new(obj, "partners", partners);
     json_t *payments = json_array();
-    for (size_t i = 0; i < n_pay; i++) {
+    for (size_t i = 0; i < s->n_payments; i++) {
+        const struct coalition_payment *pay = &s->payments[i];
         json_t *o = json_object();
-        json_object_set_new(o, "payer", jstr(pay[i].payer));
-        json_object_set_new(o, "payee", jstr(pay[i].payee));
-        json_object_set_new(o, "value_mc", jint(pay[i].value_mc));
+        json_object_set_new(o, "payer", jstr(pay->payer));
+        json_object_set_new(o, "payee", jstr(pay->payee));
+        json_object_set_new(o, "value_mc", jint(pay->value_mc));
         json_array_append_new(payments, o);
     }
     json_object_set_new(obj, "payments", payments);
     json_print(obj);
 }
 
-static int settlement_print_text(const struct cli *cli, const struct coalition_settlement *s,
-                                 const struct payment *pay, size_t n_pay)
+static int settlement_print_text(const struct cli *cli, const struct coalition_settlement *s)
 {
     char from[DATE_TEXT_LEN];
     char to[DATE_TEXT_LEN];
@@ -1611,14 +1543,16 @@ static int settlement_print_text(const struct cli *cli, const struct coalition_s
     } else {
         table_print(&positions);
     }
+    /* The node nets the flows of each pair (node/report.c). */
     printf("\npayments (flows between each pair netted)\n");
-    if (n_pay == 0) {
+    if (s->n_payments == 0) {
         printf("none\n");
     }
-    for (size_t i = 0; i < n_pay; i++) {
+    for (size_t i = 0; i < s->n_payments; i++) {
+        const struct coalition_payment *pay = &s->payments[i];
         char value[MONEY_TEXT_LEN];
-        format_mc(pay[i].value_mc, value);
-        printf("%s pays %s %s\n", pay[i].payer, pay[i].payee, value);
+        format_mc(pay->value_mc, value);
+        printf("%s pays %s %s\n", pay->payer, pay->payee, value);
     }
     table_free(&flows);
     table_free(&positions);
@@ -1651,22 +1585,14 @@ static int run_settlement(struct cli *cli, const struct args *a)
     if (rv != 0) {
         return report_error(cli, rv, error_message(cli, rv));
     }
-    struct payment *pay = NULL;
-    size_t n_pay = 0;
-    rv = settlement_payments(&s, &pay, &n_pay);
-    if (rv != 0) {
-        coalition_settlement_free(&s);
-        return report_error(cli, rv, "netting the flows between partners failed");
-    }
     int status = EXIT_OK;
     if (cli->json) {
-        settlement_print_json(&s, pay, n_pay);
+        settlement_print_json(&s);
     } else if (a->v[OPT_CSV] != NULL) {
         status = settlement_print_csv(cli, &s);
     } else {
-        status = settlement_print_text(cli, &s, pay, n_pay);
+        status = settlement_print_text(cli, &s);
     }
-    free(pay);
     coalition_settlement_free(&s);
     return status;
 }

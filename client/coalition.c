@@ -1486,6 +1486,20 @@ int coalition_client_settlement(struct coalition_client *c, uint64_t from_ms, ui
             dst->expired_total = src->expired_total;
             out->n_partners = i + 1;
         }
+        if (rv == 0 && r->n_payments > 0) {
+            out->payments = calloc(r->n_payments, sizeof(*out->payments));
+            if (out->payments == NULL) {
+                rv = client_fail(c, COALITION_E_NOMEM, "out of memory");
+            }
+        }
+        for (size_t i = 0; rv == 0 && i < r->n_payments; i++) {
+            const Coalition__SettlementPayment *src = r->payments[i];
+            struct coalition_payment *dst = &out->payments[i];
+            copy_str(dst->payer, sizeof(dst->payer), src->payer);
+            copy_str(dst->payee, sizeof(dst->payee), src->payee);
+            dst->value_mc = src->value_mc;
+            out->n_payments = i + 1;
+        }
         if (rv != 0) {
             coalition_settlement_free(out);
         }
@@ -1501,10 +1515,13 @@ void coalition_settlement_free(struct coalition_settlement *s)
     }
     free(s->flows);
     free(s->partners);
+    free(s->payments);
     s->flows = NULL;
     s->partners = NULL;
+    s->payments = NULL;
     s->n_flows = 0;
     s->n_partners = 0;
+    s->n_payments = 0;
 }
 
 int coalition_client_report(struct coalition_client *c, const char *partner, uint64_t from_ms,

@@ -228,6 +228,15 @@ struct coalition_flow {
     int64_t value_mc; /* owed by issuer to redeemer, thousandths of a cent */
 };
 
+/* What `payer` pays `payee` once the flows between the two, both ways, are
+ * netted (coalition.SettlementPayment): one per pair of partners that is not
+ * even, as the node computes it. */
+struct coalition_payment {
+    char payer[COALITION_ID_MAX + 1];
+    char payee[COALITION_ID_MAX + 1];
+    int64_t value_mc; /* > 0, thousandths of a cent */
+};
+
 /* One partner's settlement figures (coalition.PartnerPosition). */
 struct coalition_position {
     char partner[COALITION_ID_MAX + 1];
@@ -253,6 +262,8 @@ struct coalition_settlement {
     struct coalition_flow *flows; /* issuer, redeemer order; owned */
     size_t n_partners;
     struct coalition_position *partners; /* partner order; owned */
+    size_t n_payments;
+    struct coalition_payment *payments; /* the node's netting of the flows; owned */
 };
 
 /* Program KPIs for one partner or the whole coalition (coalition.ReportResult). */
@@ -430,7 +441,8 @@ int coalition_client_identify(struct coalition_client *c, const char *member, co
 /* The settlement statement over [from_ms, to_ms), computed by the node asked
  * from its own committed state (through_seq says how far it reached).  On
  * success *out holds
- * flows and positions the caller releases with coalition_settlement_free. */
+ * flows, positions and payments the caller releases with
+ * coalition_settlement_free. */
 int coalition_client_settlement(struct coalition_client *c, uint64_t from_ms, uint64_t to_ms,
                                 struct coalition_settlement *out);
 void coalition_settlement_free(struct coalition_settlement *s);

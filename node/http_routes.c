@@ -1385,6 +1385,24 @@ static json_t *flows_json(Coalition__SettlementFlow *const *flows, size_t n)
     return arr;
 }
 
+/* The netted payments of a settlement (report_settlement computes them). */
+static json_t *payments_json(Coalition__SettlementPayment *const *pay, size_t n)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr != NULL && i < n; i++) {
+        json_t *o = json_object();
+        bool ok = o != NULL && put(o, "payer", jstr(pay[i]->payer)) &&
+                  put(o, "payee", jstr(pay[i]->payee)) &&
+                  put(o, "value_mc", jint(pay[i]->value_mc));
+        if (!ok || json_array_append_new(arr, o) != 0) {
+            json_decref(ok ? NULL : o);
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr;
+}
+
 static json_t *txn_json(const Coalition__TxnResult *r)
 {
     json_t *o = json_object();
@@ -1512,7 +1530,8 @@ static json_t *settlement_json(const Coalition__SettlementResult *s)
             return NULL;
         }
     }
-    if (!put(o, "partners", partners)) {
+    if (!put(o, "partners", partners) ||
+        !put(o, "payments", payments_json(s->payments, s->n_payments))) {
         json_decref(o);
         return NULL;
     }

@@ -685,6 +685,87 @@ static int position_message(const struct partner_row *row, Coalition__PartnerPos
     return 0;
 }
 
+/* The value of flow issuer -> redeemer among r's flows (0 if none). */
+static int64_t flow_value(const Coalition__SettlementResult *r, const char *issuer,
+                          const char *redeemer)
+{
+    for (size_t i = 0; i < r->n_flows; i++) {
+        if (strcmp(r->flows[i]->issuer, issuer) == 0 &&
+            strcmp(r->flows[i]->redeemer, redeemer) == 0) {
+            return r->flows[i]->value_mc;
+        }
+    }
+    return 0;
+}
+
+static int payment_message(const char *payer, const char *payee, int64_t value_mc,
+                           Coalition__SettlementPayment **out)
+{
+    assert(value_mc > 0);
+    Coalition__SettlementPayment *m = malloc(sizeof(*m));
+    if (m == NULL) {
+        return COALITION_E_NOMEM;
+    }
+    coalition__settlement_payment__init(m);
+    m->value_mc = value_mc;
+    m->payer = strdup(payer);
+    m->payee = m->payer != NULL ? strdup(payee) : NULL;
+    if (m->payee == NULL) {
+        coalition__settlement_payment__free_unpacked(m, NULL);
+        return COALITION_E_NOMEM;
+    }
+    *out = m;
+    return 0;
+}
+
+/* Fills r->payments from r->flows: for partners A and B, A owes B the value
+ * of A's points redeemed at B and B owes A the other way; whoever owes more
+ * pays the difference.  Even pairs and a partner's own points redeemed at
+ * itself are left out.  One payment per pair, in the order of the pair's
+ * first flow, so at most n_flows.  Returns 0, OVERFLOW or NOMEM. */
+static int settlement_payments(Coalition__SettlementResult *r)
+{
+    assert(r->n_payments == 0 && r->payments == NULL);
+    if (r->n_flows == 0) {
+        return 0;
+    }
+    r->payments = calloc(r->n_flows, sizeof(*r->payments));
+    if (r->payments == NULL) {
+        return COALITION_E_NOMEM;
+    }
+    for (size_t i = 0; i < r->n_flows; i++) {
+        const Coalition__SettlementFlow *f = r->flows[i];
+        if (strcmp(f->issuer, f->redeemer) == 0) {
+            continue;
+        }
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++) {
+            seen = strcmp(r->flows[j]->issuer, f->redeemer) == 0 &&
+                   strcmp(r->flows[j]->redeemer, f->issuer) == 0;
+        }
+        if (seen) {
+            continue; /* the pair was netted at its first flow */
+        }
+        int64_t net = 0;
+        if (__builtin_sub_overflow(f->value_mc, flow_value(r, f->redeemer, f->issuer), &net) ||
+            net == INT64_MIN) {
+            return COALITION_E_OVERFLOW;
+        }
+        if (net == 0) {
+            continue;
+        }
+        int rv = net > 0
+                     ? payment_message(f->issuer, f->redeemer, net, &r->payments[r->n_payments])
+                     : payment_message(f->redeemer, f->issuer, -net, &r->payments[r->n_payments]);
+        if (rv != 0) {
+            return rv;
+        }
+        r->n_payments++;
+    }
+    assert(r->n_payments <= r->n_flows);
+    return 0;
+}
+
 static int settlement_build(const struct scan *sc, Coalition__SettlementResult *r)
 {
     r->from_ms = sc->from_ms;
@@ -696,6 +777,9 @@ static int settlement_build(const struct scan *sc, Coalition__SettlementResult *
     int rv = flow_rows(sc, false, NULL, &frows, &nf);
     if (rv == 0) {
         rv = flow_messages(frows, nf, nf, &r->flows, &r->n_flows);
+    }
+    if (rv == 0) {
+        rv = settlement_payments(r);
     }
     if (rv == 0) {
         rv = partner_rows(sc, &prows, &np);

@@ -22,7 +22,10 @@
  * `issuer`, valued at the issuer's point value as of each entry (its latest
  * PROGRAM_SET, RULES_DEFAULT_POINT_VALUE_MC before one).  Flows are those with
  * nonzero points or value in the window, in (issuer, redeemer) order; partners
- * are those admitted before to_ms, in id order.  On success *out is a malloc'd
+ * are those admitted before to_ms, in id order; payments net the flows of
+ * each pair of partners both ways (who pays whom how much, one per pair that
+ * is not even, in the order of the pair's first flow), the one place
+ * settlement is netted for the CLI and the HTTP API.  On success *out is a malloc'd
  * result that the caller frees with report_settlement_free.  Returns 0,
  * INVALID_ARGUMENT (from_ms >= to_ms), OVERFLOW (a figure leaves int64),
  * VERIFY_FAILED (an entry that does not decode, or a redemption posting

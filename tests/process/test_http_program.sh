@@ -159,6 +159,26 @@ hexpect 200 POST /v1/transfers "{\"member\":\"alice\",\"member_to\":\"bob\",\"po
 expect_eq "$(balance_of alice)" 0 "alice gave everything"
 expect_eq "$(balance_of bob)" $((B0 + A0)) "bob has it"
 
+log "settlement: GET /v1/settlement has the payments the CLI prints"
+# bob holds points of acme and of books (alice's, transferred); redeeming at
+# both partners makes flows both ways between them.
+run hcli --json redeem --partner books --member bob --points 40 --txn b-redeem
+[[ $RC == 0 ]] || fail "redeem at books: $OUT $ERR"
+hexpect 200 POST /v1/redemptions '{"member":"bob","points":30}' r-acme
+hexpect 200 GET "/v1/settlement?from=2020-01-01&to=2100-01-01"
+HTTP_PAY=$(jq -cS .payments <<<"$HBODY")
+# The one payment nets acme's points redeemed at books against books' at acme.
+A2B=$(hjson '[.flows[] | select(.issuer=="acme" and .redeemer=="books") | .value_mc] | add // 0')
+B2A=$(hjson '[.flows[] | select(.issuer=="books" and .redeemer=="acme") | .value_mc] | add // 0')
+(( A2B != B2A )) || fail "no uneven flows between acme and books: $HBODY"
+if ((A2B > B2A)); then WANT_PAY="acme books $((A2B - B2A))"; else WANT_PAY="books acme $((B2A - A2B))"; fi
+expect_eq "$(hjson '.payments | length')" 1 "HTTP settlement payments"
+expect_eq "$(hjson '.payments[0] | "\(.payer) \(.payee) \(.value_mc)"')" "$WANT_PAY" \
+    "HTTP payment nets the flows"
+run hcli --json settlement --from 2020-01-01 --to 2100-01-01
+[[ $RC == 0 ]] || fail "CLI settlement: $OUT $ERR"
+expect_eq "$HTTP_PAY" "$(jq -cS .payments <<<"$OUT")" "HTTP and CLI settlement payments"
+
 log "the ledger agrees with itself"
 run hcli verify
 [[ $RC == 0 ]] || fail "verify: $OUT $ERR"
