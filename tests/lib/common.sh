@@ -623,8 +623,8 @@ a_follower() {
 
 # wait_directory [TIMEOUT_S]: waits until `cluster status` through every
 # running node lists CLUSTER_N nodes, each with its client address (a node
-# announces it in the replicated directory once a leader is known; followers
-# forward writes to the leader's).
+# announces it in the replicated directory once a leader is known; clients
+# get the leader's as a hint).
 wait_directory() {
     local timeout_s=${1:-15} out='' ids addrs i ready
     local deadline=$(($(now_ms) + timeout_s * 1000))
