@@ -228,10 +228,13 @@ fail() {
     exit 1
 }
 
-# free_port [COUNT]: one free loopback port (or COUNT of them, one per line).
+# free_port [COUNT]: one free loopback port (or COUNT of them, one per line),
+# below the ephemeral range and never one handed out earlier in this test
+# (freeport records them in $TEST_TMP/.ports), so ports picked in separate
+# calls differ even before they are bound.
 # shellcheck disable=SC2120
 free_port() {
-    "$FREEPORT" "${1:-1}"
+    "$FREEPORT" --record "$TEST_TMP/.ports" "${1:-1}"
 }
 
 # run ARGS...: runs a command; its stdout lands in OUT, stderr in ERR and its
