@@ -291,6 +291,42 @@ static Coalition__ReportResult *kpi(struct report_fixture *f, const char *partne
  * is its issued total minus its points redeemed anywhere (the flows with it
  * as issuer) minus its breakage; net = receivable - payable; receivable and
  * payable are its cross-partner flows; nets sum to zero; flows are sorted. */
+/* The payments settle the statement: each names two different partners and
+ * a positive value, no pair is paid twice (either way), and what each
+ * partner receives minus what it pays is its net. */
+static void assert_payments_net(const Coalition__SettlementResult *r)
+{
+    assert_true(r->n_payments <= r->n_flows);
+    for (size_t i = 0; i < r->n_payments; i++) {
+        const Coalition__SettlementPayment *pm = r->payments[i];
+        assert_true(pm->value_mc > 0);
+        assert_true(strcmp(pm->payer, pm->payee) != 0);
+        for (size_t j = 0; j < i; j++) {
+            const Coalition__SettlementPayment *o = r->payments[j];
+            bool same = strcmp(o->payer, pm->payer) == 0 && strcmp(o->payee, pm->payee) == 0;
+            bool back = strcmp(o->payer, pm->payee) == 0 && strcmp(o->payee, pm->payer) == 0;
+            assert_false(same || back);
+        }
+    }
+    for (size_t i = 0; i < r->n_partners; i++) {
+        const char *name = r->partners[i]->partner;
+        int64_t in = 0, out = 0;
+        for (size_t j = 0; j < r->n_payments; j++) {
+            in += strcmp(r->payments[j]->payee, name) == 0 ? r->payments[j]->value_mc : 0;
+            out += strcmp(r->payments[j]->payer, name) == 0 ? r->payments[j]->value_mc : 0;
+        }
+        assert_int_equal(in - out, r->partners[i]->net_mc);
+    }
+}
+
+static void assert_payment(const Coalition__SettlementPayment *pm, const char *payer,
+                           const char *payee, int64_t value_mc)
+{
+    assert_string_equal(pm->payer, payer);
+    assert_string_equal(pm->payee, payee);
+    assert_int_equal(pm->value_mc, value_mc);
+}
+
 static void assert_statement_consistent(const Coalition__SettlementResult *r)
 {
     int64_t net_sum = 0;
@@ -318,6 +354,7 @@ static void assert_statement_consistent(const Coalition__SettlementResult *r)
         net_sum += p->net_mc;
     }
     assert_int_equal(net_sum, 0);
+    assert_payments_net(r);
     for (size_t j = 0; j < r->n_flows; j++) {
         assert_true(r->flows[j]->points != 0 || r->flows[j]->value_mc != 0);
         if (j > 0) {
@@ -420,6 +457,11 @@ static void test_report_flows_value_follows_program(void **state)
     assert_int_equal(c->net_mc, 90000);
     assert_int_equal(c->redeemed_at, 30);
     assert_int_equal(c->outstanding, 0);
+    /* A owes B 55000 and B owes A 5000: A pays the difference; A's own
+     * points redeemed at A owe nothing. */
+    assert_int_equal(r->n_payments, 2);
+    assert_payment(r->payments[0], "A", "B", 50000);
+    assert_payment(r->payments[1], "A", "C", 90000);
     assert_statement_consistent(r);
     report_settlement_free(r);
 
@@ -432,6 +474,40 @@ static void test_report_flows_value_follows_program(void **state)
     award(f, 6000, "C", "m3", 4, 0);
     r = settle(f, 0, 7000);
     assert_int_equal(find_pos(r, "C")->liability_mc, 4 * RULES_DEFAULT_POINT_VALUE_MC);
+    assert_statement_consistent(r);
+    report_settlement_free(r);
+}
+
+/* Payments net each pair of partners: an even pair pays nothing, the larger
+ * debt decides who pays, and a partner's points redeemed at itself owe
+ * nothing. */
+static void test_report_payments_net_pairs(void **state)
+{
+    struct report_fixture *f = *state;
+    const char *names[] = {"A", "B", "C", "D"};
+    for (int i = 0; i < 4; i++) {
+        partner_add(f, 1000, names[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        award(f, 1100, names[i], "m1", 1000, 0);
+    }
+    redeem(f, 2000, "B", "m1", "A", 40); /* A owes B 40 */
+    redeem(f, 2001, "A", "m1", "B", 40); /* B owes A 40: even */
+    redeem(f, 2002, "D", "m1", "C", 10); /* C owes D 10 */
+    redeem(f, 2003, "C", "m1", "D", 25); /* D owes C 25: D pays 15 */
+    redeem(f, 2004, "C", "m1", "C", 99); /* C's own */
+
+    Coalition__SettlementResult *r = settle(f, 0, 3000);
+    assert_int_equal(r->n_flows, 5);
+    assert_int_equal(r->n_payments, 1);
+    assert_payment(r->payments[0], "D", "C", 15 * RULES_DEFAULT_POINT_VALUE_MC);
+    assert_statement_consistent(r);
+    report_settlement_free(r);
+
+    /* No cross-partner flow at all: no payment. */
+    r = settle(f, 2004, 3000);
+    assert_int_equal(r->n_flows, 1);
+    assert_int_equal(r->n_payments, 0);
     assert_statement_consistent(r);
     report_settlement_free(r);
 }
@@ -1348,6 +1424,7 @@ int main(void)
         T(test_report_rejects_empty_window),
         T(test_report_empty_ledger),
         T(test_report_flows_value_follows_program),
+        T(test_report_payments_net_pairs),
         T(test_report_reversals_net),
         T(test_report_expiry_breakage),
         T(test_report_window_boundaries),
