@@ -3370,6 +3370,55 @@ int ledger_lookup_key(struct ledger *l, const uint8_t hash[LEDGER_HASH_LEN],
     return lookup_read(l, &k, member);
 }
 
+int ledger_program(struct ledger *l, const char *partner, Coalition__Program **out)
+{
+    assert(out != NULL);
+    *out = NULL;
+    if (!ledger_id_ok(partner)) {
+        return COALITION_E_INVALID_ARGUMENT;
+    }
+    struct key k;
+    key_partner(&k, partner);
+    void *v = NULL;
+    size_t len = 0;
+    int rv = store_get(l->store, NULL, k.buf, k.len, &v, &len);
+    if (rv == STORE_NOT_FOUND) {
+        return COALITION_E_UNKNOWN_PARTNER;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    Coalition__PartnerRecord *rec = coalition__partner_record__unpack(NULL, len, v);
+    free(v);
+    if (rec == NULL) {
+        return COALITION_E_STORAGE;
+    }
+    Coalition__Program *p = rec->program;
+    rec->program = NULL; /* kept: it is the answer */
+    coalition__partner_record__free_unpacked(rec, NULL);
+    if (p == NULL) {
+        /* Never set: what the apply does with a NULL program.  An empty
+         * message from malloc, so that ledger_program_free frees both kinds
+         * alike. */
+        p = malloc(sizeof(*p));
+        if (p == NULL) {
+            return COALITION_E_NOMEM;
+        }
+        coalition__program__init(p);
+        p->point_value_mc = RULES_DEFAULT_POINT_VALUE_MC;
+        p->base_rate_milli = RULES_DEFAULT_BASE_RATE_MILLI;
+    }
+    *out = p;
+    return 0;
+}
+
+void ledger_program_free(Coalition__Program *p)
+{
+    if (p != NULL) {
+        coalition__program__free_unpacked(p, NULL);
+    }
+}
+
 /* Turns one due key into the transaction that handles it.  0 and *txn (free
  * with coalition__txn__free_unpacked... built here with malloc'd strings,
  * freed by ledger_txn_free), 1 to skip a key that is not understood. */

@@ -166,6 +166,18 @@ int ledger_lookup_card(struct ledger *l, const char *card, char member[LEDGER_ID
 int ledger_lookup_key(struct ledger *l, const uint8_t hash[LEDGER_HASH_LEN],
                       char member[LEDGER_ID_MAX + 1]);
 
+/* The earning program `partner` earns under in committed state, exactly as
+ * the apply uses it (purchase points, unlock times, settlement value): the
+ * program of its last PROGRAM_SET, or, for a partner that never set one,
+ * the rules engine's defaults (RULES_DEFAULT_POINT_VALUE_MC,
+ * RULES_DEFAULT_BASE_RATE_MILLI, no categories, campaigns, minimum or
+ * lock: what rules_award_points and rules_unlock_ms do with a NULL
+ * program).  On success *out is a new program the caller releases with
+ * ledger_program_free.  0, INVALID_ARGUMENT (not an id), UNKNOWN_PARTNER or
+ * an error (*out NULL). */
+int ledger_program(struct ledger *l, const char *partner, Coalition__Program **out);
+void ledger_program_free(Coalition__Program *p);
+
 /* Calls fn for up to `max` pieces of work due at or before now_ms in
  * committed state, oldest first, each as the scheduled transaction that
  * handles it (EXPIRE, HOLD_TIMEOUT, TIER_REVIEW).  fn takes ownership of

@@ -25,6 +25,7 @@
 #include "ledger.h"
 #include "ledger_fixture.h"
 #include "report.h"
+#include "rules.h"
 #include "store.h"
 
 #define DAY_MS  UINT64_C(86400000)
@@ -328,6 +329,92 @@ static void expect_entry_tier(struct ledger_fixture *f, uint64_t seq, const char
         assert_string_equal(e->tier, tier);
     }
     coalition__entry__free_unpacked(e, NULL);
+}
+
+/* The packed bytes of `p`, to compare two programs field by field. */
+static size_t program_packed(const Coalition__Program *p, uint8_t *buf, size_t cap)
+{
+    size_t n = coalition__program__get_packed_size(p);
+    assert_true(n <= cap);
+    assert_int_equal(coalition__program__pack(p, buf), n);
+    return n;
+}
+
+static void expect_program(struct ledger_fixture *f, const char *partner,
+                           const Coalition__Program *want)
+{
+    Coalition__Program *got = NULL;
+    assert_int_equal(ledger_program(f->l, partner, &got), 0);
+    assert_non_null(got);
+    uint8_t a[1024], b[1024];
+    size_t na = program_packed(want, a, sizeof(a));
+    size_t nb = program_packed(got, b, sizeof(b));
+    assert_int_equal(na, nb);
+    assert_memory_equal(a, b, na);
+    ledger_program_free(got);
+}
+
+static void test_ledger_rules_program_read(void **state)
+{
+    struct ledger_fixture *f = *state;
+    const uint64_t t0 = at("2024-01-15T10:00:00Z");
+    seed(f, t0);
+    Coalition__Program *p = (Coalition__Program *)1;
+    assert_int_equal(ledger_program(f->l, "nobody", &p), COALITION_E_UNKNOWN_PARTNER);
+    assert_null(p);
+    assert_int_equal(ledger_program(f->l, "", &p), COALITION_E_INVALID_ARGUMENT);
+    assert_int_equal(ledger_program(f->l, "bad id", &p), COALITION_E_INVALID_ARGUMENT);
+
+    /* Never set: the defaults, and they earn exactly what the apply gives a
+     * partner without a program (the same points, the same lock). */
+    Coalition__Program defaults = COALITION__PROGRAM__INIT;
+    defaults.point_value_mc = 1000;
+    defaults.base_rate_milli = 1000;
+    expect_program(f, "shop", &defaults);
+    Coalition__Program *eff = NULL;
+    assert_int_equal(ledger_program(f->l, "shop", &eff), 0);
+    int64_t points = 0;
+    char rule[RULES_RULE_LEN];
+    assert_int_equal(
+        rules_award_points(eff, t0, 4599, 0, "books", "", 100, &points, rule, sizeof(rule)), 0);
+    assert_int_equal(rules_unlock_ms(eff, t0), t0);
+    ledger_program_free(eff);
+    expect_purchase(f, t0, tx_purchase("shop", "d1", "alice", 4599, 0, "books"), points, "base");
+
+    /* Set: the program of the last PROGRAM_SET, after a restart too; another
+     * partner's is untouched. */
+    Coalition__CategoryRate books = COALITION__CATEGORY_RATE__INIT;
+    books.category = "books";
+    books.multiplier_pct = 150;
+    Coalition__CategoryRate *cats[] = {&books};
+    Coalition__Campaign summer = COALITION__CAMPAIGN__INIT;
+    summer.id = "summer";
+    summer.start_ms = at("2026-07-01T00:00:00Z");
+    summer.end_ms = at("2026-09-01T00:00:00Z");
+    summer.multiplier_pct = 150;
+    summer.category = "books";
+    Coalition__Campaign *camps[] = {&summer};
+    Coalition__Program set = COALITION__PROGRAM__INIT;
+    set.point_value_mc = 500;
+    set.base_rate_milli = 2000;
+    set.n_categories = 1;
+    set.categories = cats;
+    set.n_campaigns = 1;
+    set.campaigns = camps;
+    set.min_purchase_cents = 500;
+    set.lock_days = 14;
+    fixture_expect_ok(f, t0, tx_program_set("shop", "prog-1", &set));
+    expect_program(f, "shop", &set);
+    expect_program(f, "fuel", &defaults);
+    fixture_reopen(f);
+    expect_program(f, "shop", &set);
+
+    /* A second program replaces the first as a whole. */
+    Coalition__Program plain = COALITION__PROGRAM__INIT;
+    plain.point_value_mc = 2000;
+    plain.base_rate_milli = 0;
+    fixture_expect_ok(f, t0, tx_program_set("shop", "prog-2", &plain));
+    expect_program(f, "shop", &plain);
 }
 
 static void test_ledger_rules_tier_thresholds_and_multiplier(void **state)
@@ -1808,6 +1895,7 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, fixture_setup, fixture_teardown)
     const struct CMUnitTest tests[] = {
         T(test_ledger_rules_purchase_awards),
+        T(test_ledger_rules_program_read),
         T(test_ledger_rules_tier_thresholds_and_multiplier),
         T(test_ledger_rules_tier_window_and_review),
         T(test_ledger_rules_tier_reversal_lowers_earned),
