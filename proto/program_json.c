@@ -1,6 +1,7 @@
 /* The reader of a partner's program JSON into a coalition.Program, shared by
- * the CLI's `program set --file` and the node's PUT /v1/program.  Shape
- * only; the values are judged by rules_program_validate on the node. */
+ * the CLI's `program set --file` and the node's PUT /v1/program, and its
+ * writer, shared by `program show` and GET /v1/program.  Shape only; the
+ * values are judged by rules_program_validate on the node. */
 #include "program_json.h"
 
 #include <assert.h>
@@ -291,4 +292,158 @@ int program_json_read(const json_t *obj, const char *const *extra_keys, Coalitio
 void program_json_free(Coalition__Program *p)
 {
     free((struct program_json *)p);
+}
+
+/* ---- the writer --------------------------------------------------------- */
+
+/* Sets obj[key] = v, a new reference that is taken even on failure (NULL:
+ * jansson ran out of memory making it).  0 or NOMEM. */
+static int put(json_t *obj, const char *key, json_t *v)
+{
+    return v != NULL && json_object_set_new(obj, key, v) == 0 ? 0 : COALITION_E_NOMEM;
+}
+
+static int put_int(json_t *obj, const char *key, uint64_t v)
+{
+    if (v > INT64_MAX) {
+        return COALITION_E_INVALID_ARGUMENT;
+    }
+    return put(obj, key, json_integer((json_int_t)v));
+}
+
+/* A text as the reader takes it: NULL is "", at most PROGRAM_JSON_TEXT_MAX
+ * bytes, UTF-8. */
+static json_t *text_json(const char *s, int *rv)
+{
+    s = s != NULL ? s : "";
+    *rv = strlen(s) > PROGRAM_JSON_TEXT_MAX ? COALITION_E_INVALID_ARGUMENT : 0;
+    json_t *v = *rv == 0 ? json_string(s) : NULL;
+    if (*rv == 0 && v == NULL) {
+        /* Not UTF-8 or out of memory: a text that is UTF-8 tells which. */
+        json_t *probe = json_string("");
+        *rv = probe != NULL ? COALITION_E_INVALID_ARGUMENT : COALITION_E_NOMEM;
+        json_decref(probe);
+    }
+    return v;
+}
+
+static int put_text(json_t *obj, const char *key, const char *s)
+{
+    int rv = 0;
+    json_t *v = text_json(s, &rv);
+    return rv != 0 ? rv : put(obj, key, v);
+}
+
+static int put_date(json_t *obj, const char *key, uint64_t ms)
+{
+    char text[DATE_TEXT_LEN];
+    date_format(ms, text); /* after DATE_MS_MAX: DATE_MS_MAX */
+    return put(obj, key, json_string(text));
+}
+
+static int write_categories(const Coalition__Program *p, json_t *cats)
+{
+    if (p->n_categories > PROGRAM_JSON_CATEGORIES_MAX) {
+        return COALITION_E_INVALID_ARGUMENT;
+    }
+    int rv = 0;
+    for (size_t i = 0; rv == 0 && i < p->n_categories; i++) {
+        const Coalition__CategoryRate *c = p->categories[i];
+        const char *name = c->category != NULL ? c->category : "";
+        json_t *probe = text_json(name, &rv); /* the key: same rules as a text */
+        json_decref(probe);
+        if (rv == 0 && json_object_get(cats, name) != NULL) {
+            rv = COALITION_E_INVALID_ARGUMENT; /* the reader cannot tell two apart */
+        }
+        if (rv == 0) {
+            rv = put_int(cats, name, c->multiplier_pct);
+        }
+    }
+    return rv;
+}
+
+static int write_campaign(const Coalition__Campaign *c, json_t *o)
+{
+    int rv = put_text(o, "id", c->id);
+    if (rv == 0) {
+        rv = put_date(o, "start", c->start_ms);
+    }
+    if (rv == 0) {
+        rv = put_date(o, "end", c->end_ms);
+    }
+    if (rv == 0) {
+        rv = put_int(o, "multiplier_pct", c->multiplier_pct);
+    }
+    if (rv == 0) {
+        rv = c->bonus_points < 0 ? COALITION_E_INVALID_ARGUMENT
+                                 : put_int(o, "bonus_points", (uint64_t)c->bonus_points);
+    }
+    if (rv == 0) {
+        rv = put_text(o, "category", c->category);
+    }
+    return rv;
+}
+
+static int write_campaigns(const Coalition__Program *p, json_t *camps)
+{
+    if (p->n_campaigns > PROGRAM_JSON_CAMPAIGNS_MAX) {
+        return COALITION_E_INVALID_ARGUMENT;
+    }
+    int rv = 0;
+    for (size_t i = 0; rv == 0 && i < p->n_campaigns; i++) {
+        json_t *o = json_object();
+        rv = o != NULL ? write_campaign(p->campaigns[i], o) : COALITION_E_NOMEM;
+        if (rv == 0 && json_array_append(camps, o) != 0) {
+            rv = COALITION_E_NOMEM;
+        }
+        json_decref(o);
+    }
+    return rv;
+}
+
+int program_json_write(const Coalition__Program *p, json_t **out)
+{
+    assert(out != NULL);
+    *out = NULL;
+    if (p == NULL) {
+        return COALITION_E_INVALID_ARGUMENT;
+    }
+    json_t *o = json_object();
+    json_t *cats = json_object();
+    json_t *camps = json_array();
+    int rv = o != NULL && cats != NULL && camps != NULL ? 0 : COALITION_E_NOMEM;
+    if (rv == 0) {
+        rv = put_int(o, "point_value_mc", p->point_value_mc);
+    }
+    if (rv == 0) {
+        rv = put_int(o, "base_rate_milli", p->base_rate_milli);
+    }
+    if (rv == 0) {
+        rv = write_categories(p, cats);
+    }
+    if (rv == 0) {
+        rv = put(o, "categories", json_incref(cats));
+    }
+    if (rv == 0) {
+        rv = write_campaigns(p, camps);
+    }
+    if (rv == 0) {
+        rv = put(o, "campaigns", json_incref(camps));
+    }
+    if (rv == 0) {
+        rv = p->min_purchase_cents < 0
+                 ? COALITION_E_INVALID_ARGUMENT
+                 : put_int(o, "min_purchase_cents", (uint64_t)p->min_purchase_cents);
+    }
+    if (rv == 0) {
+        rv = put_int(o, "lock_days", p->lock_days);
+    }
+    json_decref(cats);
+    json_decref(camps);
+    if (rv != 0) {
+        json_decref(o);
+        return rv;
+    }
+    *out = o;
+    return 0;
 }

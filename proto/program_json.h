@@ -53,4 +53,23 @@ int program_json_read(const json_t *obj, const char *const *extra_keys, Coalitio
  * object its texts came from is the caller's, untouched. */
 void program_json_free(Coalition__Program *p);
 
+/* Writes `p` (borrowed) as the document program_json_read reads, so that
+ * what is written reads back into the same program: every key present, in
+ * the order of the example in docs/protocol.md; categories in the program's order; a campaign's
+ * dates as date_format writes them ("2026-07-01T00:00:00.000Z"; an instant after DATE_MS_MAX as
+ * DATE_MS_MAX, as late as the reader goes); a NULL text as
+ * "".  The one writer behind `coalition program show --json` and the node's
+ * GET /v1/program.
+ *
+ * Returns 0 with *out a new JSON object (the caller's reference:
+ * json_decref), or, with *out NULL,
+ *   COALITION_E_INVALID_ARGUMENT if `p` is NULL or holds what the reader
+ *     would refuse: a number above INT64_MAX, more than
+ *     PROGRAM_JSON_CATEGORIES_MAX categories or PROGRAM_JSON_CAMPAIGNS_MAX
+ *     campaigns, a text longer than PROGRAM_JSON_TEXT_MAX bytes or not
+ *     UTF-8, a category twice (a program the ledger accepted has none of
+ *     these), or
+ *   COALITION_E_NOMEM. */
+int program_json_write(const Coalition__Program *p, json_t **out);
+
 #endif

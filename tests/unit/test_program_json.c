@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "errors.h"
@@ -307,6 +308,122 @@ static void test_program_json_without_message_buffer(void **state)
     program_json_free(NULL);
 }
 
+/* Packs `p` into `buf`: two programs are equal when their bytes are. */
+static size_t packed(const Coalition__Program *p, uint8_t *buf, size_t cap)
+{
+    size_t n = coalition__program__get_packed_size(p);
+    assert_true(n <= cap);
+    assert_int_equal(coalition__program__pack(p, buf), n);
+    return n;
+}
+
+static void test_program_json_write_reads_back_the_same(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(
+        read_text(f,
+                  "{\"point_value_mc\":1000,\"base_rate_milli\":3000,\"min_purchase_cents\":500,"
+                  "\"lock_days\":7,\"categories\":{\"books\":200,\"fuel\":150},"
+                  "\"campaigns\":[{\"id\":\"spring\",\"start\":\"2026-03-01\","
+                  "\"end\":\"2026-06-01T12:00:00.250Z\",\"multiplier_pct\":300,"
+                  "\"bonus_points\":50,\"category\":\"books\"},"
+                  "{\"id\":\"bare\",\"start\":\"2026-01-01\",\"end\":\"2026-01-02\"}]}",
+                  NULL),
+        0);
+    json_t *out = NULL;
+    assert_int_equal(program_json_write(f->program, &out), 0);
+    char *text = json_dumps(out, JSON_COMPACT);
+    assert_non_null(text);
+    /* Every key, in the documented order; dates in date_format's form. */
+    assert_string_equal(
+        text, "{\"point_value_mc\":1000,\"base_rate_milli\":3000,"
+              "\"categories\":{\"books\":200,\"fuel\":150},"
+              "\"campaigns\":[{\"id\":\"spring\",\"start\":\"2026-03-01T00:00:00.000Z\","
+              "\"end\":\"2026-06-01T12:00:00.250Z\",\"multiplier_pct\":300,\"bonus_points\":50,"
+              "\"category\":\"books\"},{\"id\":\"bare\",\"start\":\"2026-01-01T00:00:00.000Z\","
+              "\"end\":\"2026-01-02T00:00:00.000Z\",\"multiplier_pct\":0,\"bonus_points\":0,"
+              "\"category\":\"\"}],\"min_purchase_cents\":500,\"lock_days\":7}");
+    uint8_t a[1024], b[1024];
+    size_t na = packed(f->program, a, sizeof(a));
+    json_decref(out);
+    /* Read back: the same program. */
+    assert_int_equal(read_text(f, text, NULL), 0);
+    size_t nb = packed(f->program, b, sizeof(b));
+    assert_int_equal(na, nb);
+    assert_memory_equal(a, b, na);
+    free(text);
+
+    /* An empty program: zeros, {} and []. */
+    Coalition__Program empty = COALITION__PROGRAM__INIT;
+    assert_int_equal(program_json_write(&empty, &out), 0);
+    text = json_dumps(out, JSON_COMPACT);
+    assert_string_equal(text, "{\"point_value_mc\":0,\"base_rate_milli\":0,\"categories\":{},"
+                              "\"campaigns\":[],\"min_purchase_cents\":0,\"lock_days\":0}");
+    free(text);
+    json_decref(out);
+}
+
+static void test_program_json_write_refuses_what_cannot_read_back(void **state)
+{
+    (void)state;
+    json_t *out = (json_t *)1;
+    assert_int_equal(program_json_write(NULL, &out), COALITION_E_INVALID_ARGUMENT);
+    assert_null(out);
+    Coalition__Program p = COALITION__PROGRAM__INIT;
+    p.point_value_mc = (uint64_t)INT64_MAX + 1;
+    assert_int_equal(program_json_write(&p, &out), COALITION_E_INVALID_ARGUMENT);
+    assert_null(out);
+    p.point_value_mc = 1000;
+    p.min_purchase_cents = -1;
+    assert_int_equal(program_json_write(&p, &out), COALITION_E_INVALID_ARGUMENT);
+    p.min_purchase_cents = 0;
+
+    /* Categories: a name too long, not UTF-8, twice; too many. */
+    char long_name[PROGRAM_JSON_TEXT_MAX + 2];
+    memset(long_name, 'c', sizeof(long_name) - 1);
+    long_name[sizeof(long_name) - 1] = '\0';
+    Coalition__CategoryRate c1 = COALITION__CATEGORY_RATE__INIT;
+    Coalition__CategoryRate c2 = COALITION__CATEGORY_RATE__INIT;
+    Coalition__CategoryRate *cats[PROGRAM_JSON_CATEGORIES_MAX + 1];
+    c1.category = long_name;
+    cats[0] = &c1;
+    p.categories = cats;
+    p.n_categories = 1;
+    assert_int_equal(program_json_write(&p, &out), COALITION_E_INVALID_ARGUMENT);
+    c1.category = "\xff";
+    assert_int_equal(program_json_write(&p, &out), COALITION_E_INVALID_ARGUMENT);
+    c1.category = "books";
+    c2.category = "books";
+    cats[1] = &c2;
+    p.n_categories = 2;
+    assert_int_equal(program_json_write(&p, &out), COALITION_E_INVALID_ARGUMENT);
+    for (size_t i = 0; i < PROGRAM_JSON_CATEGORIES_MAX + 1; i++) {
+        cats[i] = &c1;
+    }
+    p.n_categories = PROGRAM_JSON_CATEGORIES_MAX + 1;
+    assert_int_equal(program_json_write(&p, &out), COALITION_E_INVALID_ARGUMENT);
+    p.n_categories = 0;
+
+    /* Campaigns: a negative bonus; a date past DATE_MS_MAX is written as
+     * the last one the reader takes. */
+    Coalition__Campaign camp = COALITION__CAMPAIGN__INIT;
+    Coalition__Campaign *camps[] = {&camp};
+    camp.id = "late";
+    camp.start_ms = 0;
+    camp.end_ms = UINT64_MAX;
+    camp.bonus_points = -5;
+    p.campaigns = camps;
+    p.n_campaigns = 1;
+    assert_int_equal(program_json_write(&p, &out), COALITION_E_INVALID_ARGUMENT);
+    assert_null(out);
+    camp.bonus_points = 5;
+    assert_int_equal(program_json_write(&p, &out), 0);
+    json_t *c = json_array_get(json_object_get(out, "campaigns"), 0);
+    assert_string_equal(json_string_value(json_object_get(c, "start")), "1970-01-01T00:00:00.000Z");
+    assert_string_equal(json_string_value(json_object_get(c, "end")), "9999-12-31T23:59:59.999Z");
+    json_decref(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -318,6 +435,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_program_json_limits_at_their_edge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_program_json_refuses_bad_shapes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_program_json_without_message_buffer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_program_json_write_reads_back_the_same, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_program_json_write_refuses_what_cannot_read_back,
+                                        setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
