@@ -440,6 +440,52 @@ static void handle_lookup(struct conn *c, uint64_t id, const Coalition__LookupRe
     conn_send(c, &resp);
 }
 
+/* The partner whose API key the request carries: 0, UNAUTHENTICATED
+ * (missing, malformed, unknown or revoked) or a storage error. */
+static int request_partner(struct server *s, const Coalition__Request *req,
+                           char partner[LEDGER_ID_MAX + 1])
+{
+    char id[AUTH_KEY_ID_HEX + 1];
+    uint8_t hash[AUTH_HASH_LEN];
+    if (req->api_key == NULL || req->api_key[0] == '\0') {
+        return COALITION_E_UNAUTHENTICATED;
+    }
+    int rv = auth_api_key_parse(req->api_key, id, hash);
+    return rv != 0 ? rv : ledger_api_key_partner(s->ledger, id, hash, partner);
+}
+
+/* A partner's program: the one named, or the API key's partner when none
+ * is (ProgramRequest in proto/coalition.proto). */
+static void handle_program(struct conn *c, const Coalition__Request *req)
+{
+    const char *partner = req->program->partner;
+    char keyed[LEDGER_ID_MAX + 1];
+    int rv = 0;
+    if (partner[0] == '\0') {
+        rv = req->api_key != NULL && req->api_key[0] != '\0' ? request_partner(c->srv, req, keyed)
+                                                             : COALITION_E_INVALID_ARGUMENT;
+        partner = keyed;
+    }
+    Coalition__Program *prog = NULL;
+    if (rv == 0) {
+        rv = ledger_program(c->srv->ledger, partner, &prog);
+    }
+    if (rv != 0) {
+        conn_send_error(c, req->id, rv);
+        return;
+    }
+    Coalition__Response resp = COALITION__RESPONSE__INIT;
+    Coalition__ProgramResult pres = COALITION__PROGRAM_RESULT__INIT;
+    resp.id = req->id;
+    resp.message = "";
+    pres.partner = (char *)partner;
+    pres.program = prog;
+    resp.result_case = COALITION__RESPONSE__RESULT_PROGRAM;
+    resp.program = &pres;
+    conn_send(c, &resp);
+    ledger_program_free(prog);
+}
+
 static void handle_history(struct conn *c, uint64_t id, const Coalition__HistoryRequest *hr)
 {
     Coalition__HistoryItem *items = NULL;
@@ -484,6 +530,9 @@ static void handle_read(struct conn *c, const Coalition__Request *req)
         break;
     case COALITION__REQUEST__OP_LOOKUP:
         handle_lookup(c, req->id, req->lookup);
+        break;
+    case COALITION__REQUEST__OP_PROGRAM:
+        handle_program(c, req);
         break;
     default:
         handle_history(c, req->id, req->history);
@@ -614,20 +663,6 @@ static bool admin_only(int kind)
     return kind == COALITION__TXN_KIND__TXN_PARTNER_ADD ||
            kind == COALITION__TXN_KIND__TXN_RULES_SET || kind == COALITION__TXN_KIND__TXN_MERGE ||
            kind == COALITION__TXN_KIND__TXN_ERASE;
-}
-
-/* The partner whose API key the request carries: 0, UNAUTHENTICATED
- * (missing, malformed, unknown or revoked) or a storage error. */
-static int request_partner(struct server *s, const Coalition__Request *req,
-                           char partner[LEDGER_ID_MAX + 1])
-{
-    char id[AUTH_KEY_ID_HEX + 1];
-    uint8_t hash[AUTH_HASH_LEN];
-    if (req->api_key == NULL || req->api_key[0] == '\0') {
-        return COALITION_E_UNAUTHENTICATED;
-    }
-    int rv = auth_api_key_parse(req->api_key, id, hash);
-    return rv != 0 ? rv : ledger_api_key_partner(s->ledger, id, hash, partner);
 }
 
 /* Takes one request from `partner`'s budget (a token bucket refilled at
@@ -1127,6 +1162,7 @@ static void handle_request(struct conn *c, Coalition__Request *req)
     case COALITION__REQUEST__OP_HISTORY:
     case COALITION__REQUEST__OP_EXPIRING:
     case COALITION__REQUEST__OP_LOOKUP:
+    case COALITION__REQUEST__OP_PROGRAM:
         if (req->consistent) {
             handle_consistent_read(c, req);
             return;
