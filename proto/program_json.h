@@ -55,11 +55,11 @@ void program_json_free(Coalition__Program *p);
 
 /* Writes `p` (borrowed) as the document program_json_read reads, so that
  * what is written reads back into the same program: every key present, in
- * the order of the example in docs/protocol.md; categories in the program's order; a campaign's
- * dates as date_format writes them ("2026-07-01T00:00:00.000Z"; an instant after DATE_MS_MAX as
- * DATE_MS_MAX, as late as the reader goes); a NULL text as
- * "".  The one writer behind `coalition program show --json` and the node's
- * GET /v1/program.
+ * the order of the example in docs/protocol.md; categories in the
+ * program's order; a campaign's dates as date_format writes them
+ * ("2026-07-01T00:00:00.000Z"; an instant after DATE_MS_MAX as DATE_MS_MAX,
+ * as late as the reader goes); a NULL text as "".  The one writer behind
+ * `coalition program show --json` and the node's GET /v1/program.
  *
  * Returns 0 with *out a new JSON object (the caller's reference:
  * json_decref), or, with *out NULL,
