@@ -48,6 +48,7 @@ static const char *const route_names[ROUTE_COUNT] = {
     [ROUTE_REPORT] = "GET /v1/reports",
     [ROUTE_PROGRAM_SET] = "PUT /v1/program",
     [ROUTE_TRANSFER] = "POST /v1/transfers",
+    [ROUTE_PROGRAM_GET] = "GET /v1/program",
 };
 
 const char *route_name(enum route_id r)
@@ -755,13 +756,18 @@ static int route_match(const struct path *p, int method, enum route_id *route, s
                 {"reversals", ROUTE_REVERSE, HTTP_POST},
                 {"settlement", ROUTE_SETTLEMENT, HTTP_GET},
                 {"reports", ROUTE_REPORT, HTTP_GET},
+                {"program", ROUTE_PROGRAM_GET, HTTP_GET},
                 {"program", ROUTE_PROGRAM_SET, HTTP_PUT},
                 {"transfers", ROUTE_TRANSFER, HTTP_POST},
             };
-            for (size_t i = 0; i < sizeof(flat) / sizeof(flat[0]); i++) {
+            /* A path may have a route per method: the one of `method`, else
+             * (405) the path's last. */
+            bool found = false;
+            for (size_t i = 0; i < sizeof(flat) / sizeof(flat[0]) && !found; i++) {
                 if (strcmp(s1, flat[i].name) == 0) {
                     r = flat[i].route;
                     want = flat[i].method;
+                    found = want == method;
                 }
             }
         } else if (p->n == 4 && strcmp(s1, "members") == 0 && p->seg[2][0] != '\0') {
@@ -1099,6 +1105,22 @@ static int translate_read(struct route_call *call, const struct query *q, char *
         req->report = &call->report;
         return 0;
     }
+    case ROUTE_PROGRAM_GET: {
+        /* Absent: the node answers for the key's partner.  Any partner may
+         * be named: programs are not secret between partners. */
+        static const char *const ok[] = {"partner", NULL};
+        const char *partner = query_get(q, "partner");
+        if (!query_only(q, ok) || (partner != NULL && partner[0] == '\0')) {
+            return COALITION_E_INVALID_ARGUMENT;
+        }
+        call->program_get.partner = partner != NULL ? keep(call, strdup(partner)) : "";
+        if (call->program_get.partner == NULL) {
+            return COALITION_E_NOMEM;
+        }
+        req->op_case = COALITION__REQUEST__OP_PROGRAM;
+        req->program = &call->program_get;
+        return 0;
+    }
     default:
         assert(0 && "not a read route");
         return COALITION_E_INTERNAL;
@@ -1171,6 +1193,7 @@ static void call_init(struct route_call *call)
     coalition__identify_request__init(&call->identify);
     coalition__settlement_request__init(&call->settlement);
     coalition__report_request__init(&call->report);
+    coalition__program_request__init(&call->program_get);
 }
 
 void route_call_free(struct route_call *call)
@@ -1597,6 +1620,12 @@ int route_respond(const struct route_call *call, const Coalition__Response *resp
             break;
         case COALITION__RESPONSE__RESULT_REPORT:
             o = report_json(resp->report);
+            break;
+        case COALITION__RESPONSE__RESULT_PROGRAM:
+            /* The program file's shape (proto/program_json.h), as `coalition
+             * program show --json` prints it and PUT /v1/program takes it. */
+            code = program_json_write(resp->program->program, &o);
+            code = code == COALITION_E_INVALID_ARGUMENT ? COALITION_E_INTERNAL : code;
             break;
         default:
             code = COALITION_E_INTERNAL; /* an answer of the wrong kind */

@@ -45,6 +45,7 @@ enum route_id {
     ROUTE_REPORT,
     ROUTE_PROGRAM_SET,
     ROUTE_TRANSFER,
+    ROUTE_PROGRAM_GET,
     ROUTE_COUNT
 };
 
@@ -128,6 +129,7 @@ struct route_call {
     Coalition__IdentifyRequest identify;
     Coalition__SettlementRequest settlement;
     Coalition__ReportRequest report;
+    Coalition__ProgramRequest program_get;
     struct route_program *program; /* PUT /v1/program: what txn.program points into */
     json_t *body;                  /* the parsed JSON body (strings in req borrow from it) */
     char *owned[8];                /* decoded path segments, query values, header copies */

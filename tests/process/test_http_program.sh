@@ -5,6 +5,9 @@
 # members (both balances), a retry is a duplicate that changes nothing, a
 # transfer over the balance is 422 and changes nothing; a partner's API key
 # cannot set another partner's program (and that program stays as it was).
+# GET /v1/program reads back what PUT set (the defaults before), the key's
+# partner's or, with ?partner=, any partner's; its body PUT again sets the
+# same program.
 set -euo pipefail
 # shellcheck source=tests/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
@@ -23,7 +26,15 @@ balance_of() {
 hexpect 201 POST /v1/members '{"member":"alice"}' m-alice
 hexpect 201 POST /v1/members '{"member":"bob"}' m-bob
 
-log "before any program: 1 point per currency unit"
+# program_is JSON: GET /v1/program answered exactly JSON (keys in any order).
+program_is() {
+    expect_eq "$(jq -cS . <<<"$HBODY")" "$(jq -cS . <<<"$1")" "${2:-GET /v1/program}"
+}
+DEFAULTS='{"point_value_mc":1000,"base_rate_milli":1000,"categories":{},"campaigns":[],"min_purchase_cents":0,"lock_days":0}'
+
+log "before any program: 1 point per currency unit, and GET /v1/program says so"
+hexpect 200 GET /v1/program
+program_is "$DEFAULTS" "the default program"
 hexpect 200 POST /v1/awards '{"member":"alice","purchase_cents":10000}' a-before
 expect_eq "$(hjson .points)" 100 "default rate: 100.00 earns"
 expect_eq "$(hjson .rule)" base "default rule"
@@ -75,8 +86,24 @@ hexpect 400 PUT /v1/program "$PROGRAM"
 herror_is INVALID_ARGUMENT
 hexpect 401 PUT /v1/program "$PROGRAM" prog-nokey -
 herror_is UNAUTHENTICATED
-# No read of a program in the request protocol: the path knows only PUT.
-hexpect 405 GET /v1/program
+hexpect 405 POST /v1/program "$PROGRAM" prog-post
+log "GET /v1/program: the program set, every key present"
+hexpect 200 GET /v1/program
+program_is '{"point_value_mc":1000,"base_rate_milli":3000,"categories":{"books":200},"campaigns":[],"min_purchase_cents":500,"lock_days":0}'
+hexpect 401 GET /v1/program "" "" -
+herror_is UNAUTHENTICATED
+hexpect 401 GET /v1/program "" "" not-a-key
+herror_is UNAUTHENTICATED
+hexpect 404 GET "/v1/program?partner=nobody"
+herror_is UNKNOWN_PARTNER
+hexpect 400 GET "/v1/program?partner="
+herror_is INVALID_ARGUMENT
+hexpect 400 GET "/v1/program?partner=bad%20id"
+herror_is INVALID_ARGUMENT
+hexpect 400 GET "/v1/program?member=alice"
+herror_is INVALID_ARGUMENT
+hexpect 400 GET /v1/program '{"partner":"acme"}'
+herror_is INVALID_ARGUMENT
 hexpect 200 POST /v1/awards '{"member":"alice","purchase_cents":10000}' a-after-bad
 expect_eq "$(hjson .points)" 300 "refused programs changed nothing"
 
@@ -87,6 +114,14 @@ hexpect 200 PUT /v1/program \
 hexpect 200 POST /v1/awards '{"member":"bob","purchase_cents":10000}' a-campaign
 expect_eq "$(hjson .points)" 607 "x2 campaign plus a bonus of 7"
 expect_eq "$(hjson .rule)" campaign:always "campaign rule"
+hexpect 200 GET /v1/program
+CAMPAIGN_PROGRAM='{"point_value_mc":1000,"base_rate_milli":3000,"categories":{},"campaigns":[{"id":"always","start":"2020-01-01T00:00:00.000Z","end":"2100-01-01T00:00:00.000Z","multiplier_pct":200,"bonus_points":7,"category":""}],"min_purchase_cents":0,"lock_days":0}'
+program_is "$CAMPAIGN_PROGRAM" "the campaign program, dates written in full"
+log "what GET /v1/program answers is a body for PUT /v1/program"
+READ_BACK=$HBODY
+hexpect 200 PUT /v1/program "$READ_BACK" prog-2-again
+hexpect 200 GET /v1/program
+program_is "$CAMPAIGN_PROGRAM" "the program read back and set again"
 hexpect 200 PUT /v1/program \
     '{"point_value_mc":1000,"base_rate_milli":3000,"campaigns":[{"id":"over","start":"2020-01-01","end":"2020-02-01","multiplier_pct":500}]}' \
     prog-3
@@ -109,6 +144,17 @@ run hcli --json award --partner books --member alice --purchase-cents 10000 --tx
 expect_eq "$(json_get points "$OUT")" 100 "books still earns the default rate"
 hexpect 200 POST /v1/awards '{"member":"alice","purchase_cents":10000}' a-after-x
 expect_eq "$(hjson .points)" 300 "acme's program is its own"
+log "programs are not secret: ?partner= reads another partner's"
+ACME_PROGRAM='{"point_value_mc":1000,"base_rate_milli":3000,"categories":{},"campaigns":[{"id":"over","start":"2020-01-01T00:00:00.000Z","end":"2020-02-01T00:00:00.000Z","multiplier_pct":500,"bonus_points":0,"category":""}],"min_purchase_cents":0,"lock_days":0}'
+hexpect 200 GET "/v1/program?partner=books"
+program_is "$DEFAULTS" "books never set one"
+hexpect 200 GET "/v1/program?partner=acme"
+program_is "$ACME_PROGRAM" "acme's, named"
+# books' key (valid for reads on any node): its own, or acme's when named.
+hexpect 200 GET /v1/program "" "" "$BOOKS_KEY"
+program_is "$DEFAULTS" "books' key: books' program"
+hexpect 200 GET "/v1/program?partner=acme" "" "" "$BOOKS_KEY"
+program_is "$ACME_PROGRAM" "books' key reading acme's program"
 
 log "POST /v1/transfers: points move from one member to the other"
 A0=$(balance_of alice)
