@@ -1583,6 +1583,115 @@ void coalition_report_free(struct coalition_report *r)
     r->n_top_flows = 0;
 }
 
+/* What a coalition_partner_program points into: one block, as large as the
+ * node's limits on a program allow (more is a bad answer). */
+struct program_mem {
+    struct coalition_category_rate cats[COALITION_CATEGORIES_MAX];
+    struct coalition_campaign camps[COALITION_CAMPAIGNS_MAX];
+    char cat_names[COALITION_CATEGORIES_MAX][COALITION_ID_MAX + 1];
+    char camp_ids[COALITION_CAMPAIGNS_MAX][COALITION_ID_MAX + 1];
+    char camp_cats[COALITION_CAMPAIGNS_MAX][COALITION_ID_MAX + 1];
+};
+
+/* A text of the node's program into `dst`; false if it is longer than an id
+ * may be. */
+static bool program_text(char dst[COALITION_ID_MAX + 1], const char *src)
+{
+    if (src != NULL && strlen(src) > COALITION_ID_MAX) {
+        return false;
+    }
+    copy_str(dst, COALITION_ID_MAX + 1, src);
+    return true;
+}
+
+/* Copies the node's program `src` into out->program (memory in out->mem).
+ * 0, BAD_FRAME (over the limits) or NOMEM. */
+static int program_from_pb(struct coalition_client *c, const Coalition__Program *src,
+                           struct coalition_partner_program *out)
+{
+    if (src->n_categories > COALITION_CATEGORIES_MAX ||
+        src->n_campaigns > COALITION_CAMPAIGNS_MAX) {
+        return client_fail(c, COALITION_E_BAD_FRAME, "%s sent a program over the limits", c->node);
+    }
+    struct program_mem *m = calloc(1, sizeof(*m));
+    if (m == NULL) {
+        return client_fail(c, COALITION_E_NOMEM, "out of memory");
+    }
+    bool ok = true;
+    for (size_t i = 0; i < src->n_categories; i++) {
+        ok = ok && program_text(m->cat_names[i], src->categories[i]->category);
+        m->cats[i].category = m->cat_names[i];
+        m->cats[i].multiplier_pct = src->categories[i]->multiplier_pct;
+    }
+    for (size_t i = 0; i < src->n_campaigns; i++) {
+        const Coalition__Campaign *cp = src->campaigns[i];
+        ok = ok && program_text(m->camp_ids[i], cp->id) &&
+             program_text(m->camp_cats[i], cp->category);
+        m->camps[i] = (struct coalition_campaign){.id = m->camp_ids[i],
+                                                  .start_ms = cp->start_ms,
+                                                  .end_ms = cp->end_ms,
+                                                  .multiplier_pct = cp->multiplier_pct,
+                                                  .bonus_points = cp->bonus_points,
+                                                  .category = m->camp_cats[i]};
+    }
+    if (!ok) {
+        free(m);
+        return client_fail(c, COALITION_E_BAD_FRAME, "%s sent a program text over %d bytes",
+                           c->node, COALITION_ID_MAX);
+    }
+    struct coalition_program *p = &out->program;
+    p->point_value_mc = src->point_value_mc;
+    p->base_rate_milli = src->base_rate_milli;
+    p->categories = src->n_categories > 0 ? m->cats : NULL;
+    p->n_categories = src->n_categories;
+    p->campaigns = src->n_campaigns > 0 ? m->camps : NULL;
+    p->n_campaigns = src->n_campaigns;
+    p->min_purchase_cents = src->min_purchase_cents;
+    p->lock_days = src->lock_days;
+    out->mem = m;
+    return 0;
+}
+
+int coalition_client_program(struct coalition_client *c, const char *partner,
+                             struct coalition_partner_program *out)
+{
+    assert(c != NULL && out != NULL);
+    client_begin(c);
+    memset(out, 0, sizeof(*out));
+    int rv = check_len(c, "partner", partner, COALITION_ID_MAX);
+    if (rv != 0) {
+        return rv;
+    }
+    Coalition__ProgramRequest preq = COALITION__PROGRAM_REQUEST__INIT;
+    preq.partner = str_or_empty(partner);
+    Coalition__Request req = COALITION__REQUEST__INIT;
+    req.op_case = COALITION__REQUEST__OP_PROGRAM;
+    req.program = &preq;
+    req.consistent = c->consistent;
+    Coalition__Response *resp = NULL;
+    rv = client_request(c, &req, COALITION__RESPONSE__RESULT_PROGRAM, &resp);
+    if (rv == 0 && resp->program->program == NULL) {
+        rv = client_missing_result(c);
+    }
+    if (rv == 0) {
+        copy_str(out->partner, sizeof(out->partner), resp->program->partner);
+        rv = program_from_pb(c, resp->program->program, out);
+    }
+    frame_free_response(resp);
+    assert(rv != 0 || out->mem != NULL);
+    return rv;
+}
+
+void coalition_partner_program_free(struct coalition_partner_program *p)
+{
+    if (p == NULL) {
+        return;
+    }
+    free(p->mem);
+    memset(&p->program, 0, sizeof(p->program));
+    p->mem = NULL;
+}
+
 int coalition_client_history(struct coalition_client *c, const char *member, uint32_t limit,
                              struct coalition_history *out)
 {

@@ -266,6 +266,18 @@ struct coalition_settlement {
     struct coalition_payment *payments; /* the node's netting of the flows; owned */
 };
 
+/* A partner's earning program as the ledger applies it
+ * (coalition.ProgramResult): the last program the partner set, or the
+ * defaults of one that never set any (point_value_mc 1000, base_rate_milli
+ * 1000, the rest 0 or none). */
+struct coalition_partner_program {
+    char partner[COALITION_ID_MAX + 1];
+    /* Its categories, campaigns and their texts are owned by this struct
+     * (coalition_partner_program_free), not borrowed as in a txn. */
+    struct coalition_program program;
+    void *mem; /* private: what program points into */
+};
+
 /* Program KPIs for one partner or the whole coalition (coalition.ReportResult). */
 struct coalition_report {
     char partner[COALITION_ID_MAX + 1]; /* "" for the whole coalition */
@@ -452,6 +464,15 @@ void coalition_settlement_free(struct coalition_settlement *s);
 int coalition_client_report(struct coalition_client *c, const char *partner, uint64_t from_ms,
                             uint64_t to_ms, struct coalition_report *out);
 void coalition_report_free(struct coalition_report *r);
+/* The earning program of `partner` (NULL or "": the partner of the
+ * client's API key, coalition_client_set_api_key; without one the node
+ * answers INVALID_ARGUMENT).  Any partner's may be read; UNKNOWN_PARTNER
+ * for one not admitted.  A consistent read when the client is set so.  On
+ * success *out holds categories and campaigns the caller releases with
+ * coalition_partner_program_free. */
+int coalition_client_program(struct coalition_client *c, const char *partner,
+                             struct coalition_partner_program *out);
+void coalition_partner_program_free(struct coalition_partner_program *p);
 /* On success *out holds items the caller releases with
  * coalition_history_free.  limit 0 means the node's default (20). */
 int coalition_client_history(struct coalition_client *c, const char *member, uint32_t limit,

@@ -202,6 +202,12 @@ static bool fake_answer(int fd, const Coalition__Request *req)
                                          COALITION__PARTNER_POSITION__INIT};
     Coalition__PartnerPosition *pos_ptrs[2] = {&pos[0], &pos[1]};
     Coalition__ReportResult report = COALITION__REPORT_RESULT__INIT;
+    Coalition__ProgramResult program = COALITION__PROGRAM_RESULT__INIT;
+    Coalition__Program prog = COALITION__PROGRAM__INIT;
+    Coalition__CategoryRate cat = COALITION__CATEGORY_RATE__INIT;
+    Coalition__CategoryRate *cat_ptrs[COALITION_CATEGORIES_MAX + 1];
+    Coalition__Campaign camp = COALITION__CAMPAIGN__INIT;
+    Coalition__Campaign *camp_ptrs[1] = {&camp};
 
     switch (req->op_case) {
     case COALITION__REQUEST__OP_STATUS:
@@ -395,6 +401,46 @@ static bool fake_answer(int fd, const Coalition__Request *req)
         resp.result_case = COALITION__RESPONSE__RESULT_REPORT;
         resp.report = &report;
         break;
+    case COALITION__REQUEST__OP_PROGRAM: {
+        /* "" names the API key's partner, "keyed" here; "nobody" is not
+         * admitted; "huge" gets a program over the limits, "none" an answer
+         * without one.  A consistent read has lock_days 1. */
+        const char *partner = req->program->partner;
+        if (partner[0] == '\0' && req->api_key[0] == '\0') {
+            resp.code = COALITION_E_INVALID_ARGUMENT;
+            resp.message = "no partner and no API key";
+            break;
+        }
+        if (strcmp(partner, "nobody") == 0) {
+            resp.code = COALITION_E_UNKNOWN_PARTNER;
+            resp.message = "no partner 'nobody'";
+            break;
+        }
+        program.partner = partner[0] != '\0' ? (char *)partner : "keyed";
+        cat.category = "books";
+        cat.multiplier_pct = 150;
+        for (size_t i = 0; i < COALITION_CATEGORIES_MAX + 1; i++) {
+            cat_ptrs[i] = &cat;
+        }
+        camp.id = "summer";
+        camp.start_ms = 1782864000000ULL;
+        camp.end_ms = 1788220800000ULL;
+        camp.multiplier_pct = 150;
+        camp.bonus_points = 7;
+        camp.category = "books";
+        prog.point_value_mc = 500;
+        prog.base_rate_milli = 2000;
+        prog.n_categories = strcmp(partner, "huge") == 0 ? COALITION_CATEGORIES_MAX + 1 : 1;
+        prog.categories = cat_ptrs;
+        prog.n_campaigns = 1;
+        prog.campaigns = camp_ptrs;
+        prog.min_purchase_cents = 500;
+        prog.lock_days = req->consistent ? 1 : 14;
+        program.program = strcmp(partner, "none") == 0 ? NULL : &prog;
+        resp.result_case = COALITION__RESPONSE__RESULT_PROGRAM;
+        resp.program = &program;
+        break;
+    }
     case COALITION__REQUEST__OP_TXN:
         if (req->txn->points > 1000) {
             resp.code = COALITION_E_INSUFFICIENT_POINTS;
@@ -1640,6 +1686,69 @@ static void test_frame_client_report(void **state)
     coalition_client_destroy(c);
 }
 
+static void test_frame_client_program(void **state)
+{
+    struct fixture *f = *state;
+    fake_node_start(f);
+    struct coalition_client *c = NULL;
+    assert_int_equal(coalition_client_create(f->node, 2000, &c), 0);
+
+    struct coalition_partner_program p;
+    assert_int_equal(coalition_client_program(c, "coffee", &p), 0);
+    assert_string_equal(p.partner, "coffee");
+    assert_int_equal(p.program.point_value_mc, 500);
+    assert_int_equal(p.program.base_rate_milli, 2000);
+    assert_int_equal(p.program.min_purchase_cents, 500);
+    assert_int_equal(p.program.lock_days, 14);
+    assert_int_equal(p.program.n_categories, 1);
+    assert_string_equal(p.program.categories[0].category, "books");
+    assert_int_equal(p.program.categories[0].multiplier_pct, 150);
+    assert_int_equal(p.program.n_campaigns, 1);
+    const struct coalition_campaign *cp = &p.program.campaigns[0];
+    assert_string_equal(cp->id, "summer");
+    assert_int_equal(cp->start_ms, 1782864000000ULL);
+    assert_int_equal(cp->end_ms, 1788220800000ULL);
+    assert_int_equal(cp->multiplier_pct, 150);
+    assert_int_equal(cp->bonus_points, 7);
+    assert_string_equal(cp->category, "books");
+    coalition_partner_program_free(&p);
+    assert_null(p.mem);
+    assert_null(p.program.categories);
+    assert_null(p.program.campaigns);
+    coalition_partner_program_free(&p); /* twice is harmless */
+    coalition_partner_program_free(NULL);
+
+    /* A consistent read when the client is set so. */
+    coalition_client_set_consistent(c, true);
+    assert_int_equal(coalition_client_program(c, "coffee", &p), 0);
+    assert_int_equal(p.program.lock_days, 1);
+    coalition_partner_program_free(&p);
+    coalition_client_set_consistent(c, false);
+
+    /* No partner: the API key's, and without a key the node refuses. */
+    assert_int_equal(coalition_client_program(c, NULL, &p), COALITION_E_INVALID_ARGUMENT);
+    assert_null(p.mem);
+    assert_int_equal(coalition_client_set_api_key(c, "0123456789abcdef.00"), 0);
+    assert_int_equal(coalition_client_program(c, "", &p), 0);
+    assert_string_equal(p.partner, "keyed");
+    coalition_partner_program_free(&p);
+    assert_int_equal(coalition_client_set_api_key(c, NULL), 0);
+
+    /* Refusals: the node's, the library's own (nothing sent), bad answers. */
+    assert_int_equal(coalition_client_program(c, "nobody", &p), COALITION_E_UNKNOWN_PARTNER);
+    assert_string_equal(coalition_client_errmsg(c), "no partner 'nobody'");
+    assert_null(p.mem);
+    char long_id[COALITION_ID_MAX + 2];
+    memset(long_id, 'p', sizeof(long_id) - 1);
+    long_id[sizeof(long_id) - 1] = '\0';
+    assert_int_equal(coalition_client_program(c, long_id, &p), COALITION_E_INVALID_ARGUMENT);
+    assert_int_equal(coalition_client_program(c, "huge", &p), COALITION_E_BAD_FRAME);
+    assert_null(p.mem);
+    assert_int_equal(coalition_client_program(c, "none", &p), COALITION_E_BAD_FRAME);
+    assert_null(p.mem);
+    coalition_client_destroy(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1679,6 +1788,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_frame_client_lookup_and_identify, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frame_client_settlement, setup, teardown),
         cmocka_unit_test_setup_teardown(test_frame_client_report, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_frame_client_program, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
