@@ -1371,6 +1371,108 @@ static int run_identify(struct cli *cli, const struct args *a)
     return print_txn_result(cli, a->v[OPT_TXN], &r);
 }
 
+/* A library program as the protobuf message the program JSON writer takes:
+ * its texts and arrays borrowed from `src`. */
+struct program_pb {
+    Coalition__Program program;
+    Coalition__CategoryRate cats[COALITION_CATEGORIES_MAX];
+    Coalition__CategoryRate *cat_ptrs[COALITION_CATEGORIES_MAX];
+    Coalition__Campaign camps[COALITION_CAMPAIGNS_MAX];
+    Coalition__Campaign *camp_ptrs[COALITION_CAMPAIGNS_MAX];
+};
+
+static void program_pb_view(const struct coalition_program *src, struct program_pb *pb)
+{
+    /* The library checked these counts when it copied the node's answer. */
+    assert(src->n_categories <= COALITION_CATEGORIES_MAX);
+    assert(src->n_campaigns <= COALITION_CAMPAIGNS_MAX);
+    Coalition__Program *p = &pb->program;
+    coalition__program__init(p);
+    p->point_value_mc = src->point_value_mc;
+    p->base_rate_milli = src->base_rate_milli;
+    p->min_purchase_cents = src->min_purchase_cents;
+    p->lock_days = src->lock_days;
+    for (size_t i = 0; i < src->n_categories; i++) {
+        coalition__category_rate__init(&pb->cats[i]);
+        pb->cats[i].category = (char *)src->categories[i].category;
+        pb->cats[i].multiplier_pct = src->categories[i].multiplier_pct;
+        pb->cat_ptrs[i] = &pb->cats[i];
+    }
+    p->n_categories = src->n_categories;
+    p->categories = pb->cat_ptrs;
+    for (size_t i = 0; i < src->n_campaigns; i++) {
+        const struct coalition_campaign *c = &src->campaigns[i];
+        coalition__campaign__init(&pb->camps[i]);
+        pb->camps[i].id = (char *)c->id;
+        pb->camps[i].start_ms = c->start_ms;
+        pb->camps[i].end_ms = c->end_ms;
+        pb->camps[i].multiplier_pct = c->multiplier_pct;
+        pb->camps[i].bonus_points = c->bonus_points;
+        pb->camps[i].category = (char *)c->category;
+        pb->camp_ptrs[i] = &pb->camps[i];
+    }
+    p->n_campaigns = src->n_campaigns;
+    p->campaigns = pb->camp_ptrs;
+}
+
+static void print_program(const struct coalition_partner_program *pp)
+{
+    const struct coalition_program *p = &pp->program;
+    printf("partner %s\n", pp->partner);
+    printf("point value:        %" PRIu64 " mc (thousandths of a cent) per point\n",
+           p->point_value_mc);
+    printf("base rate:          %" PRIu64 ".%03" PRIu64 " points per currency unit\n",
+           p->base_rate_milli / 1000, p->base_rate_milli % 1000);
+    printf("minimum purchase:   %" PRId64 " cents\n", p->min_purchase_cents);
+    printf("lock:               %" PRIu32 " days\n", p->lock_days);
+    printf("categories:        ");
+    for (size_t i = 0; i < p->n_categories; i++) {
+        printf(" %s x%" PRIu32 "%%", p->categories[i].category, p->categories[i].multiplier_pct);
+    }
+    printf("%s\n", p->n_categories == 0 ? " none" : "");
+    if (p->n_campaigns == 0) {
+        printf("campaigns:          none\n");
+        return;
+    }
+    printf("\ncampaigns\n%-16s %-24s %-24s %10s %10s  %s\n", "ID", "START (UTC)", "END (UTC)",
+           "MULTIPLIER", "BONUS", "CATEGORY");
+    for (size_t i = 0; i < p->n_campaigns; i++) {
+        const struct coalition_campaign *c = &p->campaigns[i];
+        char start[DATE_TEXT_LEN], end[DATE_TEXT_LEN];
+        date_format(c->start_ms, start);
+        date_format(c->end_ms, end);
+        printf("%-16s %-24s %-24s %9" PRIu32 "%% %10" PRId64 "  %s\n", c->id, start, end,
+               c->multiplier_pct, c->bonus_points, c->category[0] != '\0' ? c->category : "(any)");
+    }
+}
+
+/* `program show`: --json prints the program file `program set` reads (the
+ * writer of GET /v1/program, proto/program_json.h). */
+static int run_program_show(struct cli *cli, const struct args *a)
+{
+    struct coalition_partner_program pp;
+    coalition_client_set_consistent(cli->client, a->v[OPT_CONSISTENT] != NULL);
+    int rv = coalition_client_program(cli->client, a->v[OPT_PARTNER], &pp);
+    if (rv != 0) {
+        return report_error(cli, rv, error_message(cli, rv));
+    }
+    if (cli->json) {
+        struct program_pb pb;
+        program_pb_view(&pp.program, &pb);
+        json_t *obj = NULL;
+        rv = program_json_write(&pb.program, &obj);
+        if (rv != 0) {
+            coalition_partner_program_free(&pp);
+            return report_error(cli, rv, "the node's program cannot be written as JSON");
+        }
+        json_print(obj);
+    } else {
+        print_program(&pp);
+    }
+    coalition_partner_program_free(&pp);
+    return EXIT_OK;
+}
+
 static int run_lookup(struct cli *cli, const struct args *a)
 {
     char member[COALITION_ID_MAX + 1];
@@ -2969,6 +3071,13 @@ static const struct command commands[] = {
      "docs/protocol.md): point value, base rate, category rates, campaigns,\n"
      "minimum purchase, lock days.  Unknown keys are an error.\n",
      0, check_file, 0, false},
+    {"program", "show", BIT(OPT_PARTNER) | BIT(OPT_CONSISTENT), BIT(OPT_PARTNER), run_program_show,
+     "program show --partner P [--consistent]",
+     "Shows partner P's earning program as the ledger applies it: the one it\n"
+     "set last, or the defaults (1 point per currency unit, a point worth 1\n"
+     "cent) if it never set one.  --json prints the file `program set` reads.\n"
+     "--consistent as for balance.\n",
+     0, NULL, 0, false},
     {"rules", "set", BIT(OPT_PARTNER) | BIT(OPT_TXN) | BIT(OPT_FILE) | BIT(OPT_REASON),
      BIT(OPT_TXN) | BIT(OPT_FILE), run_rules_set,
      "rules set --txn ID --file rules.json [--partner P] [--reason TEXT]",

@@ -113,6 +113,33 @@ partner_keygen nopartner
 expect_error 1 UNAUTHENTICATED program set --partner nopartner --txn prog4 \
     --file "$TEST_TMP/books.json"
 
+log "program show: the program set, in the file's shape (set, show, set again, show: equal)"
+# program_shown PARTNER JSON: `program show --json` prints exactly JSON (any key order).
+program_shown() {
+    expect_exit 0 cli --json program show --partner "$1"
+    expect_eq "$(jq -cS . <<<"$OUT")" "$(jq -cS . <<<"$2")" "program show --partner $1"
+}
+# Every key of the file, its dates written in full.
+program_shown coffee "$(jq '.campaigns |= map(.start += "T00:00:00.000Z" | .end += "T00:00:00.000Z")' \
+    "$TEST_TMP/coffee.json")"
+printf '%s\n' "$OUT" >"$TEST_TMP/coffee-shown.json"
+write_ok program set --partner coffee --txn prog5 --file "$TEST_TMP/coffee-shown.json"
+program_shown coffee "$(<"$TEST_TMP/coffee-shown.json")"
+# Absent keys are 0, as the reader took them.
+program_shown books '{"point_value_mc":2000,"base_rate_milli":2000,"categories":{},"campaigns":[],
+    "min_purchase_cents":0,"lock_days":14}'
+# Never set: the defaults the ledger applies (1 cent per point, 1 point per unit).
+program_shown fuel '{"point_value_mc":1000,"base_rate_milli":1000,"categories":{},"campaigns":[],
+    "min_purchase_cents":0,"lock_days":0}'
+expect_exit 0 cli --json program show --partner fuel --consistent
+field_is base_rate_milli 1000 "consistent program show"
+expect_exit 0 cli program show --partner coffee
+expect_contains "$OUT" "partner coffee" "program show in text"
+expect_contains "$OUT" "launch" "program show in text: the campaign"
+expect_error 1 UNKNOWN_PARTNER program show --partner nobody
+expect_exit 2 cli program show
+expect_exit 2 cli program show --partner coffee --txn x
+
 log "purchase awards: base, category and campaign, minimum, paid with points, tier"
 # 1 point per currency unit at coffee; food x2, the launch campaign x1.5 on food.
 award_is 100 base --partner coffee --member alice --txn p1 --purchase-cents 10000
