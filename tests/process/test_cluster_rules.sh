@@ -32,6 +32,11 @@ EOF
 expect_exit 0 cli_on 1 program set --partner coffee --txn prog-1 --file "$TEST_TMP/coffee.json"
 expect_exit 0 cli_on 3 program set --partner books --txn prog-1 --file "$TEST_TMP/books.json"
 expect_exit 0 cli_on 2 rules set --txn rules-1 --file "$TEST_TMP/rules.json"
+# A consistent program read on a follower goes to the leader (a barrier
+# there): it sees the program just set through node 3.
+expect_exit 0 cli_on "$(a_follower)" --json program show --partner books --consistent
+expect_eq "$(json_get base_rate_milli)" 2000 "books' program, read consistently on a follower"
+expect_eq "$(json_get point_value_mc)" 500 "books' point value, read consistently on a follower"
 expect_exit 0 cli_on 1 member add --id alice --card 4000-0001
 expect_exit 0 cli_on 2 member add --id bob
 
