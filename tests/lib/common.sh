@@ -350,6 +350,19 @@ expect_contains() {
     fi
 }
 
+# wait_log SECONDS WHAT PATTERN FILE...: waits until the grep PATTERN (a
+# basic regular expression) matches a line of one of FILEs; fails with WHAT
+# after SECONDS.  For log lines that come when a process gets round to them.
+wait_log() {
+    local secs=$1 what=$2 pattern=$3
+    local deadline=$(($(now_ms) + secs * 1000))
+    shift 3
+    until grep -q -- "$pattern" "$@" 2>/dev/null; do
+        (($(now_ms) < deadline)) || fail "$what: no line matching '$pattern' within $secs s"
+        sleep 0.1
+    done
+}
+
 # expect_exit CODE ARGS...: runs ARGS (OUT/ERR/RC as with `run`) and fails
 # unless it exits with CODE.
 expect_exit() {

@@ -8,7 +8,7 @@ set -euo pipefail
 # shellcheck source=tests/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
-start_cluster 3
+start_cluster 3 --election-timeout-ms 2500 # a stall of this machine must not move the leader
 FOLLOWER=$(a_follower)
 log "leader is node $LEADER, node $FOLLOWER is a follower"
 

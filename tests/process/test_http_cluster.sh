@@ -14,7 +14,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../lib/http_lib.sh"
 
 cluster_ports 3
 mapfile -t HPORTS < <(free_port 3)
-CLUSTER_ARGS=()
+CLUSTER_ARGS=(--election-timeout-ms 2500) # a stall of this machine must not move the leader
 for i in 1 2 3; do
     start_member "$i" --http "127.0.0.1:${HPORTS[i - 1]}"
 done

@@ -6,7 +6,7 @@
 # resending the refused requests with the same txn ids; a timed flood from
 # one partner must commit no more than the bucket allows, while another
 # partner's steady load below the limit sees no refusal and a p99 latency
-# within 3x (or +100 ms) of its p99 alone; and every acknowledged
+# within 3x (or +150 ms) of its p99 alone; and every acknowledged
 # transaction must be on the ledger once.  (CI once failed
 # here: a fast machine made the setup outrun the default 2000/s, and the
 # load generator took RATE_LIMITED for a failure.)
@@ -16,7 +16,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
 RPS=100
 MEMBERS=300
-DURATION=4
+DURATION=6
 STEADY_TPS=40 # the other partner's load, well below RPS
 PORT=$(free_port)
 start_node "$TEST_TMP/node1" "$PORT" --set "limits.partner_rps=$RPS"
@@ -36,10 +36,11 @@ result_field() {
     sed "s/.* $2=\([0-9.]*\).*/\1/" <<<"$1"
 }
 
-# steady: P02 at STEADY_TPS for 2 s; its RESULT line into STEADY.
+# steady: P02 at STEADY_TPS for 4 s (160 samples: a p99 that two stalls of
+# the machine cannot decide alone); its RESULT line into STEADY.
 steady() {
     expect_exit 0 "$LOADGEN" --node "$NODE" --clients 2 --depth 1 --rate "$STEADY_TPS" \
-        --duration 2 --members "$MEMBERS" --partner P02
+        --duration 4 --members "$MEMBERS" --partner P02
     STEADY=$(grep '^RESULT ' <<<"$OUT") || fail "no RESULT line from P02's load"
 }
 
@@ -63,7 +64,9 @@ OUT=$(cat "$TEST_TMP/flood.out")
 log "P02 p99: ${p99_alone} us alone, ${p99_during} us during P01's flood"
 expect_eq "$(result_field "$during" errors)" 0 "P02's errors during the flood"
 expect_eq "$(result_field "$during" rate_limited)" 0 "P02's refusals during the flood"
-limit=$((p99_alone * 3 > p99_alone + 100000 ? p99_alone * 3 : p99_alone + 100000))
+# Noticeably slower: 3 times and 150 ms more.  (Starved, P02 would wait
+# seconds; the refused flood still costs a signature check per request.)
+limit=$((p99_alone * 3 > p99_alone + 150000 ? p99_alone * 3 : p99_alone + 150000))
 ((p99_during <= limit)) ||
     fail "P02's p99 went from $p99_alone us to $p99_during us (limit $limit) during P01's flood"
 result=$(grep '^RESULT ' <<<"$OUT") || fail "no RESULT line from the flood"
