@@ -1544,7 +1544,7 @@ static bool positions_table(struct table *t, const struct coalition_settlement *
         "net_mc",      "issued_total", "redeemed_total", "expired_total",
         "liability",   "receivable",   "payable",        "net"};
     size_t cols = csv ? sizeof(csv_heads) / sizeof(csv_heads[0]) : sizeof(heads) / sizeof(heads[0]);
-    if (!table_init(t, cols, csv ? csv_heads : heads, csv ? 0 : ~BIT(0), s->n_partners)) {
+    if (!table_init(t, cols, csv ? csv_heads : heads, csv ? 0u : ~1u, s->n_partners)) {
         return false;
     }
     for (size_t i = 0; i < s->n_partners; i++) {

@@ -105,6 +105,12 @@ static void check_answers(const struct route_call *call, uint8_t seed)
     Coalition__PartnerPosition *pps[1] = {&pp};
     Coalition__SettlementResult sr = COALITION__SETTLEMENT_RESULT__INIT;
     Coalition__ReportResult rr = COALITION__REPORT_RESULT__INIT;
+    Coalition__CategoryRate cr = COALITION__CATEGORY_RATE__INIT;
+    Coalition__CategoryRate *crs[1] = {&cr};
+    Coalition__Campaign cp = COALITION__CAMPAIGN__INIT;
+    Coalition__Campaign *cps[1] = {&cp};
+    Coalition__Program pg = COALITION__PROGRAM__INIT;
+    Coalition__ProgramResult pr = COALITION__PROGRAM_RESULT__INIT;
     const Coalition__Request *req = &call->req;
     switch (req->op_case) {
     case COALITION__REQUEST__OP_TXN:
@@ -164,6 +170,28 @@ static void check_answers(const struct route_call *call, uint8_t seed)
         rr.n_top_flows = seed & 1;
         resp.result_case = COALITION__RESPONSE__RESULT_REPORT;
         resp.report = &rr;
+        break;
+    case COALITION__REQUEST__OP_PROGRAM:
+        /* Texts from the request, extreme numbers and dates by the seed. */
+        pr.partner = req->program->partner;
+        cr.category = req->program->partner;
+        cr.multiplier_pct = seed & 1 ? UINT32_MAX : 150;
+        cp.id = req->program->partner;
+        cp.category = req->program->partner;
+        cp.start_ms = seed & 2 ? UINT64_MAX : 0;
+        cp.end_ms = seed & 4 ? UINT64_MAX : 1;
+        cp.bonus_points = seed & 8 ? INT64_MIN : INT64_MAX;
+        pg.point_value_mc = seed & 16 ? UINT64_MAX : 1000;
+        pg.base_rate_milli = seed & 32 ? UINT64_MAX : 1000;
+        pg.min_purchase_cents = seed & 64 ? INT64_MIN : 0;
+        pg.lock_days = seed & 128 ? UINT32_MAX : 0;
+        pg.categories = crs;
+        pg.n_categories = seed & 1;
+        pg.campaigns = cps;
+        pg.n_campaigns = (seed >> 1) & 1;
+        pr.program = &pg;
+        resp.result_case = COALITION__RESPONSE__RESULT_PROGRAM;
+        resp.program = &pr;
         break;
     default:
         CHECK(0 && "a translated request without an operation");
