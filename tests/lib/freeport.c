@@ -16,69 +16,22 @@
  * when that range has no free port.
  *
  * Each port is checked by binding it; all the sockets stay open until every
- * port is printed.  What lives elsewhere: the shell wrapper free_port in
- * tests/lib/common.sh, which passes the test's record file. */
-#include <arpa/inet.h>
-#include <assert.h>
+ * port is printed.  What lives elsewhere: picking and checking one port
+ * (tests/lib/ports.c, shared with the unit tests) and the shell wrapper
+ * free_port in tests/lib/common.sh, which passes the test's record file. */
 #include <errno.h>
-#include <netinet/in.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
-#define FREEPORT_COUNT_MAX     64
-#define FREEPORT_RECORD_MAX    4096
-#define FREEPORT_LOW           10000 /* below: well-known and registered services */
-#define FREEPORT_EPHEMERAL_LOW 32768 /* Linux's default, if /proc cannot be read */
-#define FREEPORT_RANGE_MIN     1000  /* a smaller room below it: let the kernel choose */
-#define FREEPORT_TRIES         20000
+#include "ports.h"
 
-/* Binds a new TCP socket to 127.0.0.1:port (0: kernel-chosen).  Returns the
- * socket (the caller closes it) and sets *bound, or returns -1 with errno set
- * (EADDRINUSE: the port is taken). */
-static int freeport_bind(unsigned port, unsigned *bound)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) {
-        return -1;
-    }
-    struct sockaddr_in addr;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons((unsigned short)port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof addr;
-    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 ||
-        getsockname(fd, (struct sockaddr *)&addr, &len) != 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        return -1;
-    }
-    *bound = ntohs(addr.sin_port);
-    return fd;
-}
-
-/* The lowest ephemeral port of this machine. */
-static unsigned freeport_ephemeral_low(void)
-{
-    unsigned low = FREEPORT_EPHEMERAL_LOW, high = 0;
-    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
-    if (f != NULL) {
-        if (fscanf(f, "%u %u", &low, &high) != 2 || low > 65535) {
-            low = FREEPORT_EPHEMERAL_LOW;
-        }
-        fclose(f);
-    }
-    return low;
-}
+#define FREEPORT_COUNT_MAX  64
+#define FREEPORT_RECORD_MAX 4096
 
 /* Reads the ports already handed out (FILE may not exist yet) into taken[]
- * and returns how many; a malformed line is skipped. */
+ * and returns how many. */
 static size_t freeport_read_record(const char *path, unsigned *taken, size_t cap)
 {
     size_t n = 0;
@@ -94,65 +47,6 @@ static size_t freeport_read_record(const char *path, unsigned *taken, size_t cap
     return n;
 }
 
-static bool freeport_contains(const unsigned *ports, size_t n, unsigned port)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (ports[i] == port) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static unsigned freeport_random(unsigned span)
-{
-    unsigned r = 0;
-    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) {
-        r = (unsigned)rand();
-    }
-    return r % span;
-}
-
-/* The range ports are drawn from: [low, high). */
-struct freeport_range {
-    unsigned low, high;
-};
-
-/* Picks one free port in range (none: kernel-chosen) not in
- * taken[0..ntaken) and not in chosen[0..nchosen); returns its bound socket
- * and sets *port, or -1. */
-static int freeport_pick(const struct freeport_range *range, const unsigned *taken, size_t ntaken,
-                         const unsigned *chosen, size_t nchosen, unsigned *port)
-{
-    if (range != NULL) {
-        assert(range->low < range->high);
-        for (int i = 0; i < FREEPORT_TRIES; i++) {
-            unsigned p = range->low + freeport_random(range->high - range->low);
-            if (freeport_contains(taken, ntaken, p) || freeport_contains(chosen, nchosen, p)) {
-                continue;
-            }
-            int fd = freeport_bind(p, port);
-            if (fd >= 0) {
-                return fd;
-            }
-        }
-        errno = EADDRINUSE;
-        return -1;
-    }
-    for (int i = 0; i < FREEPORT_TRIES; i++) {
-        int fd = freeport_bind(0, port);
-        if (fd < 0) {
-            return -1;
-        }
-        if (!freeport_contains(taken, ntaken, *port) &&
-            !freeport_contains(chosen, nchosen, *port)) {
-            return fd;
-        }
-        close(fd);
-    }
-    return -1;
-}
-
 static int freeport_usage(void)
 {
     fprintf(stderr, "usage: freeport [--record FILE] [--range LO-HI] [COUNT]   (COUNT 1..%d)\n",
@@ -165,8 +59,7 @@ int main(int argc, char **argv)
     const char *record = NULL;
     long count = 1;
     int argi = 1;
-    struct freeport_range range = {FREEPORT_LOW, freeport_ephemeral_low()};
-    bool ranged = range.high > range.low + FREEPORT_RANGE_MIN;
+    struct ports_range range = ports_default_range();
     while (argi < argc && strncmp(argv[argi], "--", 2) == 0) {
         if (argi + 1 >= argc) {
             return freeport_usage();
@@ -180,8 +73,7 @@ int main(int argc, char **argv)
                 argv[argi + 1][used] != '\0' || low == 0 || low > high || high > 65535) {
                 return freeport_usage();
             }
-            range = (struct freeport_range){low, high + 1};
-            ranged = true;
+            range = (struct ports_range){low, high + 1};
         } else {
             return freeport_usage();
         }
@@ -199,14 +91,15 @@ int main(int argc, char **argv)
         return freeport_usage();
     }
 
-    static unsigned taken[FREEPORT_RECORD_MAX];
+    /* The recorded ports, then the ones picked here: none is picked twice. */
+    static unsigned taken[FREEPORT_RECORD_MAX + FREEPORT_COUNT_MAX];
     size_t ntaken = record != NULL ? freeport_read_record(record, taken, FREEPORT_RECORD_MAX) : 0;
+    unsigned *ports = &taken[ntaken];
     int fds[FREEPORT_COUNT_MAX];
-    unsigned ports[FREEPORT_COUNT_MAX];
     size_t n = 0;
     int rv = 0;
     for (; n < (size_t)count; n++) {
-        fds[n] = freeport_pick(ranged ? &range : NULL, taken, ntaken, ports, n, &ports[n]);
+        fds[n] = ports_bind(&range, taken, ntaken + n, &ports[n]);
         if (fds[n] < 0) {
             fprintf(stderr, "freeport: no free port found: %s\n", strerror(errno));
             rv = 1;

@@ -246,7 +246,7 @@ def main():
     time.sleep(max(1.0, REQUEST_TIMEOUT_S * 0.7))  # connections piled up, some timing out
     p95_during, st_during = measure("well-behaved client during the abuse")
     # Long enough for the trickling connections to reach their timeout.
-    time.sleep(REQUEST_TIMEOUT_S * 0.6)
+    time.sleep(REQUEST_TIMEOUT_S + 0.5)
     abuser.finish()
     print("abuser got: " + json.dumps({k: dict(v) for k, v in abuser.outcomes.items()}), flush=True)
 

@@ -100,11 +100,11 @@ expect_eq "$R_balance" 1200 "1170 + 50 - 20"
 balance_is m1 1200
 
 log "the node stops answering for a while: TIMEOUT, then the same txn ids again"
-# The cashier takes 1 s before each write: the node is stopped after the
+# The cashier takes 2 s before each write: the node is stopped after the
 # member was found, so the award goes to a node that does not answer.
 "$POS" --node "127.0.0.1:$PORT" --card card-1 --partner shop --key "$KEY_DIR/shop.key" \
     --txn-prefix c4 --purchase-cents 10000 --discount-points 10 --no-refund \
-    --timeout-ms 300 --attempts 40 --step-pause-ms 1000 \
+    --timeout-ms 300 --attempts 40 --step-pause-ms 2000 \
     >"$TEST_TMP/pos-c4.out" 2>"$TEST_TMP/pos-c4.err" &
 POS_PID=$!
 track_pid "$POS_PID"
@@ -114,7 +114,7 @@ until grep -q '^member m1' "$TEST_TMP/pos-c4.out"; do
     sleep 0.02
 done
 kill -STOP "$NODE_PID"
-sleep 2
+sleep 3 # past the award, due 2 s after the member was found
 kill -CONT "$NODE_PID"
 wait_exit "$POS_PID" 60 || fail "the POS did not finish after the node came back"
 OUT=$(<"$TEST_TMP/pos-c4.out")
@@ -133,7 +133,7 @@ expect_eq "$n" 1 "entries of the retried award in the history"
 log "the same with the library's retries (coalition_client_set_retries)"
 "$POS" --node "127.0.0.1:$PORT" --card card-1 --partner shop --key "$KEY_DIR/shop.key" \
     --txn-prefix c5 --purchase-cents 10000 --discount-points 10 --no-refund \
-    --timeout-ms 300 --attempts 40 --step-pause-ms 1000 --library-retries \
+    --timeout-ms 300 --attempts 40 --step-pause-ms 2000 --library-retries \
     >"$TEST_TMP/pos-c5.out" 2>"$TEST_TMP/pos-c5.err" &
 POS_PID=$!
 track_pid "$POS_PID"
@@ -143,7 +143,7 @@ until grep -q '^member m1' "$TEST_TMP/pos-c5.out"; do
     sleep 0.02
 done
 kill -STOP "$NODE_PID"
-sleep 2
+sleep 3
 kill -CONT "$NODE_PID"
 wait_exit "$POS_PID" 60 || fail "the POS did not finish after the node came back"
 OUT=$(<"$TEST_TMP/pos-c5.out")

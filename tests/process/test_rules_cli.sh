@@ -221,14 +221,14 @@ expect_error 1 UNKNOWN_TXN capture --partner coffee --hold h2 --txn c3
 expect_error 1 INSUFFICIENT_POINTS hold --partner books --member alice --points 5000 --txn h3
 expect_exit 0 cli --json balance --member alice
 field_is points 970 "alice after release"
-write_ok hold --partner books --member alice --points 30 --txn h4 --timeout-s 1
+write_ok hold --partner books --member alice --points 30 --txn h4 --timeout-s 3
 expect_exit 0 cli --json balance --member alice
 field_is held 30 "hold h4"
 deadline=$(($(now_ms) + 20000))
 while :; do
     expect_exit 0 cli --json balance --member alice
     [[ $(json_get held) == 0 ]] && break
-    (($(now_ms) < deadline)) || fail "hold h4 (1 s) not timed out after 20 s: $OUT"
+    (($(now_ms) < deadline)) || fail "hold h4 (3 s) not timed out after 20 s: $OUT"
     sleep 0.2
 done
 field_is points 970 "alice after hold h4 timed out"

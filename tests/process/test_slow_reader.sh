@@ -30,7 +30,7 @@ for _ in $(seq 1 4000); do printf '%b' "$frame"; done >"$flood"
 (
     exec 3<>"/dev/tcp/127.0.0.1/$PORT"
     cat "$flood" >&3
-    sleep 20 # keep the connection open, never read
+    exec sleep 20 # keep the connection open, never read (exec: killing FLOOD_PID ends it)
 ) &
 FLOOD_PID=$!
 track_pid "$FLOOD_PID"
