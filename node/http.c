@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "errors.h"
 #include "http_routes.h"
 #include "outbuf.h"
@@ -73,11 +74,7 @@ static void conn_arm_timer(struct http_conn *c);
 
 static size_t addr_hash(const uint8_t *b, size_t len)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (size_t i = 0; i < len; i++) {
-        h = (h ^ b[i]) * 1099511628211ULL;
-    }
-    return (size_t)(h % HTTP_ADDR_BUCKETS);
+    return (size_t)(bytes_fnv1a(BYTES_FNV1A_INIT, b, len) % HTTP_ADDR_BUCKETS);
 }
 
 /* The address entry of `tcp`'s peer, created if needed, with its count

@@ -3644,11 +3644,7 @@ struct sums {
 
 static uint64_t name_hash(const char *s)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (; *s != '\0'; s++) {
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    }
-    return h;
+    return bytes_fnv1a(BYTES_FNV1A_INIT, s, strlen(s));
 }
 
 static void sums_free(struct sums *s)

@@ -56,15 +56,9 @@ static void tally_free(struct tally *t)
     memset(t, 0, sizeof(*t));
 }
 
-/* FNV-1a over the key's bytes. */
 static uint64_t tally_hash(const void *key, size_t klen)
 {
-    const unsigned char *p = key;
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < klen; i++) {
-        h = (h ^ p[i]) * 1099511628211ull;
-    }
-    return h;
+    return bytes_fnv1a(BYTES_FNV1A_INIT, key, klen);
 }
 
 /* The slot holding `key`, or the empty slot where it would go. */

@@ -673,10 +673,7 @@ static bool rate_take(struct server *s, const char *partner)
     if (s->partner_rps == 0) {
         return true;
     }
-    uint64_t h = 1469598103934665603ull;
-    for (const char *p = partner; *p != '\0'; p++) {
-        h = (h ^ (uint8_t)*p) * 1099511628211ull;
-    }
+    uint64_t h = bytes_fnv1a(BYTES_FNV1A_INIT, partner, strlen(partner));
     struct server_rate *r = NULL;
     for (size_t i = 0; i < 8 && r == NULL; i++) {
         struct server_rate *slot = &s->rates[(h + i) % SERVER_RATES];
