@@ -28,6 +28,7 @@
 #define ENTRY_HEADER_LEN          8     /* u64 length of the packed Batch in a raft entry */
 #define REFUSALS_LOG_MAX          20    /* refused membership changes logged ... */
 #define REFUSALS_LOG_WINDOW_MS    10000 /* ... per this many ms */
+#define REFUSALS_REPEAT_MS        60000 /* the same refusal again: logged once per this */
 
 #define CONTAINER_OF(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
 
@@ -902,12 +903,52 @@ static void op_remove_done(struct raft_change *req, int status)
     op_finish(op, from_raft(status));
 }
 
-/* One line per refused membership change, at most REFUSALS_LOG_MAX per
- * REFUSALS_LOG_WINDOW_MS (a keyless node asks to join twice a second). */
+/* The slot of refusal `sig` if it was logged recently, else the slot
+ * logged longest ago (or an empty one). */
+static struct cluster_refusal *refusal_slot(struct cluster *c, uint64_t sig)
+{
+    struct cluster_refusal *oldest = &c->refusals_recent[0];
+    for (size_t i = 0; i < CLUSTER_REFUSALS_RECENT; i++) {
+        struct cluster_refusal *r = &c->refusals_recent[i];
+        if (r->sig == sig) {
+            return r;
+        }
+        if (r->logged_ms < oldest->logged_ms) {
+            oldest = r;
+        }
+    }
+    return oldest;
+}
+
+/* One line per refused membership change: the same refusal again (a node
+ * asks to join twice a second) once per REFUSALS_REPEAT_MS, and at most
+ * REFUSALS_LOG_MAX lines per REFUSALS_LOG_WINDOW_MS. */
 static void change_log_refusal(struct cluster *c, const Coalition__ClusterChangeRequest *req,
                                int code, const char *why)
 {
+    static const char *const ops[] = {"add", "assign", "remove", "join"};
+    const char *op = (unsigned)req->op < sizeof(ops) / sizeof(ops[0]) ? ops[req->op] : "unknown";
+    const char *raft_addr = req->raft_addr ? req->raft_addr : "";
+    const char *client_addr = req->client_addr ? req->client_addr : "";
+    char key[AUTH_PUBLIC_HEX + 1] = "none";
+    if (req->public_key.data != NULL && req->public_key.len == AUTH_PUBLIC_LEN) {
+        auth_hex_encode(req->public_key.data, AUTH_PUBLIC_LEN, key);
+    }
+    uint64_t sig = bytes_fnv1a(BYTES_FNV1A_INIT, op, strlen(op) + 1);
+    sig = bytes_fnv1a(sig, &req->id, sizeof(req->id));
+    sig = bytes_fnv1a(sig, raft_addr, strlen(raft_addr) + 1);
+    sig = bytes_fnv1a(sig, client_addr, strlen(client_addr) + 1);
+    sig = bytes_fnv1a(sig, key, strlen(key));
+    sig = bytes_fnv1a(sig, &code, sizeof(code));
+    sig = bytes_fnv1a(sig, why, strlen(why));
+    sig = sig != 0 ? sig : 1; /* 0: an empty slot */
+
     uint64_t t = now_ms();
+    struct cluster_refusal *slot = refusal_slot(c, sig);
+    if (slot->sig == sig && t - slot->logged_ms < REFUSALS_REPEAT_MS) {
+        slot->repeats++;
+        return;
+    }
     if (t - c->refusals_since_ms >= REFUSALS_LOG_WINDOW_MS) {
         if (c->refusals_quiet > 0) {
             fprintf(stderr, "coalitiond: %u more membership changes refused, not logged\n",
@@ -922,17 +963,17 @@ static void change_log_refusal(struct cluster *c, const Coalition__ClusterChange
         return;
     }
     c->refusals_logged++;
-    static const char *const ops[] = {"add", "assign", "remove", "join"};
-    const char *op = (unsigned)req->op < sizeof(ops) / sizeof(ops[0]) ? ops[req->op] : "unknown";
-    char key[AUTH_PUBLIC_HEX + 1] = "none";
-    if (req->public_key.data != NULL && req->public_key.len == AUTH_PUBLIC_LEN) {
-        auth_hex_encode(req->public_key.data, AUTH_PUBLIC_LEN, key);
+    unsigned repeats = slot->sig == sig ? slot->repeats : 0;
+    *slot = (struct cluster_refusal){.sig = sig, .logged_ms = t, .repeats = 0};
+    char again[64] = "";
+    if (repeats > 0) {
+        snprintf(again, sizeof(again), " (and %u times more since it was last logged)", repeats);
     }
     fprintf(stderr,
             "coalitiond: membership change refused: %s of node %llu (raft %.64s, client %.64s) "
-            "signed by key %s: %s (%s)\n",
-            op, (unsigned long long)req->id, req->raft_addr ? req->raft_addr : "",
-            req->client_addr ? req->client_addr : "", key, why, coalition_errname(code));
+            "signed by key %s: %s (%s)%s\n",
+            op, (unsigned long long)req->id, raft_addr, client_addr, key, why,
+            coalition_errname(code), again);
 }
 
 /* Called on the leader (each tick and before a change is checked): in a

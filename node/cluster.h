@@ -24,8 +24,9 @@
 #include "link.h"
 #include "store.h"
 
-#define CLUSTER_NODES_MAX    64   /* servers in the configuration we track */
-#define CLUSTER_REPLAY_CACHE 1024 /* nonces of accepted membership changes kept */
+#define CLUSTER_NODES_MAX       64   /* servers in the configuration we track */
+#define CLUSTER_REPLAY_CACHE    1024 /* nonces of accepted membership changes kept */
+#define CLUSTER_REFUSALS_RECENT 16   /* distinct refusals whose repeats are not logged */
 
 struct cluster;
 struct cluster_proposal;
@@ -119,6 +120,13 @@ struct cluster {
     raft_term replay_term;        /* the term `replay` belongs to */
     uint64_t refusals_since_ms;   /* log rate limit: window start */
     unsigned refusals_logged, refusals_quiet;
+    /* The last refusals logged (what, when, how often repeated since), so a
+     * refusal repeated (a joiner asks twice a second) is logged once a
+     * minute; an empty slot has sig 0. */
+    struct cluster_refusal {
+        uint64_t sig, logged_ms;
+        unsigned repeats;
+    } refusals_recent[CLUSTER_REFUSALS_RECENT];
     void *data; /* public: for the node */
 };
 

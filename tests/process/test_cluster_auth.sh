@@ -69,7 +69,7 @@ before=$(refusals)
 expect_exit 1 unsigned_on "$LEADER" --json cluster add --id 7 --raft 127.0.0.1:1 --role voter
 expect_code UNAUTHENTICATED
 expect_contains "$OUT" "--key-dir" "the CLI's hint"
-expect_exit 1 unsigned_on "$FOLLOWER" --json cluster add --id 7 --raft 127.0.0.1:1 --role spare
+expect_exit 1 unsigned_on "$FOLLOWER" --json cluster add --id 9 --raft 127.0.0.1:2 --role spare
 expect_code UNAUTHENTICATED
 expect_exit 1 unsigned_on "$LEADER" --json cluster remove --id "$FOLLOWER"
 expect_code UNAUTHENTICATED
@@ -223,6 +223,11 @@ until grep -q "join of node 4 .*signed by key none: not signed (UNAUTHENTICATED)
 done
 sleep 2 # several more attempts each (every 500 ms)
 expect_eq "$(ids_in_config)" "$CONFIG0" "configuration after refused joins"
+# Each joiner asked again and again; the leader logs the same refusal once.
+for i in 4 5; do
+    n=$(grep -c "membership change refused: join of node $i " "$TEST_TMP/node$LEADER.log" || true)
+    expect_eq "$n" 1 "lines of the leader's log refusing node $i's repeated join"
+done
 for i in 4 5; do
     expect_exit 0 cli_on "$i" --json status
     expect_eq "$(json_get membership)" none "membership node $i sees for itself"
