@@ -181,8 +181,8 @@ static void check_answers(const struct route_call *call, uint8_t seed)
         cp.start_ms = seed & 2 ? UINT64_MAX : 0;
         cp.end_ms = seed & 4 ? UINT64_MAX : 1;
         cp.bonus_points = seed & 8 ? INT64_MIN : INT64_MAX;
-        pg.point_value_mc = seed & 16 ? UINT64_MAX : 1000;
-        pg.base_rate_milli = seed & 32 ? UINT64_MAX : 1000;
+        pg.point_value_mc = seed & 16 ? INT64_MAX : 1000; /* the writer's largest */
+        pg.base_rate_milli = seed & 32 ? INT64_MAX : 1000;
         pg.min_purchase_cents = seed & 64 ? INT64_MIN : 0;
         pg.lock_days = seed & 128 ? UINT32_MAX : 0;
         pg.categories = crs;
@@ -203,6 +203,16 @@ static void check_answers(const struct route_call *call, uint8_t seed)
     CHECK(o != NULL && json_is_object(o));
     json_decref(o);
     free(body);
+
+    if (req->op_case == COALITION__REQUEST__OP_PROGRAM) {
+        /* A program no ledger holds (a number above INT64_MAX, which the
+         * program file cannot carry) is the node's fault: 500. */
+        pg.point_value_mc = (uint64_t)INT64_MAX + 1 + seed;
+        CHECK(route_respond(call, &resp, &status, &body) == 0);
+        CHECK(status == 500);
+        check_error_body(body, COALITION_E_INTERNAL);
+        free(body);
+    }
 
     /* An answer of the wrong kind is an internal error, not a crash. */
     Coalition__Response wrong = COALITION__RESPONSE__INIT;
