@@ -450,21 +450,32 @@ static void batch_put_i64(struct store_batch *b, const struct key *k, int64_t v)
     store_batch_put(b, k->buf, k->len, buf, sizeof(buf));
 }
 
-/* Reads and unpacks a protobuf record.  0 with *out (free with
- * protobuf_c_message_free_unpacked), STORE_NOT_FOUND or a storage error (a
- * record that does not decode is corrupt storage). */
-static int batch_get_msg(struct store_batch *b, const struct key *k,
+/* Reads and decodes a protobuf record: through the batch `b` (what the
+ * apply sees) or, with b NULL, from the committed state of `st`.  *out is
+ * the caller's to free.  0, STORE_NOT_FOUND, STORAGE (does not decode) or
+ * an error. */
+static int state_get_msg(struct store *st, struct store_batch *b, const struct key *k,
                          const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out)
 {
     void *v = NULL;
     size_t len = 0;
-    int rv = store_batch_get(b, k->buf, k->len, &v, &len);
+    int rv = b != NULL ? store_batch_get(b, k->buf, k->len, &v, &len)
+                       : store_get(st, NULL, k->buf, k->len, &v, &len);
     if (rv != 0) {
         return rv;
     }
     *out = protobuf_c_message_unpack(desc, NULL, len, v);
     free(v);
     return *out != NULL ? 0 : COALITION_E_STORAGE;
+}
+
+/* Reads and unpacks a protobuf record.  0 with *out (free with
+ * protobuf_c_message_free_unpacked), STORE_NOT_FOUND or a storage error (a
+ * record that does not decode is corrupt storage). */
+static int batch_get_msg(struct store_batch *b, const struct key *k,
+                         const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out)
+{
+    return state_get_msg(NULL, b, k, desc, out);
 }
 
 /* Packs and puts a protobuf record.  0 or NOMEM. */
@@ -2622,20 +2633,11 @@ static int signer_key_get(struct ledger *l, struct store_batch *b, const char *s
     }
     struct key k;
     key_partner(&k, signer);
-    void *v = NULL;
-    size_t len = 0;
-    int rv = b != NULL ? store_batch_get(b, k.buf, k.len, &v, &len)
-                       : store_get(l->store, NULL, k.buf, k.len, &v, &len);
-    if (rv == STORE_NOT_FOUND) {
-        return COALITION_E_UNAUTHENTICATED;
-    }
+    Coalition__PartnerRecord *rec = NULL;
+    int rv = state_get_msg(l->store, b, &k, &coalition__partner_record__descriptor,
+                           (ProtobufCMessage **)&rec);
     if (rv != 0) {
-        return rv;
-    }
-    Coalition__PartnerRecord *rec = coalition__partner_record__unpack(NULL, len, v);
-    free(v);
-    if (rec == NULL) {
-        return COALITION_E_STORAGE;
+        return rv == STORE_NOT_FOUND ? COALITION_E_UNAUTHENTICATED : rv;
     }
     rv = rec->public_key.len == AUTH_PUBLIC_LEN ? 0 : COALITION_E_UNAUTHENTICATED;
     if (rv == 0) {
@@ -3003,19 +3005,11 @@ int ledger_api_key_partner(struct ledger *l, const char *key_id, const uint8_t h
         return COALITION_E_UNAUTHENTICATED;
     }
     key_api(&k, key_id);
-    void *v = NULL;
-    size_t len = 0;
-    int rv = store_get(l->store, NULL, k.buf, k.len, &v, &len);
-    if (rv == STORE_NOT_FOUND) {
-        return COALITION_E_UNAUTHENTICATED;
-    }
+    Coalition__ApiKeyRecord *rec = NULL;
+    int rv = state_get_msg(l->store, NULL, &k, &coalition__api_key_record__descriptor,
+                           (ProtobufCMessage **)&rec);
     if (rv != 0) {
-        return rv;
-    }
-    Coalition__ApiKeyRecord *rec = coalition__api_key_record__unpack(NULL, len, v);
-    free(v);
-    if (rec == NULL) {
-        return COALITION_E_STORAGE;
+        return rv == STORE_NOT_FOUND ? COALITION_E_UNAUTHENTICATED : rv;
     }
     rv = rec->revoked_seq == 0 && rec->hash.len == AUTH_HASH_LEN &&
                  auth_hash_equal(rec->hash.data, hash) && strlen(rec->partner) <= LEDGER_ID_MAX
@@ -3379,19 +3373,11 @@ int ledger_program(struct ledger *l, const char *partner, Coalition__Program **o
     }
     struct key k;
     key_partner(&k, partner);
-    void *v = NULL;
-    size_t len = 0;
-    int rv = store_get(l->store, NULL, k.buf, k.len, &v, &len);
-    if (rv == STORE_NOT_FOUND) {
-        return COALITION_E_UNKNOWN_PARTNER;
-    }
+    Coalition__PartnerRecord *rec = NULL;
+    int rv = state_get_msg(l->store, NULL, &k, &coalition__partner_record__descriptor,
+                           (ProtobufCMessage **)&rec);
     if (rv != 0) {
-        return rv;
-    }
-    Coalition__PartnerRecord *rec = coalition__partner_record__unpack(NULL, len, v);
-    free(v);
-    if (rec == NULL) {
-        return COALITION_E_STORAGE;
+        return rv == STORE_NOT_FOUND ? COALITION_E_UNKNOWN_PARTNER : rv;
     }
     Coalition__Program *p = rec->program;
     rec->program = NULL; /* kept: it is the answer */
