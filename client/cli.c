@@ -24,6 +24,7 @@
 #include "coalition.h"
 #include "date.h"
 #include "program_json.h"
+#include "program_pb.h"
 
 enum {
     EXIT_OK = 0,
@@ -1369,50 +1370,6 @@ static int run_identify(struct cli *cli, const struct args *a)
         return report_error(cli, rv, error_message(cli, rv));
     }
     return print_txn_result(cli, a->v[OPT_TXN], &r);
-}
-
-/* A library program as the protobuf message the program JSON writer takes:
- * its texts and arrays borrowed from `src`. */
-struct program_pb {
-    Coalition__Program program;
-    Coalition__CategoryRate cats[COALITION_CATEGORIES_MAX];
-    Coalition__CategoryRate *cat_ptrs[COALITION_CATEGORIES_MAX];
-    Coalition__Campaign camps[COALITION_CAMPAIGNS_MAX];
-    Coalition__Campaign *camp_ptrs[COALITION_CAMPAIGNS_MAX];
-};
-
-static void program_pb_view(const struct coalition_program *src, struct program_pb *pb)
-{
-    /* The library checked these counts when it copied the node's answer. */
-    assert(src->n_categories <= COALITION_CATEGORIES_MAX);
-    assert(src->n_campaigns <= COALITION_CAMPAIGNS_MAX);
-    Coalition__Program *p = &pb->program;
-    coalition__program__init(p);
-    p->point_value_mc = src->point_value_mc;
-    p->base_rate_milli = src->base_rate_milli;
-    p->min_purchase_cents = src->min_purchase_cents;
-    p->lock_days = src->lock_days;
-    for (size_t i = 0; i < src->n_categories; i++) {
-        coalition__category_rate__init(&pb->cats[i]);
-        pb->cats[i].category = (char *)src->categories[i].category;
-        pb->cats[i].multiplier_pct = src->categories[i].multiplier_pct;
-        pb->cat_ptrs[i] = &pb->cats[i];
-    }
-    p->n_categories = src->n_categories;
-    p->categories = pb->cat_ptrs;
-    for (size_t i = 0; i < src->n_campaigns; i++) {
-        const struct coalition_campaign *c = &src->campaigns[i];
-        coalition__campaign__init(&pb->camps[i]);
-        pb->camps[i].id = (char *)c->id;
-        pb->camps[i].start_ms = c->start_ms;
-        pb->camps[i].end_ms = c->end_ms;
-        pb->camps[i].multiplier_pct = c->multiplier_pct;
-        pb->camps[i].bonus_points = c->bonus_points;
-        pb->camps[i].category = (char *)c->category;
-        pb->camp_ptrs[i] = &pb->camps[i];
-    }
-    p->n_campaigns = src->n_campaigns;
-    p->campaigns = pb->camp_ptrs;
 }
 
 static void print_program(const struct coalition_partner_program *pp)

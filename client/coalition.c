@@ -25,6 +25,7 @@
 
 #include "auth.h"
 #include "frame.h"
+#include "program_pb.h"
 
 /* Limits on what one client holds: requests submitted and not answered, and
  * bytes queued and not yet written.  Exceeding one returns COALITION_E_BUSY. */
@@ -837,12 +838,8 @@ static char *str_or_empty(const char *s)
  * while that is, which is long enough to pack it. */
 struct txn_pb {
     Coalition__Txn txn;
-    Coalition__Program program;
+    struct program_pb program;
     Coalition__Rules rules;
-    Coalition__CategoryRate cats[COALITION_CATEGORIES_MAX];
-    Coalition__CategoryRate *cat_ptrs[COALITION_CATEGORIES_MAX];
-    Coalition__Campaign camps[COALITION_CAMPAIGNS_MAX];
-    Coalition__Campaign *camp_ptrs[COALITION_CAMPAIGNS_MAX];
     Coalition__Tier tiers[COALITION_TIERS_MAX];
     Coalition__Tier *tier_ptrs[COALITION_TIERS_MAX];
 };
@@ -857,7 +854,8 @@ static int check_id_at(struct coalition_client *c, const char *field, size_t i, 
     return 0;
 }
 
-/* Fills pb->program from `p` (borrowed). */
+/* Checks `p` (counts, arrays, text lengths) and fills pb->program from it
+ * (borrowed). */
 static int program_to_pb(struct coalition_client *c, const struct coalition_program *p,
                          struct txn_pb *pb)
 {
@@ -870,46 +868,22 @@ static int program_to_pb(struct coalition_client *c, const struct coalition_prog
         (p->n_campaigns > 0 && p->campaigns == NULL)) {
         return client_fail(c, COALITION_E_INVALID_ARGUMENT, "program arrays missing");
     }
-    Coalition__Program *pr = &pb->program;
-    coalition__program__init(pr);
-    pr->point_value_mc = p->point_value_mc;
-    pr->base_rate_milli = p->base_rate_milli;
-    pr->min_purchase_cents = p->min_purchase_cents;
-    pr->lock_days = p->lock_days;
     for (size_t i = 0; i < p->n_categories; i++) {
-        const struct coalition_category_rate *src = &p->categories[i];
-        int rv = check_id_at(c, "category", i, src->category);
+        int rv = check_id_at(c, "category", i, p->categories[i].category);
         if (rv != 0) {
             return rv;
         }
-        coalition__category_rate__init(&pb->cats[i]);
-        pb->cats[i].category = str_or_empty(src->category);
-        pb->cats[i].multiplier_pct = src->multiplier_pct;
-        pb->cat_ptrs[i] = &pb->cats[i];
     }
-    pr->n_categories = p->n_categories;
-    pr->categories = p->n_categories > 0 ? pb->cat_ptrs : NULL;
     for (size_t i = 0; i < p->n_campaigns; i++) {
-        const struct coalition_campaign *src = &p->campaigns[i];
-        int rv = check_id_at(c, "campaign id", i, src->id);
+        int rv = check_id_at(c, "campaign id", i, p->campaigns[i].id);
         if (rv == 0) {
-            rv = check_id_at(c, "campaign category", i, src->category);
+            rv = check_id_at(c, "campaign category", i, p->campaigns[i].category);
         }
         if (rv != 0) {
             return rv;
         }
-        Coalition__Campaign *dst = &pb->camps[i];
-        coalition__campaign__init(dst);
-        dst->id = str_or_empty(src->id);
-        dst->start_ms = src->start_ms;
-        dst->end_ms = src->end_ms;
-        dst->multiplier_pct = src->multiplier_pct;
-        dst->bonus_points = src->bonus_points;
-        dst->category = str_or_empty(src->category);
-        pb->camp_ptrs[i] = dst;
     }
-    pr->n_campaigns = p->n_campaigns;
-    pr->campaigns = p->n_campaigns > 0 ? pb->camp_ptrs : NULL;
+    program_pb_view(p, &pb->program);
     return 0;
 }
 
@@ -994,7 +968,7 @@ static int txn_to_pb(struct coalition_client *c, const struct coalition_txn *t, 
         if (rv != 0) {
             return rv;
         }
-        tx->program = &pb->program;
+        tx->program = &pb->program.program;
     }
     if (t->rules != NULL) {
         int rv = rules_to_pb(c, t->rules, pb);
