@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets of tests/fuzz with clang (ASan + UBSan) in
 # build-fuzz/ and runs each for a bounded time, starting from a temporary copy
-# of its seed corpus tests/fuzz/corpus/<target> (new inputs the fuzzer finds
-# are never written into the source tree).  Exits non-zero if the build
+# of its seed corpus tests/fuzz/corpus/<target> and of the reproducers kept
+# in tests/fuzz/crashes/<target>-* (new inputs the fuzzer finds are never
+# written into the source tree).  Exits non-zero if the build
 # fails or any target crashes, leaks, times out or fails a check; the
 # reproducer's path is printed and it is kept.
 #
@@ -100,6 +101,11 @@ for t in "${TARGETS[@]}"; do
     if [[ -d tests/fuzz/corpus/$t ]]; then
         cp -n tests/fuzz/corpus/"$t"/* "$corpus"/ 2>/dev/null || true
     fi
+    # Every reproducer kept in tests/fuzz/crashes (named <target>-...) runs
+    # again first: a finding once fixed stays fixed.
+    for f in tests/fuzz/crashes/"$t"-*; do
+        [[ -f $f ]] && cp "$f" "$corpus/crash-$(basename "$f")"
+    done
     log=$WORK/fuzz_$t.log
     echo "fuzz: fuzz_$t for ${SECONDS_EACH}s (corpus $corpus, log $log)"
     rc=0

@@ -180,10 +180,10 @@ static void check_answers(const struct route_call *call, uint8_t seed)
         cp.category = req->program->partner;
         cp.start_ms = seed & 2 ? UINT64_MAX : 0;
         cp.end_ms = seed & 4 ? UINT64_MAX : 1;
-        cp.bonus_points = seed & 8 ? INT64_MIN : INT64_MAX;
+        cp.bonus_points = seed & 8 ? INT64_MAX : 0;
         pg.point_value_mc = seed & 16 ? INT64_MAX : 1000; /* the writer's largest */
         pg.base_rate_milli = seed & 32 ? INT64_MAX : 1000;
-        pg.min_purchase_cents = seed & 64 ? INT64_MIN : 0;
+        pg.min_purchase_cents = seed & 64 ? INT64_MAX : 0;
         pg.lock_days = seed & 128 ? UINT32_MAX : 0;
         pg.categories = crs;
         pg.n_categories = seed & 1;
@@ -205,9 +205,20 @@ static void check_answers(const struct route_call *call, uint8_t seed)
     free(body);
 
     if (req->op_case == COALITION__REQUEST__OP_PROGRAM) {
-        /* A program no ledger holds (a number above INT64_MAX, which the
-         * program file cannot carry) is the node's fault: 500. */
-        pg.point_value_mc = (uint64_t)INT64_MAX + 1 + seed;
+        /* A program no ledger holds (a number above INT64_MAX or below 0,
+         * which the program file cannot carry) is the node's fault: 500. */
+        switch (seed % 3) {
+        case 0:
+            pg.point_value_mc = (uint64_t)INT64_MAX + 1 + seed;
+            break;
+        case 1:
+            pg.min_purchase_cents = -1 - seed;
+            break;
+        default:
+            cp.bonus_points = -1 - seed;
+            pg.n_campaigns = 1;
+            break;
+        }
         CHECK(route_respond(call, &resp, &status, &body) == 0);
         CHECK(status == 500);
         check_error_body(body, COALITION_E_INTERNAL);
