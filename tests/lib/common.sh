@@ -294,8 +294,7 @@ start_node() {
     local raft=()
     if [[ " $* " != *" --raft "* ]]; then
         if [[ -z ${NODE_RAFT_PORT[$data]:-} ]]; then
-            NODE_RAFT_PORT[$data]=$(free_port)
-            [[ ${NODE_RAFT_PORT[$data]} != "$port" ]] || NODE_RAFT_PORT[$data]=$(free_port)
+            NODE_RAFT_PORT[$data]=$(free_port) # never the client port free_port gave
         fi
         raft=(--raft "127.0.0.1:${NODE_RAFT_PORT[$data]}")
     fi

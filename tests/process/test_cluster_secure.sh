@@ -192,11 +192,8 @@ fi
 
 log "a keyless node asking to join through the client port is not added"
 start_outsider "$TEST_TMP/out-join" --join "$(node_addr "$LEADER")"
-deadline=$(($(now_ms) + 10000))
-until grep -q "join of node 4 .*not signed (UNAUTHENTICATED)" "$TEST_TMP/node$LEADER.log"; do
-    (($(now_ms) < deadline)) || fail "the leader did not log refusing the keyless node's join"
-    sleep 0.2
-done
+wait_log 10 "the leader refusing the keyless node's join" \
+    "join of node 4 .*not signed (UNAUTHENTICATED)" "$TEST_TMP/node$LEADER.log"
 sleep 2 # a few more attempts (every 500 ms)
 expect_eq "$(role_in_config 4)" "" "the keyless joiner's role in the configuration"
 expect_exit 0 cli_on "$LEADER" member add --id "after-join-$MARKER"
